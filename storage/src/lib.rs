@@ -1,1 +1,9 @@
 pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod index_file;
+pub mod offset_index;
+pub mod read_cache;
+pub mod retention;
+pub mod scan;
+pub mod time_index;
