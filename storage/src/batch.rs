@@ -250,7 +250,8 @@ fn walk_records(mut records: &[u8], declared: i32) -> Result<(), BatchError> {
         let body = &records[..len as usize];
         // attributes (1 byte), timestampDelta (varlong), offsetDelta (varint)
         let rest = body.get(1..).ok_or(malformed("record body too short"))?;
-        let (_ts_delta, used_ts) = varint::read_i64(rest).ok_or(malformed("bad timestamp delta"))?;
+        let (_ts_delta, used_ts) =
+            varint::read_i64(rest).ok_or(malformed("bad timestamp delta"))?;
         let (offset_delta, _) =
             varint::read_i32(&rest[used_ts..]).ok_or(malformed("bad offset delta"))?;
         if offset_delta != index {
@@ -266,6 +267,30 @@ fn walk_records(mut records: &[u8], declared: i32) -> Result<(), BatchError> {
         });
     }
     Ok(())
+}
+
+/// The first record of an uncompressed batch whose timestamp is at or after
+/// `timestamp`, as (offset, timestamp). `None` for compressed batches (their
+/// records are not decoded here) or when no record qualifies.
+pub fn first_record_at_or_after(batch: &[u8], timestamp: i64) -> Option<(i64, i64)> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if header.compression().ok()? != Compression::None {
+        return None;
+    }
+    let mut records = batch.get(HEADER_BYTES..)?;
+    for _ in 0..header.record_count {
+        let (len, used) = varint::read_i32(records)?;
+        records = records.get(used..)?;
+        let body = records.get(..len as usize)?;
+        let (ts_delta, used_ts) = varint::read_i64(body.get(1..)?)?;
+        let (offset_delta, _) = varint::read_i32(body.get(1 + used_ts..)?)?;
+        let ts = header.base_timestamp + ts_delta;
+        if ts >= timestamp {
+            return Some((header.base_offset + offset_delta as i64, ts));
+        }
+        records = &records[len as usize..];
+    }
+    None
 }
 
 /// Writes `baseOffset` in place. The CRC does not cover it.

@@ -96,7 +96,9 @@ impl Checkpoint {
     /// The newest valid checkpoint in a two-slot file image.
     pub fn newest(file: &[u8]) -> Option<Checkpoint> {
         let a = file.get(..SLOT_BYTES).and_then(Checkpoint::decode);
-        let b = file.get(SLOT_BYTES..FILE_BYTES).and_then(Checkpoint::decode);
+        let b = file
+            .get(SLOT_BYTES..FILE_BYTES)
+            .and_then(Checkpoint::decode);
         match (a, b) {
             (Some(a), Some(b)) => Some(if a.seq >= b.seq { a } else { b }),
             (a, b) => a.or(b),

@@ -15,7 +15,10 @@ pub enum IndexKind {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum IndexFileError {
     #[error("{kind:?} index damaged: {reason}")]
-    Damaged { kind: IndexKind, reason: &'static str },
+    Damaged {
+        kind: IndexKind,
+        reason: &'static str,
+    },
 }
 
 /// What a closed segment holds, recorded when it is sealed.
@@ -87,7 +90,11 @@ mod tests {
 
     #[test]
     fn round_trip_and_every_damage_is_detected() {
-        let s = SegmentSummary { next_offset: 77, size_bytes: 123_456, max_timestamp: 99 };
+        let s = SegmentSummary {
+            next_offset: 77,
+            size_bytes: 123_456,
+            max_timestamp: 99,
+        };
         let f = encode(IndexKind::Offset, s, b"0123456789abcdef");
         let (got, body) = decode(IndexKind::Offset, &f).unwrap();
         assert_eq!(got, s);
@@ -96,7 +103,10 @@ mod tests {
         for i in 0..f.len() {
             let mut bad = f.clone();
             bad[i] ^= 1;
-            assert!(decode(IndexKind::Offset, &bad).is_err(), "flip at {i} went unnoticed");
+            assert!(
+                decode(IndexKind::Offset, &bad).is_err(),
+                "flip at {i} went unnoticed"
+            );
         }
         assert!(decode(IndexKind::Offset, &f[..f.len() - 1]).is_err());
     }

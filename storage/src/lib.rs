@@ -1,9 +1,47 @@
+//! Rill's partition log engine.
+//!
+//! A [`PartitionLog`] is one partition's ordered, offset-addressed log of Kafka
+//! RecordBatch v2 batches, stored as segments in a directory and written with
+//! `O_DIRECT` through io_uring (glommio). Principal pieces:
+//!
+//! - [`batch`]: validating and patching batches without re-encoding them.
+//! - [`appender`]: aligned direct-I/O writes with several in flight.
+//! - [`segment`], [`offset_index`], [`time_index`], [`index_file`]: segments and their sparse indexes.
+//! - [`checkpoint`], [`scan`], and [`log`]'s recovery: torn tails are cut, synced data is never.
+//! - [`read_cache`]: recent batches served from memory to tailing readers.
+//! - [`retention`]: which closed segments time and size limits delete.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use rill_storage::{batch, LogConfig, PartitionLog};
+//!
+//! glommio::LocalExecutor::default().run(async {
+//!     let log = PartitionLog::open("/tmp/rill-doc/p0", LogConfig::default()).await.unwrap();
+//!     let records = [batch::RecordSpec { value: Some(b"hello"), ..Default::default() }];
+//!     let info = log.append(Bytes::from(batch::encode_uncompressed(0, &records))).await.unwrap();
+//!     let bytes = log.read(info.base_offset, 1 << 20).await.unwrap();
+//!     assert_eq!(batch::BatchHeader::parse(&bytes).unwrap().base_offset, info.base_offset);
+//!     log.close().await.unwrap();
+//! });
+//! ```
+
+pub mod appender;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod device;
+pub mod error;
 pub mod index_file;
+pub mod log;
 pub mod offset_index;
 pub mod read_cache;
 pub mod retention;
 pub mod scan;
+pub mod segment;
+mod signal;
 pub mod time_index;
+
+pub use config::{FlushPolicy, LogConfig};
+pub use error::StorageError;
+pub use log::RetentionOutcome;
+pub use log::{AppendInfo, PartitionLog, TimestampOffset};

@@ -23,8 +23,9 @@ impl OffsetIndex {
     }
 
     pub fn from_entries(entries: Vec<OffsetEntry>) -> Self {
-        debug_assert!(entries.windows(2).all(|w| w[0].relative_offset < w[1].relative_offset
-            && w[0].position < w[1].position));
+        debug_assert!(entries
+            .windows(2)
+            .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position));
         OffsetIndex { entries }
     }
 
@@ -50,13 +51,29 @@ impl OffsetIndex {
     /// Position of the last indexed batch starting at or before `relative_offset`
     /// (0 when the offset precedes every entry).
     pub fn lookup(&self, relative_offset: u32) -> u32 {
-        let n = self.entries.partition_point(|e| e.relative_offset <= relative_offset);
-        if n == 0 { 0 } else { self.entries[n - 1].position }
+        let n = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
+        if n == 0 {
+            0
+        } else {
+            self.entries[n - 1].position
+        }
+    }
+
+    /// The last entry at or before `relative_offset`.
+    pub fn floor(&self, relative_offset: u32) -> Option<OffsetEntry> {
+        let n = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
+        n.checked_sub(1).map(|i| self.entries[i])
     }
 
     /// Drops entries for batches at or after `relative_offset`.
     pub fn truncate_from(&mut self, relative_offset: u32) {
-        let n = self.entries.partition_point(|e| e.relative_offset < relative_offset);
+        let n = self
+            .entries
+            .partition_point(|e| e.relative_offset < relative_offset);
         self.entries.truncate(n);
     }
 
@@ -71,7 +88,10 @@ impl OffsetIndex {
 
     pub fn decode(body: &[u8]) -> Result<Self, IndexFileError> {
         if body.len() % 8 != 0 {
-            return Err(IndexFileError::Damaged { kind: IndexKind::Offset, reason: "length not a multiple of 8" });
+            return Err(IndexFileError::Damaged {
+                kind: IndexKind::Offset,
+                reason: "length not a multiple of 8",
+            });
         }
         let entries: Vec<OffsetEntry> = body
             .chunks_exact(8)
@@ -84,7 +104,10 @@ impl OffsetIndex {
             .windows(2)
             .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position);
         if !ordered {
-            return Err(IndexFileError::Damaged { kind: IndexKind::Offset, reason: "entries out of order" });
+            return Err(IndexFileError::Damaged {
+                kind: IndexKind::Offset,
+                reason: "entries out of order",
+            });
         }
         Ok(OffsetIndex { entries })
     }

@@ -26,7 +26,11 @@ pub struct ReadCache {
 
 impl ReadCache {
     pub fn new(bytes_max: usize) -> Self {
-        ReadCache { entries: VecDeque::new(), bytes: 0, bytes_max }
+        ReadCache {
+            entries: VecDeque::new(),
+            bytes: 0,
+            bytes_max,
+        }
     }
 
     /// Bytes of batch data held.
@@ -45,7 +49,12 @@ impl ReadCache {
             assert_eq!(last.next_offset, base_offset, "cache must stay contiguous");
         }
         self.bytes += data.len();
-        self.entries.push_back(CachedBatch { base_offset, next_offset, leader_epoch, data });
+        self.entries.push_back(CachedBatch {
+            base_offset,
+            next_offset,
+            leader_epoch,
+            data,
+        });
     }
 
     /// Evicts the oldest batches while over budget, but never one that ends
@@ -113,7 +122,10 @@ mod tests {
     use crate::batch::{encode_uncompressed, BatchHeader, RecordSpec};
 
     fn batch() -> Bytes {
-        Bytes::from(encode_uncompressed(0, &[RecordSpec::default(), RecordSpec::default()]))
+        Bytes::from(encode_uncompressed(
+            0,
+            &[RecordSpec::default(), RecordSpec::default()],
+        ))
     }
 
     #[test]
@@ -124,7 +136,10 @@ mod tests {
         }
         let out = c.read(3, 1).unwrap();
         let h = BatchHeader::parse(&out).unwrap();
-        assert_eq!((h.base_offset, h.leader_epoch, out.len()), (2, 3, batch().len()));
+        assert_eq!(
+            (h.base_offset, h.leader_epoch, out.len()),
+            (2, 3, batch().len())
+        );
         let all = c.read(0, usize::MAX).unwrap();
         assert_eq!(all.len(), 4 * batch().len());
         // Budget 0, but only batches ending at or before offset 4 are written: two go.

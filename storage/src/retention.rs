@@ -20,10 +20,15 @@ pub fn segments_to_delete(
     retention_ms: Option<u64>,
     retention_bytes: Option<u64>,
 ) -> usize {
-    let mut total: u64 = closed_oldest_first.iter().map(|s| s.size_bytes).sum::<u64>() + active_size_bytes;
+    let mut total: u64 = closed_oldest_first
+        .iter()
+        .map(|s| s.size_bytes)
+        .sum::<u64>()
+        + active_size_bytes;
     let mut n = 0;
     for seg in closed_oldest_first {
-        let expired = retention_ms.is_some_and(|ms| seg.max_timestamp < now_ms.saturating_sub(ms as i64));
+        let expired =
+            retention_ms.is_some_and(|ms| seg.max_timestamp < now_ms.saturating_sub(ms as i64));
         let oversize = retention_bytes.is_some_and(|max| total - seg.size_bytes >= max);
         if !(expired || oversize) {
             break;
@@ -40,7 +45,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn seg(size_bytes: u64, max_timestamp: i64) -> SegmentFacts {
-        SegmentFacts { size_bytes, max_timestamp }
+        SegmentFacts {
+            size_bytes,
+            max_timestamp,
+        }
     }
 
     #[test]

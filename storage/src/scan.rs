@@ -21,6 +21,10 @@ pub enum ScanError {
     OffsetGap { expected: i64, found: i64 },
     #[error("batch claims {len} bytes, more than the {max} a batch may hold")]
     ImplausibleLength { len: i64, max: usize },
+    #[error("batch is cut short by the end of the segment's data")]
+    Truncated,
+    #[error("zeros where a batch should start")]
+    Zeroed,
 }
 
 /// Where and why a scan of one buffer stopped.
@@ -68,7 +72,10 @@ pub fn scan(
             if rest.iter().all(|&b| b == 0) {
                 return ScanStop::End { position };
             }
-            return ScanStop::NeedMore { position, need: batch::HEADER_BYTES };
+            return ScanStop::NeedMore {
+                position,
+                need: batch::HEADER_BYTES,
+            };
         }
         let total = batch::peek_total_len(rest).expect("12 bytes present");
         if total == LOG_OVERHEAD as i64 && rest[..LOG_OVERHEAD].iter().all(|&b| b == 0) {
@@ -80,22 +87,36 @@ pub fn scan(
         if total < batch::HEADER_BYTES as i64 || total > batch_bytes_max as i64 {
             return ScanStop::Invalid {
                 position,
-                error: ScanError::ImplausibleLength { len: total, max: batch_bytes_max },
+                error: ScanError::ImplausibleLength {
+                    len: total,
+                    max: batch_bytes_max,
+                },
             };
         }
         let total = total as usize;
         if rest.len() < total {
-            return ScanStop::NeedMore { position, need: total };
+            return ScanStop::NeedMore {
+                position,
+                need: total,
+            };
         }
         let header = match batch::check_integrity(&rest[..total]) {
             Ok(h) => h,
-            Err(e) => return ScanStop::Invalid { position, error: e.into() },
+            Err(e) => {
+                return ScanStop::Invalid {
+                    position,
+                    error: e.into(),
+                }
+            }
         };
         if let Some(expected) = *expected_offset {
             if header.base_offset != expected {
                 return ScanStop::Invalid {
                     position,
-                    error: ScanError::OffsetGap { expected, found: header.base_offset },
+                    error: ScanError::OffsetGap {
+                        expected,
+                        found: header.base_offset,
+                    },
                 };
             }
         }
@@ -116,7 +137,13 @@ mod tests {
         let mut next = 0i64;
         for i in 0..n {
             let value = vec![i as u8; 10 + i * 7];
-            let specs = [RecordSpec { value: Some(&value), ..Default::default() }, RecordSpec::default()];
+            let specs = [
+                RecordSpec {
+                    value: Some(&value),
+                    ..Default::default()
+                },
+                RecordSpec::default(),
+            ];
             let mut b = encode_uncompressed(i as i64, &specs);
             set_base_offset(&mut b, next);
             next += 2;
@@ -146,11 +173,19 @@ mod tests {
             let mut expected = Some(0);
             let mut n = 0;
             let stop = scan(&log[..cut], 0, &mut expected, 1 << 20, |_| n += 1);
-            let ends: Vec<u64> = positions.iter().skip(1).copied().chain([log.len() as u64]).collect();
+            let ends: Vec<u64> = positions
+                .iter()
+                .skip(1)
+                .copied()
+                .chain([log.len() as u64])
+                .collect();
             let whole = ends.iter().filter(|&&e| e <= cut as u64).count();
             assert_eq!(n, whole, "cut at {cut}");
             let boundary = if whole == 0 { 0 } else { ends[whole - 1] };
-            assert!(!matches!(stop, ScanStop::Invalid { .. }), "cut at {cut} reported as invalid");
+            assert!(
+                !matches!(stop, ScanStop::Invalid { .. }),
+                "cut at {cut} reported as invalid"
+            );
             assert_eq!(stop.position(), boundary, "cut at {cut}");
         }
     }
@@ -161,11 +196,22 @@ mod tests {
         log[positions[1] as usize + 40] ^= 0xff;
         let mut expected = Some(0);
         let stop = scan(&log, 0, &mut expected, 1 << 20, |_| {});
-        assert!(matches!(stop, ScanStop::Invalid { position, error: ScanError::Batch(BatchError::CrcMismatch { .. }) } if position == positions[1]));
+        assert!(
+            matches!(stop, ScanStop::Invalid { position, error: ScanError::Batch(BatchError::CrcMismatch { .. }) } if position == positions[1])
+        );
 
         let (log, _) = log_of(3);
         let mut expected = Some(5);
         let stop = scan(&log, 0, &mut expected, 1 << 20, |_| {});
-        assert!(matches!(stop, ScanStop::Invalid { error: ScanError::OffsetGap { expected: 5, found: 0 }, .. }));
+        assert!(matches!(
+            stop,
+            ScanStop::Invalid {
+                error: ScanError::OffsetGap {
+                    expected: 5,
+                    found: 0
+                },
+                ..
+            }
+        ));
     }
 }

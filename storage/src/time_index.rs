@@ -30,9 +30,15 @@ impl TimeIndex {
             Some(last) if timestamp <= last.timestamp => {}
             Some(last) => {
                 assert!(relative_offset > last.relative_offset);
-                self.entries.push(TimeEntry { timestamp, relative_offset });
+                self.entries.push(TimeEntry {
+                    timestamp,
+                    relative_offset,
+                });
             }
-            None => self.entries.push(TimeEntry { timestamp, relative_offset }),
+            None => self.entries.push(TimeEntry {
+                timestamp,
+                relative_offset,
+            }),
         }
     }
 
@@ -41,11 +47,17 @@ impl TimeIndex {
     /// still below the target has a smaller max timestamp.
     pub fn scan_start(&self, target: i64) -> u32 {
         let n = self.entries.partition_point(|e| e.timestamp < target);
-        if n == 0 { 0 } else { self.entries[n - 1].relative_offset }
+        if n == 0 {
+            0
+        } else {
+            self.entries[n - 1].relative_offset
+        }
     }
 
     pub fn truncate_from(&mut self, relative_offset: u32) {
-        let n = self.entries.partition_point(|e| e.relative_offset < relative_offset);
+        let n = self
+            .entries
+            .partition_point(|e| e.relative_offset < relative_offset);
         self.entries.truncate(n);
     }
 
@@ -60,7 +72,10 @@ impl TimeIndex {
 
     pub fn decode(body: &[u8]) -> Result<Self, IndexFileError> {
         if body.len() % 12 != 0 {
-            return Err(IndexFileError::Damaged { kind: IndexKind::Time, reason: "length not a multiple of 12" });
+            return Err(IndexFileError::Damaged {
+                kind: IndexKind::Time,
+                reason: "length not a multiple of 12",
+            });
         }
         let entries: Vec<TimeEntry> = body
             .chunks_exact(12)
@@ -69,11 +84,14 @@ impl TimeIndex {
                 relative_offset: u32::from_be_bytes(c[8..12].try_into().expect("4")),
             })
             .collect();
-        let ordered = entries
-            .windows(2)
-            .all(|w| w[0].timestamp < w[1].timestamp && w[0].relative_offset < w[1].relative_offset);
+        let ordered = entries.windows(2).all(|w| {
+            w[0].timestamp < w[1].timestamp && w[0].relative_offset < w[1].relative_offset
+        });
         if !ordered {
-            return Err(IndexFileError::Damaged { kind: IndexKind::Time, reason: "entries out of order" });
+            return Err(IndexFileError::Damaged {
+                kind: IndexKind::Time,
+                reason: "entries out of order",
+            });
         }
         Ok(TimeIndex { entries })
     }

@@ -25,7 +25,10 @@ fn kafka_batch(n: usize, compression: KCompression) -> Vec<u8> {
             value: Some(Bytes::from(vec![i as u8; 100 + i])),
             headers: {
                 let mut h = IndexMap::new();
-                h.insert(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"v")));
+                h.insert(
+                    StrBytes::from_static_str("h"),
+                    Some(Bytes::from_static(b"v")),
+                );
                 h
             },
         })
@@ -57,7 +60,10 @@ fn batches_from_the_kafka_protocol_encoder_validate() {
         assert_eq!(h.record_count, 10);
         assert_eq!(h.last_offset_delta, 9);
         assert_eq!(h.max_timestamp, 1_700_000_000_009);
-        assert_eq!(h.compression().unwrap() == Compression::None, compression == KCompression::None);
+        assert_eq!(
+            h.compression().unwrap() == Compression::None,
+            compression == KCompression::None
+        );
     }
 }
 
@@ -84,7 +90,12 @@ fn our_encoder_is_read_back_by_the_kafka_protocol_decoder() {
     assert_eq!(set.records[0].partition_leader_epoch, 7);
     assert_eq!(set.records[4].value.as_deref(), Some(&b"hello"[..]));
     assert_eq!(
-        set.records[1].headers.get(&StrBytes::from_static_str("trace")).cloned().flatten().as_deref(),
+        set.records[1]
+            .headers
+            .get(&StrBytes::from_static_str("trace"))
+            .cloned()
+            .flatten()
+            .as_deref(),
         Some(&b"abc"[..])
     );
 }
@@ -104,18 +115,33 @@ fn patching_offset_and_epoch_keeps_the_crc_valid() {
 fn each_check_names_what_failed() {
     let good = kafka_batch(3, KCompression::None);
 
-    assert!(matches!(validate(&good[..30], usize::MAX), Err(BatchError::TooShort { .. })));
-    assert!(matches!(validate(&good[..good.len() - 1], usize::MAX), Err(BatchError::LengthMismatch { .. })));
-    assert!(matches!(validate(&good, 10), Err(BatchError::TooLarge { .. })));
+    assert!(matches!(
+        validate(&good[..30], usize::MAX),
+        Err(BatchError::TooShort { .. })
+    ));
+    assert!(matches!(
+        validate(&good[..good.len() - 1], usize::MAX),
+        Err(BatchError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        validate(&good, 10),
+        Err(BatchError::TooLarge { .. })
+    ));
 
     let mut b = good.clone();
     b[16] = 1;
-    assert!(matches!(validate(&b, usize::MAX), Err(BatchError::BadMagic { magic: 1 })));
+    assert!(matches!(
+        validate(&b, usize::MAX),
+        Err(BatchError::BadMagic { magic: 1 })
+    ));
 
     let mut b = good.clone();
     let last = b.len() - 1;
     b[last] ^= 0x40;
-    assert!(matches!(validate(&b, usize::MAX), Err(BatchError::CrcMismatch { .. })));
+    assert!(matches!(
+        validate(&b, usize::MAX),
+        Err(BatchError::CrcMismatch { .. })
+    ));
 
     // Header fields covered by the CRC: rewrite and re-CRC so the next check is reached.
     let recrc = |b: &mut Vec<u8>| {
@@ -125,30 +151,48 @@ fn each_check_names_what_failed() {
     let mut b = good.clone();
     b[57..61].copy_from_slice(&0i32.to_be_bytes());
     recrc(&mut b);
-    assert!(matches!(validate(&b, usize::MAX), Err(BatchError::BadRecordCount { count: 0 })));
+    assert!(matches!(
+        validate(&b, usize::MAX),
+        Err(BatchError::BadRecordCount { count: 0 })
+    ));
 
     let mut b = good.clone();
     b[23..27].copy_from_slice(&5i32.to_be_bytes());
     recrc(&mut b);
-    assert!(matches!(validate(&b, usize::MAX), Err(BatchError::LastOffsetDelta { .. })));
+    assert!(matches!(
+        validate(&b, usize::MAX),
+        Err(BatchError::LastOffsetDelta { .. })
+    ));
 
     let mut b = good.clone();
     b[57..61].copy_from_slice(&2i32.to_be_bytes());
     b[23..27].copy_from_slice(&1i32.to_be_bytes());
     recrc(&mut b);
-    assert!(matches!(validate(&b, usize::MAX), Err(BatchError::RecordCountMismatch { declared: 2, .. })));
+    assert!(matches!(
+        validate(&b, usize::MAX),
+        Err(BatchError::RecordCountMismatch { declared: 2, .. })
+    ));
 
     let mut b = good.clone();
     b[57..61].copy_from_slice(&4i32.to_be_bytes());
     b[23..27].copy_from_slice(&3i32.to_be_bytes());
     recrc(&mut b);
-    assert!(matches!(validate(&b, usize::MAX), Err(BatchError::RecordCountMismatch { declared: 4, actual: 3 })));
+    assert!(matches!(
+        validate(&b, usize::MAX),
+        Err(BatchError::RecordCountMismatch {
+            declared: 4,
+            actual: 3
+        })
+    ));
 
     let mut b = good.clone();
     b[21] = 0;
     b[22] = 7;
     recrc(&mut b);
-    assert!(matches!(validate(&b, usize::MAX), Err(BatchError::UnknownCompression { codec: 7 })));
+    assert!(matches!(
+        validate(&b, usize::MAX),
+        Err(BatchError::UnknownCompression { codec: 7 })
+    ));
 
     // A record whose length runs past the batch.
     let mut b = good;
@@ -158,7 +202,10 @@ fn each_check_names_what_failed() {
     let len = (b.len() - 12) as i32;
     b[8..12].copy_from_slice(&len.to_be_bytes());
     recrc(&mut b);
-    assert!(matches!(validate(&b, usize::MAX), Err(BatchError::MalformedRecord { index: 0, .. })));
+    assert!(matches!(
+        validate(&b, usize::MAX),
+        Err(BatchError::MalformedRecord { index: 0, .. })
+    ));
 }
 
 proptest! {

@@ -1,0 +1,372 @@
+//! Direct-I/O appends to the active segment file.
+//!
+//! Batches are copied into a 4 KiB-aligned buffer; a full buffer becomes one
+//! `O_DIRECT` write through io_uring, and up to `writes_in_flight_max` writes run
+//! at once. A flush (for durability) writes the partly filled buffer padded to
+//! a block boundary and starts the next buffer with a copy of the partial tail
+//! block, which the next write rewrites in place. Two writes that touch the
+//! same block are never in flight together, so the newer content always lands
+//! last. Space is reserved ahead with `fallocate`, so a full disk surfaces as a
+//! clean error before any data is accepted.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+
+use glommio::io::{DmaBuffer, DmaFile};
+
+use crate::error::{Result, StorageError};
+use crate::signal::Signal;
+
+/// Direct-I/O alignment used for positions and lengths.
+pub const ALIGN: u64 = 4096;
+
+pub fn align_down(v: u64) -> u64 {
+    v & !(ALIGN - 1)
+}
+
+pub fn align_up(v: u64) -> u64 {
+    align_down(v + ALIGN - 1)
+}
+
+#[derive(Debug)]
+struct PendingWrite {
+    padded_end: u64,
+    logical_end: u64,
+    offset_end: i64,
+    done: bool,
+}
+
+#[derive(Debug)]
+struct WriteState {
+    /// Submitted writes in submission order; completed ones leave from the front.
+    queue: VecDeque<PendingWrite>,
+    /// Id of the write at the front of `queue`.
+    front_id: u64,
+    /// Every byte before this position has been written to the device.
+    written_position: u64,
+    /// Every batch before this offset has been written to the device.
+    written_offset: i64,
+    failed: Option<String>,
+}
+
+/// How far writes of one segment have completed; shared with the write tasks
+/// and with readers, which must not read the file beyond it.
+#[derive(Debug)]
+pub struct WriteProgress {
+    state: RefCell<WriteState>,
+    signal: Signal,
+}
+
+impl WriteProgress {
+    fn new(position: u64, offset: i64) -> Self {
+        WriteProgress {
+            state: RefCell::new(WriteState {
+                queue: VecDeque::new(),
+                front_id: 0,
+                written_position: position,
+                written_offset: offset,
+                failed: None,
+            }),
+            signal: Signal::default(),
+        }
+    }
+
+    /// (position, offset) up to which data is on the device (not necessarily synced).
+    pub fn written(&self) -> (u64, i64) {
+        let s = self.state.borrow();
+        (s.written_position, s.written_offset)
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.state.borrow().failed.clone()
+    }
+
+    /// Waits until everything before `position` is written.
+    pub async fn wait_written(&self, position: u64) -> Result<()> {
+        self.signal
+            .wait_until(|| {
+                let s = self.state.borrow();
+                if let Some(reason) = &s.failed {
+                    return Some(Err(StorageError::Failed {
+                        reason: reason.clone(),
+                    }));
+                }
+                (s.written_position >= position).then_some(Ok(()))
+            })
+            .await
+    }
+
+    fn complete(&self, id: u64, expected_len: usize, result: io::Result<usize>) {
+        let mut s = self.state.borrow_mut();
+        let index = (id - s.front_id) as usize;
+        match result {
+            Ok(n) if n == expected_len => s.queue[index].done = true,
+            Ok(n) => {
+                s.failed
+                    .get_or_insert(format!("short write: {n} of {expected_len} bytes"));
+            }
+            Err(e) => {
+                s.failed.get_or_insert(format!("write failed: {e}"));
+            }
+        }
+        while s.queue.front().is_some_and(|w| w.done) {
+            let w = s.queue.pop_front().expect("front exists");
+            s.front_id += 1;
+            s.written_position = s.written_position.max(w.logical_end);
+            s.written_offset = s.written_offset.max(w.offset_end);
+        }
+        drop(s);
+        self.signal.notify_all();
+    }
+}
+
+/// Sizing of an [`Appender`].
+#[derive(Debug, Clone, Copy)]
+pub struct AppenderConfig {
+    pub buffer_bytes: usize,
+    pub writes_in_flight_max: usize,
+    pub preallocate_bytes: u64,
+}
+
+/// The writer of one segment file.
+pub struct Appender {
+    file: Rc<DmaFile>,
+    progress: Rc<WriteProgress>,
+    config: AppenderConfig,
+    buf: DmaBuffer,
+    /// File position of `buf[0]`; always aligned.
+    buf_position: u64,
+    /// Valid bytes in `buf`.
+    buf_len: usize,
+    /// Bytes at the front of `buf` that a submitted write already covers.
+    submitted_len: usize,
+    /// Offset after the last whole batch appended.
+    appended_offset: i64,
+    next_write_id: u64,
+    /// Space up to here is reserved with fallocate.
+    reserved_end: u64,
+}
+
+impl Appender {
+    /// Continues a segment whose data ends at `position`, with `next_offset`
+    /// the offset of the next batch. The partial tail block is read back so
+    /// the next write can rewrite it whole.
+    pub async fn resume(
+        file: Rc<DmaFile>,
+        position: u64,
+        next_offset: i64,
+        config: AppenderConfig,
+    ) -> Result<Appender> {
+        assert!(config.buffer_bytes as u64 >= 2 * ALIGN && config.buffer_bytes as u64 % ALIGN == 0);
+        assert!(config.writes_in_flight_max >= 1);
+        let buf_position = align_down(position);
+        let tail = (position - buf_position) as usize;
+        let mut buf = file.alloc_dma_buffer(config.buffer_bytes);
+        if tail > 0 {
+            let block = file
+                .read_at_aligned(buf_position, ALIGN as usize)
+                .await
+                .map_err(|e| StorageError::io("reading the tail block", e))?;
+            if block.len() < tail {
+                return Err(StorageError::Io {
+                    context: "reading the tail block",
+                    source: io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "segment shorter than expected",
+                    ),
+                });
+            }
+            buf.as_bytes_mut()[..tail].copy_from_slice(&block[..tail]);
+        }
+        let progress = Rc::new(WriteProgress::new(position, next_offset));
+        Ok(Appender {
+            file,
+            progress,
+            config,
+            buf,
+            buf_position,
+            buf_len: tail,
+            submitted_len: tail,
+            appended_offset: next_offset,
+            next_write_id: 0,
+            reserved_end: position,
+        })
+    }
+
+    /// Logical end of the appended data.
+    pub fn position(&self) -> u64 {
+        self.buf_position + self.buf_len as u64
+    }
+
+    pub fn appended_offset(&self) -> i64 {
+        self.appended_offset
+    }
+
+    pub fn progress(&self) -> Rc<WriteProgress> {
+        self.progress.clone()
+    }
+
+    pub fn file(&self) -> &Rc<DmaFile> {
+        &self.file
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match self.progress.failure() {
+            Some(reason) => Err(StorageError::Failed { reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes sure the next `bytes` bytes have space on the device. A full disk
+    /// is reported here, before anything is copied; the appender is unchanged.
+    pub async fn reserve(&mut self, bytes: u64) -> Result<()> {
+        let needed_end = align_up(self.position() + bytes);
+        if needed_end <= self.reserved_end {
+            return Ok(());
+        }
+        // Reserve well ahead to keep fallocate off the per-append path; near a
+        // full disk, settle for exactly what this append needs.
+        let ahead = needed_end + self.config.preallocate_bytes;
+        for target in [ahead, needed_end] {
+            match self.file.pre_allocate(target, true).await {
+                Ok(()) => {
+                    self.reserved_end = target;
+                    return Ok(());
+                }
+                Err(e) if target == needed_end => {
+                    return Err(StorageError::io("reserving space", e))
+                }
+                Err(_) => continue,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Copies `parts` (one batch, possibly split for patching) into the
+    /// buffer; full buffers are submitted as they fill. `next_offset` is the
+    /// offset after the batch. Call [`Appender::reserve`] first.
+    pub async fn append(&mut self, parts: &[&[u8]], next_offset: i64) -> Result<()> {
+        self.check_failed()?;
+        let cap = self.config.buffer_bytes;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut remaining = total;
+        for part in parts {
+            let mut data = *part;
+            while !data.is_empty() {
+                let n = (cap - self.buf_len).min(data.len());
+                self.buf.as_bytes_mut()[self.buf_len..self.buf_len + n].copy_from_slice(&data[..n]);
+                self.buf_len += n;
+                data = &data[n..];
+                remaining -= n;
+                if remaining == 0 {
+                    self.appended_offset = next_offset;
+                }
+                if self.buf_len == cap {
+                    self.submit_full().await?;
+                }
+            }
+        }
+        self.appended_offset = next_offset;
+        Ok(())
+    }
+
+    async fn submit_full(&mut self) -> Result<()> {
+        let cap = self.config.buffer_bytes;
+        let next = self.file.alloc_dma_buffer(cap);
+        let full = std::mem::replace(&mut self.buf, next);
+        let start = self.buf_position;
+        self.buf_position += cap as u64;
+        self.buf_len = 0;
+        self.submitted_len = 0;
+        self.submit(full, start, start + cap as u64, self.appended_offset)
+            .await
+    }
+
+    /// Submits whatever has been appended but not yet written, padded to a
+    /// block, and returns the (position, offset) that the write covers once
+    /// complete. The partial tail block moves to a fresh buffer.
+    pub async fn flush(&mut self) -> Result<(u64, i64)> {
+        self.check_failed()?;
+        if self.buf_len > self.submitted_len {
+            let padded = align_up(self.buf_len as u64) as usize;
+            let tail_start = align_down(self.buf_len as u64) as usize;
+            let mut next = self.file.alloc_dma_buffer(self.config.buffer_bytes);
+            next.as_bytes_mut()[..self.buf_len - tail_start]
+                .copy_from_slice(&self.buf.as_bytes()[tail_start..self.buf_len]);
+            let mut out = std::mem::replace(&mut self.buf, next);
+            out.as_bytes_mut()[self.buf_len..padded].fill(0);
+            out.trim_to_size(padded);
+            let start = self.buf_position;
+            let logical_end = start + self.buf_len as u64;
+            self.buf_position += tail_start as u64;
+            self.buf_len -= tail_start;
+            self.submitted_len = self.buf_len;
+            self.submit(out, start, logical_end, self.appended_offset)
+                .await?;
+        }
+        Ok((self.position(), self.appended_offset))
+    }
+
+    async fn submit(
+        &mut self,
+        buf: DmaBuffer,
+        padded_start: u64,
+        logical_end: u64,
+        offset_end: i64,
+    ) -> Result<()> {
+        let progress = self.progress.clone();
+        let in_flight_max = self.config.writes_in_flight_max;
+        progress
+            .signal
+            .wait_until(|| {
+                let s = progress.state.borrow();
+                if s.failed.is_some() {
+                    return Some(());
+                }
+                let mut in_flight = 0;
+                let mut overlap = false;
+                for w in s.queue.iter().filter(|w| !w.done) {
+                    in_flight += 1;
+                    overlap |= w.padded_end > padded_start;
+                }
+                (in_flight < in_flight_max && !overlap).then_some(())
+            })
+            .await;
+        self.check_failed()?;
+        let len = buf.len();
+        let id = self.next_write_id;
+        self.next_write_id += 1;
+        progress.state.borrow_mut().queue.push_back(PendingWrite {
+            padded_end: padded_start + len as u64,
+            logical_end,
+            offset_end,
+            done: false,
+        });
+        let file = self.file.clone();
+        glommio::spawn_local(async move {
+            let result = file
+                .write_at(buf, padded_start)
+                .await
+                .map_err(io::Error::from);
+            progress.complete(id, len, result);
+        })
+        .detach();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment_helpers() {
+        assert_eq!(align_down(4095), 0);
+        assert_eq!(align_down(4096), 4096);
+        assert_eq!(align_up(1), 4096);
+        assert_eq!(align_up(4096), 4096);
+        assert_eq!(align_up(0), 0);
+    }
+}

@@ -1,0 +1,555 @@
+//! The partition log: an ordered, offset-addressed sequence of record batches
+//! stored as segments in one directory.
+//!
+//! Concurrency model: everything runs on one glommio executor (one shard).
+//! Mutations of the active segment are serialized by an async mutex around
+//! the [`Writer`]; reader-visible state lives in a `RefCell` that is never
+//! borrowed across an `.await`.
+
+mod maintenance;
+pub use maintenance::RetentionOutcome;
+mod open;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use glommio::io::DmaFile;
+
+use crate::appender::{Appender, AppenderConfig};
+use crate::batch::{self, BatchHeader};
+use crate::checkpoint::{Checkpoint, SLOT_BYTES};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::error::{Result, StorageError};
+use crate::read_cache::ReadCache;
+use crate::segment::{self, Segment};
+use crate::signal::Signal;
+
+/// What `append` assigned to a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+/// Answer of [`PartitionLog::offset_for_timestamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// A partition's log on one shard. Cheap to clone (reference counted).
+#[derive(Clone)]
+pub struct PartitionLog {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: LogConfig,
+    writer: async_lock::Mutex<Writer>,
+    shared: RefCell<Shared>,
+    /// Notified when `durable_offset` moves, a sync ends or the log fails.
+    durable: Signal,
+}
+
+/// State only the (serialized) writer touches.
+struct Writer {
+    appender: Appender,
+    checkpoint_file: DmaFile,
+    checkpoint_seq: u64,
+    last_checkpoint_ms: i64,
+}
+
+/// Reader-visible state.
+struct Shared {
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    /// Every batch before this offset is on stable storage.
+    durable_offset: i64,
+    /// (segment base, position) of `durable_offset`.
+    durable_position: (i64, u64),
+    leader_epoch: i32,
+    cache: ReadCache,
+    syncing: bool,
+    failed: Option<String>,
+    closed: bool,
+}
+
+impl Shared {
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn usable(&self) -> Result<()> {
+        if let Some(reason) = &self.failed {
+            return Err(StorageError::Failed {
+                reason: reason.clone(),
+            });
+        }
+        if self.closed {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn appender_config(config: &LogConfig) -> AppenderConfig {
+    AppenderConfig {
+        buffer_bytes: config.write_buffer_bytes,
+        writes_in_flight_max: config.writes_in_flight_max,
+        preallocate_bytes: config.preallocate_bytes,
+    }
+}
+
+impl PartitionLog {
+    /// Opens (recovering if needed) or creates the log in `dir`.
+    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
+        open::open(dir.as_ref(), config).await
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.shared.borrow().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.shared.borrow().log_end_offset
+    }
+
+    /// Offset before which every batch is on stable storage.
+    pub fn durable_offset(&self) -> i64 {
+        self.inner.shared.borrow().durable_offset
+    }
+
+    /// Bytes of batches across all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner
+            .shared
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.size_bytes)
+            .sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.shared.borrow().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<i64> {
+        self.inner
+            .shared
+            .borrow()
+            .segments
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Bytes currently held by the read cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.inner.shared.borrow().cache.bytes()
+    }
+
+    /// Leader epoch stamped into appended batches (`partitionLeaderEpoch`).
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.inner.shared.borrow_mut().leader_epoch = epoch;
+    }
+
+    /// Validates `batch`, assigns it the next offsets and appends it. With
+    /// [`FlushPolicy::Always`] the future resolves once the batch is on stable
+    /// storage; concurrent appends share one fdatasync.
+    pub async fn append(&self, batch: Bytes) -> Result<AppendInfo> {
+        let header = batch::validate(&batch, self.inner.config.batch_bytes_max)?;
+        let info = self.append_validated(batch, header).await?;
+        if self.inner.config.flush == FlushPolicy::Always {
+            self.sync_to(info.last_offset + 1).await?;
+        }
+        Ok(info)
+    }
+
+    async fn append_validated(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock().await;
+        inner.shared.borrow().usable()?;
+        let len = batch.len() as u64;
+        if self.roll_due(len) {
+            self.roll(&mut w, len).await?;
+        }
+        w.appender.reserve(len).await?;
+        let (base_offset, epoch) = {
+            let s = inner.shared.borrow();
+            (s.log_end_offset, s.leader_epoch)
+        };
+        let next_offset = base_offset + header.last_offset_delta as i64 + 1;
+        let position = w.appender.position();
+        let mut head = [0u8; 16];
+        head.copy_from_slice(&batch[..16]);
+        batch::set_base_offset(&mut head, base_offset);
+        batch::set_leader_epoch(&mut head, epoch);
+        if let Err(e) = w.appender.append(&[&head, &batch[16..]], next_offset).await {
+            self.fail(&e);
+            return Err(e);
+        }
+        let written_offset = w.appender.progress().written().1;
+        let mut s = inner.shared.borrow_mut();
+        let mut stored = header;
+        stored.base_offset = base_offset;
+        stored.leader_epoch = epoch;
+        s.active_mut()
+            .record_batch(position, &stored, inner.config.index_interval_bytes);
+        s.log_end_offset = next_offset;
+        s.cache.push(base_offset, next_offset, epoch, batch);
+        s.cache.evict(written_offset);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            max_timestamp: header.max_timestamp,
+        })
+    }
+
+    fn roll_due(&self, incoming_bytes: u64) -> bool {
+        let s = self.inner.shared.borrow();
+        let active = s.active();
+        !active.is_empty()
+            && (active.size_bytes + incoming_bytes > self.inner.config.segment_bytes
+                || now_ms() - active.created_ms >= self.inner.config.segment_ms as i64)
+    }
+
+    /// Records a fatal I/O failure: the log refuses further writes.
+    fn fail(&self, e: &StorageError) {
+        let reason = match e {
+            StorageError::Failed { reason } => reason.clone(),
+            other => other.to_string(),
+        };
+        tracing::error!(dir = %self.inner.dir.display(), %reason, "partition log failed");
+        self.inner.shared.borrow_mut().failed.get_or_insert(reason);
+        self.inner.durable.notify_all();
+    }
+
+    /// Makes every batch appended so far durable.
+    pub async fn sync(&self) -> Result<()> {
+        let target = self.log_end_offset();
+        self.sync_to(target).await
+    }
+
+    /// Waits until every batch before `target` is durable, running the sync
+    /// itself if no other task is (group commit: one sync covers everything
+    /// appended before it started).
+    async fn sync_to(&self, target: i64) -> Result<()> {
+        let inner = &*self.inner;
+        loop {
+            {
+                let mut s = inner.shared.borrow_mut();
+                if s.durable_offset >= target {
+                    return Ok(());
+                }
+                if let Some(reason) = &s.failed {
+                    return Err(StorageError::Failed {
+                        reason: reason.clone(),
+                    });
+                }
+                if !s.syncing {
+                    s.syncing = true;
+                    drop(s);
+                    let result = self.sync_once().await;
+                    inner.shared.borrow_mut().syncing = false;
+                    inner.durable.notify_all();
+                    result?;
+                    continue;
+                }
+            }
+            inner
+                .durable
+                .wait_until(|| {
+                    let s = inner.shared.borrow();
+                    (s.durable_offset >= target || !s.syncing || s.failed.is_some()).then_some(())
+                })
+                .await;
+        }
+    }
+
+    async fn sync_once(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let (progress, file, position, offset, segment_base) = {
+            let mut w = inner.writer.lock().await;
+            if inner.shared.borrow().closed {
+                return Err(StorageError::Closed);
+            }
+            let (position, offset) = w.appender.flush().await?;
+            let base = inner.shared.borrow().active().base_offset;
+            (
+                w.appender.progress(),
+                w.appender.file().clone(),
+                position,
+                offset,
+                base,
+            )
+        };
+        progress.wait_written(position).await?;
+        if let Err(e) = file.fdatasync().await {
+            let e = StorageError::Failed {
+                reason: format!("fdatasync failed: {e}"),
+            };
+            self.fail(&e);
+            return Err(e);
+        }
+        {
+            let mut s = inner.shared.borrow_mut();
+            if offset > s.durable_offset {
+                s.durable_offset = offset;
+                s.durable_position = (segment_base, position);
+            }
+        }
+        inner.durable.notify_all();
+        let mut w = inner.writer.lock().await;
+        if now_ms() - w.last_checkpoint_ms >= inner.config.checkpoint_interval_ms as i64 {
+            self.write_checkpoint(&mut w, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Persists the checkpoint (log start, recovery point, clean flag) in the
+    /// next of its two slots.
+    async fn write_checkpoint(&self, w: &mut Writer, clean: bool) -> Result<()> {
+        let inner = &*self.inner;
+        let checkpoint = {
+            let s = inner.shared.borrow();
+            let active = s.active();
+            Checkpoint {
+                seq: w.checkpoint_seq + 1,
+                clean,
+                log_start_offset: s.log_start_offset,
+                recovery_point: s.durable_offset,
+                recovery_segment: s.durable_position.0,
+                recovery_position: s.durable_position.1,
+                log_end_offset: s.log_end_offset,
+                active_size_bytes: active.size_bytes,
+            }
+        };
+        let mut buf = w.checkpoint_file.alloc_dma_buffer(SLOT_BYTES);
+        buf.as_bytes_mut().copy_from_slice(&checkpoint.encode());
+        let at = (checkpoint.slot() * SLOT_BYTES) as u64;
+        let result = match w.checkpoint_file.write_at(buf, at).await {
+            Ok(_) => w
+                .checkpoint_file
+                .fdatasync()
+                .await
+                .map_err(|e| format!("checkpoint fdatasync failed: {e}")),
+            Err(e) => Err(format!("checkpoint write failed: {e}")),
+        };
+        if let Err(reason) = result {
+            let e = StorageError::Failed { reason };
+            self.fail(&e);
+            return Err(e);
+        }
+        w.checkpoint_seq = checkpoint.seq;
+        w.last_checkpoint_ms = now_ms();
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end. The new
+    /// file is created and reserved first, so a full disk leaves the current
+    /// segment active and untouched.
+    async fn roll(&self, w: &mut Writer, incoming_bytes: u64) -> Result<()> {
+        let inner = &*self.inner;
+        let new_base = inner.shared.borrow().log_end_offset;
+        let path = segment::log_path(&inner.dir, new_base);
+        let file = Rc::new(segment::open_rw(&path).await?);
+        file.truncate(0)
+            .await
+            .map_err(|e| StorageError::io("preparing a new segment", e))?;
+        let mut appender =
+            Appender::resume(file.clone(), 0, new_base, appender_config(&inner.config)).await?;
+        if let Err(e) = appender.reserve(incoming_bytes).await {
+            drop(appender);
+            let _ = file.remove().await;
+            return Err(e);
+        }
+        sync_dir(&inner.dir).await?;
+
+        let (position, _) = w.appender.flush().await?;
+        w.appender.progress().wait_written(position).await?;
+        let old_file = w.appender.file().clone();
+        let sealed = async {
+            old_file.truncate(position).await?;
+            old_file.fdatasync().await
+        }
+        .await;
+        if let Err(e) = sealed {
+            let e = StorageError::Failed {
+                reason: format!("sealing a segment failed: {e}"),
+            };
+            self.fail(&e);
+            return Err(e);
+        }
+        {
+            let mut s = inner.shared.borrow_mut();
+            let old = s.active_mut();
+            old.progress = None;
+            debug_assert_eq!(old.size_bytes, position);
+        }
+        let (index, time_index) = inner.shared.borrow().active().index_files();
+        segment::write_index_files(
+            &inner.dir,
+            inner.shared.borrow().active().base_offset,
+            &index,
+            &time_index,
+        )
+        .await?;
+        {
+            let mut s = inner.shared.borrow_mut();
+            let mut seg = Segment::new(new_base, file, now_ms());
+            seg.progress = Some(appender.progress());
+            s.segments.insert(new_base, seg);
+            s.durable_offset = new_base;
+            s.durable_position = (new_base, 0);
+        }
+        w.appender = appender;
+        inner.durable.notify_all();
+        self.write_checkpoint(w, false).await
+    }
+
+    /// Whole batches starting with the one that contains `offset`, up to
+    /// `max_bytes` (at least one batch, however large, as Kafka does). Reading
+    /// at the log end returns nothing; outside the log is an error.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
+        let inner = &*self.inner;
+        let (file, base, position, end) = {
+            let s = inner.shared.borrow();
+            if offset < s.log_start_offset || offset > s.log_end_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: s.log_start_offset,
+                    log_end_offset: s.log_end_offset,
+                });
+            }
+            if offset == s.log_end_offset {
+                return Ok(Bytes::new());
+            }
+            if let Some(hit) = s.cache.read(offset, max_bytes) {
+                return Ok(hit);
+            }
+            let seg = s
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map(|(_, seg)| seg)
+                .expect("offset is in the log");
+            let position = seg.index.lookup((offset - seg.base_offset) as u32) as u64;
+            (
+                seg.file.clone(),
+                seg.base_offset,
+                position,
+                seg.readable_end(),
+            )
+        };
+        let found = segment::read_batches(
+            &file,
+            base,
+            position,
+            end,
+            offset,
+            max_bytes,
+            inner.config.batch_bytes_max,
+        )
+        .await?;
+        found.ok_or(StorageError::Corrupt {
+            segment_base: base,
+            position: end,
+            cause: crate::scan::ScanError::Truncated,
+        })
+    }
+
+    /// The first record whose timestamp is at or after `timestamp` (Kafka's
+    /// ListOffsets by time), or `None` when every record is older. Exact for
+    /// uncompressed batches; for compressed ones the batch's base offset.
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        let mut offset = {
+            let s = self.inner.shared.borrow();
+            let Some(seg) = s
+                .segments
+                .values()
+                .find(|seg| seg.max_timestamp >= timestamp)
+            else {
+                return Ok(None);
+            };
+            (seg.base_offset + seg.time_index.scan_start(timestamp) as i64).max(s.log_start_offset)
+        };
+        loop {
+            if offset >= self.log_end_offset() {
+                return Ok(None);
+            }
+            let data = self.read(offset, 256 << 10).await?;
+            let mut at = 0;
+            while at < data.len() {
+                let header = BatchHeader::parse(&data[at..])?;
+                let whole = &data[at..at + header.total_len()];
+                at += header.total_len();
+                if header.next_offset() <= offset {
+                    continue;
+                }
+                if header.max_timestamp >= timestamp {
+                    let found = batch::first_record_at_or_after(whole, timestamp)
+                        .map(|(o, ts)| TimestampOffset {
+                            offset: o,
+                            timestamp: ts,
+                        })
+                        .unwrap_or(TimestampOffset {
+                            offset: header.base_offset,
+                            timestamp: header.max_timestamp,
+                        });
+                    let start = self.log_start_offset();
+                    return Ok(Some(TimestampOffset {
+                        offset: found.offset.max(start),
+                        ..found
+                    }));
+                }
+                offset = header.next_offset();
+            }
+        }
+    }
+}
+
+/// Makes directory entries (new or removed segment files) durable.
+async fn sync_dir(dir: &Path) -> Result<()> {
+    let d = glommio::io::Directory::open(dir)
+        .await
+        .map_err(|e| StorageError::io("opening the log directory", e))?;
+    d.sync()
+        .await
+        .map_err(|e| StorageError::io("syncing the log directory", e))?;
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Operations that reshape the log: truncation (for replication), moving the
+//! log start (DeleteRecords, retention) and clean shutdown.
+
+use std::rc::Rc;
+
+use super::open::remove_segment_files as remove_files;
+use super::{appender_config, sync_dir, PartitionLog};
+use crate::appender::Appender;
+use crate::error::{Result, StorageError};
+use crate::retention::{self, SegmentFacts};
+use crate::scan::{self, ScanStop};
+use crate::segment;
+
+/// What a retention pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub log_start_offset: i64,
+}
+
+impl PartitionLog {
+    /// Removes every batch at or after `offset`, which must be the start of a
+    /// batch (or the log end). Durable before it returns. Replication uses it
+    /// to drop a divergent suffix; it never goes below the log start.
+    pub async fn truncate_to(&self, offset: i64) -> Result<()> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock().await;
+        let (log_start, log_end) = {
+            let s = inner.shared.borrow();
+            s.usable()?;
+            (s.log_start_offset, s.log_end_offset)
+        };
+        if offset >= log_end {
+            return Ok(());
+        }
+        if offset < log_start {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: log_start,
+                log_end_offset: log_end,
+            });
+        }
+        // Let every write land so the files are stable before cutting them.
+        let (position, _) = w.appender.flush().await?;
+        w.appender.progress().wait_written(position).await?;
+
+        let (base, file, hint, end) = {
+            let s = inner.shared.borrow();
+            let seg = s
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map(|(_, seg)| seg)
+                .expect("offset is in the log");
+            let hint = seg.index.floor((offset - seg.base_offset) as u32);
+            (seg.base_offset, seg.file.clone(), hint, seg.size_bytes)
+        };
+        let (hint_offset, hint_position) = hint
+            .map(|e| (base + e.relative_offset as i64, e.position as u64))
+            .unwrap_or((base, 0));
+        let cut = find_batch_start(
+            &file,
+            base,
+            hint_position,
+            hint_offset,
+            end,
+            offset,
+            inner.config.batch_bytes_max,
+        )
+        .await?;
+
+        // Destructive part: later segments go, this one is cut and becomes active.
+        let removed: Vec<i64> = {
+            let mut s = inner.shared.borrow_mut();
+            let later: Vec<i64> = s.segments.range(base + 1..).map(|(b, _)| *b).collect();
+            for b in &later {
+                s.segments.remove(b);
+            }
+            later
+        };
+        for b in &removed {
+            remove_files(&inner.dir, *b);
+        }
+        let _ = std::fs::remove_file(segment::index_path(&inner.dir, base));
+        let _ = std::fs::remove_file(segment::time_index_path(&inner.dir, base));
+        let cut_result = async {
+            file.truncate(cut).await?;
+            file.fdatasync().await
+        }
+        .await;
+        if let Err(e) = cut_result {
+            let e = StorageError::Failed {
+                reason: format!("truncating a segment failed: {e}"),
+            };
+            self.fail(&e);
+            return Err(e);
+        }
+        sync_dir(&inner.dir).await?;
+
+        let max_timestamp = recompute_max_timestamp(self, base, cut).await?;
+        let appender = Appender::resume(file, cut, offset, appender_config(&inner.config)).await?;
+        {
+            let mut s = inner.shared.borrow_mut();
+            let seg = s.segments.get_mut(&base).expect("segment kept");
+            seg.truncate_indexes_from((offset - base) as u32);
+            seg.size_bytes = cut;
+            seg.next_offset = offset;
+            seg.max_timestamp = max_timestamp;
+            seg.progress = Some(appender.progress());
+            s.log_end_offset = offset;
+            s.durable_offset = offset;
+            s.durable_position = (base, cut);
+            s.cache.truncate_from(offset);
+        }
+        w.appender = appender;
+        self.write_checkpoint(&mut w, false).await
+    }
+
+    /// Moves the log start to `offset` (Kafka DeleteRecords): earlier records
+    /// are no longer served and whole segments below it are deleted. Returns
+    /// the new log start offset.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock().await;
+        {
+            let s = inner.shared.borrow();
+            s.usable()?;
+            if offset > s.log_end_offset || offset < 0 {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: s.log_start_offset,
+                    log_end_offset: s.log_end_offset,
+                });
+            }
+            if offset <= s.log_start_offset {
+                return Ok(s.log_start_offset);
+            }
+        }
+        self.move_log_start(&mut w, offset).await?;
+        Ok(offset)
+    }
+
+    /// Deletes closed segments past `retention_ms` (by their newest record)
+    /// or beyond `retention_bytes`; never the active segment.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock().await;
+        let new_start = {
+            let s = inner.shared.borrow();
+            s.usable()?;
+            let closed: Vec<(i64, SegmentFacts)> = s
+                .segments
+                .values()
+                .take(s.segments.len() - 1)
+                .map(|seg| {
+                    (
+                        seg.base_offset,
+                        SegmentFacts {
+                            size_bytes: seg.size_bytes,
+                            max_timestamp: seg.max_timestamp,
+                        },
+                    )
+                })
+                .collect();
+            let facts: Vec<SegmentFacts> = closed.iter().map(|(_, f)| *f).collect();
+            let n = retention::segments_to_delete(
+                &facts,
+                s.active().size_bytes,
+                now_ms,
+                inner.config.retention_ms,
+                inner.config.retention_bytes,
+            );
+            if n == 0 {
+                return Ok(RetentionOutcome {
+                    segments_deleted: 0,
+                    log_start_offset: s.log_start_offset,
+                });
+            }
+            let first_kept = s
+                .segments
+                .keys()
+                .nth(n)
+                .copied()
+                .expect("the active segment is kept");
+            first_kept.max(s.log_start_offset)
+        };
+        let deleted = self.move_log_start(&mut w, new_start).await?;
+        Ok(RetentionOutcome {
+            segments_deleted: deleted,
+            log_start_offset: new_start,
+        })
+    }
+
+    /// Records the new log start durably, then deletes segments wholly below it.
+    async fn move_log_start(&self, w: &mut super::Writer, offset: i64) -> Result<usize> {
+        let inner = &*self.inner;
+        {
+            let mut s = inner.shared.borrow_mut();
+            s.log_start_offset = offset;
+            s.cache.discard_before(offset);
+        }
+        self.write_checkpoint(w, false).await?;
+        let doomed: Vec<i64> = {
+            let mut s = inner.shared.borrow_mut();
+            let last = *s.segments.keys().next_back().expect("active");
+            let doomed: Vec<i64> = s
+                .segments
+                .values()
+                .filter(|seg| seg.base_offset != last && seg.next_offset <= offset)
+                .map(|seg| seg.base_offset)
+                .collect();
+            for b in &doomed {
+                s.segments.remove(b);
+            }
+            doomed
+        };
+        for b in &doomed {
+            remove_files(&inner.dir, *b);
+        }
+        if !doomed.is_empty() {
+            sync_dir(&inner.dir).await?;
+            tracing::info!(dir = %inner.dir.display(), segments = doomed.len(), log_start = offset, "deleted segments");
+        }
+        Ok(doomed.len())
+    }
+
+    /// Clean shutdown: everything written and synced, the active segment cut
+    /// to its exact size with its indexes on disk, and a clean checkpoint, so
+    /// the next open skips recovery. Further operations fail with `Closed`.
+    pub async fn close(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock().await;
+        {
+            let s = inner.shared.borrow();
+            if s.closed {
+                return Ok(());
+            }
+            s.usable()?;
+        }
+        let (position, offset) = w.appender.flush().await?;
+        w.appender.progress().wait_written(position).await?;
+        let file = w.appender.file().clone();
+        let synced = async {
+            file.truncate(position).await?;
+            file.fdatasync().await
+        }
+        .await;
+        if let Err(e) = synced {
+            let e = StorageError::Failed {
+                reason: format!("final sync failed: {e}"),
+            };
+            self.fail(&e);
+            return Err(e);
+        }
+        let (base, index, time_index) = {
+            let mut s = inner.shared.borrow_mut();
+            s.durable_offset = offset;
+            let base = s.active().base_offset;
+            s.durable_position = (base, position);
+            let (index, time_index) = s.active().index_files();
+            (base, index, time_index)
+        };
+        segment::write_index_files(&inner.dir, base, &index, &time_index).await?;
+        self.write_checkpoint(&mut w, true).await?;
+        inner.shared.borrow_mut().closed = true;
+        inner.durable.notify_all();
+        Ok(())
+    }
+}
+
+/// Read size that always holds at least one whole batch.
+fn chunk(batch_bytes_max: usize) -> u64 {
+    (1u64 << 20).max(2 * batch_bytes_max as u64)
+}
+
+/// File position of the batch that starts at `offset`, scanning from an
+/// index hint; an offset inside a batch is refused.
+async fn find_batch_start(
+    file: &Rc<glommio::io::DmaFile>,
+    base: i64,
+    mut position: u64,
+    hint_offset: i64,
+    end: u64,
+    offset: i64,
+    batch_bytes_max: usize,
+) -> Result<u64> {
+    let mut expected = Some(hint_offset);
+    loop {
+        let data = segment::read_range(file, position, end, chunk(batch_bytes_max)).await?;
+        let mut found = None;
+        let stop = scan::scan(&data, position, &mut expected, batch_bytes_max, |b| {
+            if b.header.base_offset == offset {
+                found.get_or_insert(b.position);
+            }
+        });
+        if let Some(p) = found {
+            return Ok(p);
+        }
+        if expected.is_some_and(|next| next > offset) {
+            return Err(StorageError::NotBatchBoundary { offset });
+        }
+        match stop {
+            ScanStop::NeedMore { position: p, .. } if p < end => position = p,
+            ScanStop::End { position: p } if p < end => position = p,
+            ScanStop::Invalid { position, error } => {
+                return Err(StorageError::Corrupt {
+                    segment_base: base,
+                    position,
+                    cause: error,
+                })
+            }
+            _ => return Err(StorageError::NotBatchBoundary { offset }),
+        }
+    }
+}
+
+/// Largest batch timestamp of a segment cut at `end`: the time index bounds
+/// everything before its last entry, so only the batches after it are read.
+async fn recompute_max_timestamp(log: &PartitionLog, base: i64, end: u64) -> Result<i64> {
+    let (file, mut max_ts, start) = {
+        let s = log.inner.shared.borrow();
+        let seg = &s.segments[&base];
+        let last_time = seg.time_index.entries().last().copied();
+        let (ts, rel) = last_time
+            .map(|e| (e.timestamp, e.relative_offset))
+            .unwrap_or((-1, 0));
+        let entry = seg.index.floor(rel);
+        let start = entry
+            .map(|e| (e.position as u64, base + e.relative_offset as i64))
+            .unwrap_or((0, base));
+        (seg.file.clone(), ts, start)
+    };
+    let (mut position, offset) = start;
+    let mut expected = Some(offset);
+    while position < end {
+        let data = segment::read_range(
+            &file,
+            position,
+            end,
+            chunk(log.inner.config.batch_bytes_max),
+        )
+        .await?;
+        let stop = scan::scan(
+            &data,
+            position,
+            &mut expected,
+            log.inner.config.batch_bytes_max,
+            |b| max_ts = max_ts.max(b.header.max_timestamp),
+        );
+        match stop {
+            ScanStop::NeedMore { position: p, .. } | ScanStop::End { position: p }
+                if p > position && p < end =>
+            {
+                position = p
+            }
+            _ => break,
+        }
+    }
+    Ok(max_ts)
+}

@@ -1,0 +1,299 @@
+//! Opening a log: loading closed segments from their index files (rebuilding
+//! damaged ones), and recovering the active segment after an unclean stop.
+//!
+//! The rule that separates a torn tail from lost data: every batch below the
+//! checkpoint's recovery point was fdatasynced. Invalid data past the recovery
+//! point is an unfinished write and is cut; a log that cannot reach the
+//! recovery point has lost synced data, and opening fails loudly instead of
+//! truncating it (DESIGN.md §4).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::{Rc, Weak};
+
+use glommio::io::DmaFile;
+
+use super::{appender_config, now_ms, sync_dir, Inner, PartitionLog, Shared, Writer};
+use crate::appender::Appender;
+use crate::checkpoint::{Checkpoint, FILE_BYTES};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::error::{Result, StorageError};
+use crate::read_cache::ReadCache;
+use crate::scan::ScanStop;
+use crate::segment::{self, Segment};
+use crate::signal::Signal;
+
+pub(super) const CHECKPOINT_FILE: &str = "checkpoint";
+
+fn validate_config(config: &LogConfig) {
+    assert!(
+        config.segment_bytes >= 4096 && config.segment_bytes < (1 << 31),
+        "segment_bytes must fit 32-bit positions"
+    );
+    assert!(config.batch_bytes_max as u64 <= config.segment_bytes.max(1 << 20) * 2);
+    assert!(config.write_buffer_bytes >= 8192 && config.write_buffer_bytes % 4096 == 0);
+    assert!(config.writes_in_flight_max >= 1);
+    assert!(config.index_interval_bytes >= 1);
+}
+
+async fn file_size(file: &DmaFile) -> Result<u64> {
+    file.file_size()
+        .await
+        .map_err(|e| StorageError::io("sizing a segment", e))
+}
+
+/// Scans a segment, rebuilding its indexes and summary from the batches.
+async fn rebuild(
+    base: i64,
+    file: Rc<DmaFile>,
+    size: u64,
+    config: &LogConfig,
+) -> Result<(Segment, ScanStop)> {
+    let mut seg = Segment::new(base, file.clone(), now_ms());
+    let interval = config.index_interval_bytes;
+    let stop = segment::scan_file(&file, base, size, config.batch_bytes_max, |b| {
+        seg.record_batch(b.position, &b.header, interval)
+    })
+    .await?;
+    Ok((seg, stop))
+}
+
+pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+    validate_config(&config);
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("creating the log directory", e))?;
+    crate::device::prime_for(dir).await?;
+    let checkpoint_path = dir.join(CHECKPOINT_FILE);
+    let checkpoint = segment::read_small_file(&checkpoint_path)
+        .await?
+        .and_then(|f| Checkpoint::newest(&f));
+
+    let mut bases: Vec<i64> = Vec::new();
+    for entry in
+        std::fs::read_dir(dir).map_err(|e| StorageError::io("listing the log directory", e))?
+    {
+        let entry = entry.map_err(|e| StorageError::io("listing the log directory", e))?;
+        if let Some(base) = entry.file_name().to_str().and_then(segment::parse_log_name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+
+    let log_start = checkpoint
+        .map(|c| c.log_start_offset)
+        .or(bases.first().copied())
+        .unwrap_or(0);
+    // Segments wholly below the log start: retention or DeleteRecords moved the
+    // start and stopped before deleting the files.
+    while bases.len() > 1 && bases[1] <= log_start {
+        remove_segment_files(dir, bases.remove(0));
+    }
+    // Empty trailing segments hold nothing: a roll that stopped half way.
+    while bases.len() > 1 {
+        let last = *bases.last().expect("non-empty");
+        let size = std::fs::metadata(segment::log_path(dir, last))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if size != 0 {
+            break;
+        }
+        remove_segment_files(dir, last);
+        bases.pop();
+    }
+    if bases.is_empty() {
+        bases.push(log_start);
+    }
+
+    let mut segments = BTreeMap::new();
+    for (i, &base) in bases.iter().enumerate().take(bases.len() - 1) {
+        let file = Rc::new(segment::open_rw(&segment::log_path(dir, base)).await?);
+        let size = file_size(&file).await?;
+        let seg = match segment::load_indexes(dir, base, size).await {
+            Some((summary, index, time_index)) => {
+                Segment::from_summary(base, file, summary, index, time_index, now_ms())
+            }
+            None => {
+                tracing::warn!(dir = %dir.display(), segment = base, "index missing or damaged, rebuilding");
+                let (mut seg, stop) = rebuild(base, file, size, &config).await?;
+                if stop.position() < size {
+                    // A sealed segment was synced: this is damage, not a torn
+                    // write. Keep the bytes; reads of the bad batch fail.
+                    tracing::error!(
+                        dir = %dir.display(), segment = base, position = stop.position(), ?stop,
+                        "corrupt data in a closed segment; batches from here are unreadable"
+                    );
+                    seg.next_offset = bases[i + 1];
+                    seg.size_bytes = size;
+                }
+                let (index, time_index) = seg.index_files();
+                segment::write_index_files(dir, base, &index, &time_index).await?;
+                seg
+            }
+        };
+        segments.insert(base, seg);
+    }
+
+    let active_base = *bases.last().expect("at least one segment");
+    let file = Rc::new(segment::open_rw(&segment::log_path(dir, active_base)).await?);
+    let size = file_size(&file).await?;
+    let clean = match checkpoint {
+        Some(c) if c.clean && c.active_size_bytes == size => {
+            segment::load_indexes(dir, active_base, size)
+                .await
+                .filter(|(summary, _, _)| summary.next_offset == c.log_end_offset)
+        }
+        _ => None,
+    };
+    let mut active = match clean {
+        Some((summary, index, time_index)) => Segment::from_summary(
+            active_base,
+            file.clone(),
+            summary,
+            index,
+            time_index,
+            now_ms(),
+        ),
+        None => recover_active(dir, active_base, file.clone(), size, checkpoint, &config).await?,
+    };
+    let _ = std::fs::remove_file(segment::index_path(dir, active_base));
+    let _ = std::fs::remove_file(segment::time_index_path(dir, active_base));
+    file.fdatasync()
+        .await
+        .map_err(|e| StorageError::io("syncing the recovered segment", e))?;
+    sync_dir(dir).await?;
+
+    let log_end = active.next_offset;
+    let appender =
+        Appender::resume(file, active.size_bytes, log_end, appender_config(&config)).await?;
+    active.progress = Some(appender.progress());
+    let active_size = active.size_bytes;
+    segments.insert(active_base, active);
+    let first_base = *segments.keys().next().expect("non-empty");
+
+    let checkpoint_file = segment::open_rw(&checkpoint_path).await?;
+    checkpoint_file
+        .pre_allocate(FILE_BYTES as u64, false)
+        .await
+        .map_err(|e| StorageError::io("allocating the checkpoint", e))?;
+    let cache_bytes_max = config.cache_bytes_max;
+    let flush = config.flush;
+    let log = PartitionLog {
+        inner: Rc::new(Inner {
+            dir: dir.to_path_buf(),
+            config,
+            writer: async_lock::Mutex::new(Writer {
+                appender,
+                checkpoint_file,
+                checkpoint_seq: checkpoint.map(|c| c.seq).unwrap_or(0),
+                last_checkpoint_ms: 0,
+            }),
+            shared: RefCell::new(Shared {
+                segments,
+                log_start_offset: log_start.max(first_base).min(log_end),
+                log_end_offset: log_end,
+                durable_offset: log_end,
+                durable_position: (active_base, active_size),
+                leader_epoch: 0,
+                cache: ReadCache::new(cache_bytes_max),
+                syncing: false,
+                failed: None,
+                closed: false,
+            }),
+            durable: Signal::default(),
+        }),
+    };
+    {
+        // From here on a crash is an unclean stop.
+        let mut w = log.inner.writer.lock().await;
+        log.write_checkpoint(&mut w, false).await?;
+    }
+    if let FlushPolicy::Interval(every) = flush {
+        spawn_interval_flusher(Rc::downgrade(&log.inner), every);
+    }
+    Ok(log)
+}
+
+/// Scans the active segment after an unclean stop: keeps every valid batch,
+/// cuts a torn tail, and refuses to lose anything below the recovery point.
+async fn recover_active(
+    dir: &Path,
+    base: i64,
+    file: Rc<DmaFile>,
+    size: u64,
+    checkpoint: Option<Checkpoint>,
+    config: &LogConfig,
+) -> Result<Segment> {
+    let (seg, stop) = rebuild(base, file.clone(), size, config).await?;
+    let recovery_point = checkpoint.map(|c| c.recovery_point).unwrap_or(base);
+    if seg.next_offset < recovery_point {
+        let (recovery_segment, recovery_position) = checkpoint
+            .map(|c| (c.recovery_segment, c.recovery_position))
+            .unwrap_or((base, 0));
+        let cause = match &stop {
+            ScanStop::Invalid { error, .. } => error.to_string(),
+            ScanStop::NeedMore { .. } => "batch cut short".to_string(),
+            ScanStop::End { .. } => "data ends early".to_string(),
+        };
+        tracing::error!(
+            dir = %dir.display(), segment = base, position = stop.position(), recovery_point, %cause,
+            "synced data is damaged or missing; refusing to truncate it"
+        );
+        return Err(StorageError::CorruptFlushedData {
+            segment_base: base,
+            position: stop.position(),
+            recovery_point,
+            recovery_position: if recovery_segment == base {
+                recovery_position
+            } else {
+                0
+            },
+            cause,
+        });
+    }
+    let valid_end = stop.position();
+    if valid_end < size {
+        tracing::warn!(
+            dir = %dir.display(), segment = base, position = valid_end, cut_bytes = size - valid_end, ?stop,
+            "truncating the torn tail of an unclean stop"
+        );
+        file.truncate(valid_end)
+            .await
+            .map_err(|e| StorageError::io("truncating a torn tail", e))?;
+    }
+    Ok(seg)
+}
+
+pub(super) fn remove_segment_files(dir: &Path, base: i64) {
+    for path in [
+        segment::log_path(dir, base),
+        segment::index_path(dir, base),
+        segment::time_index_path(dir, base),
+    ] {
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a segment file");
+            }
+        }
+    }
+}
+
+fn spawn_interval_flusher(inner: Weak<Inner>, every: std::time::Duration) {
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(every).await;
+            let Some(inner) = inner.upgrade() else { break };
+            let log = PartitionLog { inner };
+            let (closed, target) = {
+                let s = log.inner.shared.borrow();
+                (s.closed || s.failed.is_some(), s.log_end_offset)
+            };
+            if closed {
+                break;
+            }
+            if let Err(e) = log.sync_to(target).await {
+                tracing::error!(dir = %log.inner.dir.display(), error = %e, "interval flush failed");
+            }
+        }
+    })
+    .detach();
+}

@@ -1,0 +1,416 @@
+//! One segment: a `.log` file of batches starting at `base_offset`, its sparse
+//! offset and time indexes, and what the log knows about it. Also the small
+//! file helpers segments need (index files are tiny and written whole).
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use glommio::io::{DmaFile, OpenOptions};
+
+use crate::appender::{align_down, align_up, WriteProgress, ALIGN};
+use crate::batch::BatchHeader;
+use crate::error::{Result, StorageError};
+use crate::index_file::{self, IndexKind, SegmentSummary};
+use crate::offset_index::OffsetIndex;
+use crate::scan::{self, ScanError, ScanStop};
+use crate::time_index::TimeIndex;
+
+pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log"))
+}
+
+pub fn index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.index"))
+}
+
+pub fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.timeindex"))
+}
+
+/// Parses `00000000000000000042.log` into 42.
+pub fn parse_log_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    pub file: Rc<DmaFile>,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    /// Offset after the last batch.
+    pub next_offset: i64,
+    /// Bytes of batches in the file (appended, not necessarily written yet).
+    pub size_bytes: u64,
+    /// Largest batch max timestamp, -1 when none was seen.
+    pub max_timestamp: i64,
+    /// Wall-clock time the segment was created or reopened (for `segment_ms`).
+    pub created_ms: i64,
+    last_indexed_position: Option<u64>,
+    /// Set while the segment is active: how far its writes have completed.
+    pub progress: Option<Rc<WriteProgress>>,
+}
+
+impl Segment {
+    pub fn new(base_offset: i64, file: Rc<DmaFile>, created_ms: i64) -> Segment {
+        Segment {
+            base_offset,
+            file,
+            index: OffsetIndex::new(),
+            time_index: TimeIndex::new(),
+            next_offset: base_offset,
+            size_bytes: 0,
+            max_timestamp: -1,
+            created_ms,
+            last_indexed_position: None,
+            progress: None,
+        }
+    }
+
+    /// A closed segment described by its index files.
+    pub fn from_summary(
+        base_offset: i64,
+        file: Rc<DmaFile>,
+        summary: SegmentSummary,
+        index: OffsetIndex,
+        time_index: TimeIndex,
+        created_ms: i64,
+    ) -> Segment {
+        Segment {
+            base_offset,
+            file,
+            last_indexed_position: index.last().map(|e| e.position as u64),
+            index,
+            time_index,
+            next_offset: summary.next_offset,
+            size_bytes: summary.size_bytes,
+            max_timestamp: summary.max_timestamp,
+            created_ms,
+            progress: None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size_bytes == 0
+    }
+
+    /// File bytes a reader may read: up to completed writes while active.
+    pub fn readable_end(&self) -> u64 {
+        match &self.progress {
+            Some(p) => p.written().0.min(self.size_bytes),
+            None => self.size_bytes,
+        }
+    }
+
+    /// Accounts for the batch that now occupies `position`..: indexes, sizes,
+    /// offsets and timestamps. Used by appends and by index rebuilding alike.
+    pub fn record_batch(&mut self, position: u64, header: &BatchHeader, index_interval_bytes: u64) {
+        debug_assert_eq!(position, self.size_bytes);
+        let relative = (header.base_offset - self.base_offset) as u32;
+        let due = self
+            .last_indexed_position
+            .is_none_or(|p| position - p >= index_interval_bytes);
+        if due {
+            self.index.push(relative, position as u32);
+            if self.max_timestamp >= 0 && relative > 0 {
+                self.time_index.push(self.max_timestamp, relative);
+            }
+            self.last_indexed_position = Some(position);
+        }
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        self.next_offset = header.next_offset();
+        self.size_bytes = position + header.total_len() as u64;
+    }
+
+    pub fn summary(&self) -> SegmentSummary {
+        SegmentSummary {
+            next_offset: self.next_offset,
+            size_bytes: self.size_bytes,
+            max_timestamp: self.max_timestamp,
+        }
+    }
+
+    /// Forgets index entries for batches at or after `relative`.
+    pub fn truncate_indexes_from(&mut self, relative: u32) {
+        self.index.truncate_from(relative);
+        self.time_index.truncate_from(relative);
+        self.last_indexed_position = self.index.last().map(|e| e.position as u64);
+    }
+
+    /// Contents of `.index` and `.timeindex` for the segment as it is now.
+    pub fn index_files(&self) -> (Vec<u8>, Vec<u8>) {
+        let summary = self.summary();
+        (
+            index_file::encode(IndexKind::Offset, summary, &self.index.encode()),
+            index_file::encode(IndexKind::Time, summary, &self.time_index.encode()),
+        )
+    }
+}
+
+/// Writes a segment's index files (from [`Segment::index_files`]).
+pub async fn write_index_files(
+    dir: &Path,
+    base_offset: i64,
+    index: &[u8],
+    time_index: &[u8],
+) -> Result<()> {
+    write_small_file(&index_path(dir, base_offset), index).await?;
+    write_small_file(&time_index_path(dir, base_offset), time_index).await
+}
+
+/// Loads a segment's index files if both are intact and agree with the log
+/// file's size; `None` means they must be rebuilt.
+pub async fn load_indexes(
+    dir: &Path,
+    base_offset: i64,
+    log_size: u64,
+) -> Option<(SegmentSummary, OffsetIndex, TimeIndex)> {
+    let offset_file = read_small_file(&index_path(dir, base_offset))
+        .await
+        .ok()??;
+    let time_file = read_small_file(&time_index_path(dir, base_offset))
+        .await
+        .ok()??;
+    let (summary, body) = index_file::decode(IndexKind::Offset, &offset_file).ok()?;
+    let (time_summary, time_body) = index_file::decode(IndexKind::Time, &time_file).ok()?;
+    if summary != time_summary || summary.size_bytes != log_size {
+        return None;
+    }
+    let index = OffsetIndex::decode(body).ok()?;
+    let time_index = TimeIndex::decode(time_body).ok()?;
+    if index.last().is_some_and(|e| e.position as u64 >= log_size) {
+        return None;
+    }
+    Some((summary, index, time_index))
+}
+
+pub async fn open_rw(path: &Path) -> Result<DmaFile> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| StorageError::io("opening a segment", e))
+}
+
+/// Reads a whole small file; `Ok(None)` if it does not exist.
+pub async fn read_small_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    let file = match DmaFile::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            let e = std::io::Error::from(e);
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return Ok(None);
+            }
+            return Err(StorageError::io("opening a small file", e));
+        }
+    };
+    let size = file
+        .file_size()
+        .await
+        .map_err(|e| StorageError::io("sizing a small file", e))?;
+    let data = file
+        .read_at(0, size as usize)
+        .await
+        .map_err(|e| StorageError::io("reading a small file", e))?;
+    let out = data.to_vec();
+    let _ = file.close().await;
+    Ok(Some(out))
+}
+
+/// Replaces a small file's content (written padded, then cut to length).
+pub async fn write_small_file(path: &Path, content: &[u8]) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| StorageError::io("creating a small file", e))?;
+    let padded = align_up(content.len() as u64).max(ALIGN) as usize;
+    let mut buf = file.alloc_dma_buffer(padded);
+    buf.as_bytes_mut()[..content.len()].copy_from_slice(content);
+    buf.as_bytes_mut()[content.len()..].fill(0);
+    file.write_at(buf, 0)
+        .await
+        .map_err(|e| StorageError::io("writing a small file", e))?;
+    file.truncate(content.len() as u64)
+        .await
+        .map_err(|e| StorageError::io("truncating a small file", e))?;
+    file.close()
+        .await
+        .map_err(|e| StorageError::io("closing a small file", e))?;
+    Ok(())
+}
+
+/// Reads file bytes `position..end`, at most `max_len` of them (plus alignment).
+pub async fn read_range(file: &DmaFile, position: u64, end: u64, max_len: u64) -> Result<Vec<u8>> {
+    let aligned = align_down(position);
+    let skip = (position - aligned) as usize;
+    let len = (end.saturating_sub(position)).min(max_len) + skip as u64;
+    let data = file
+        .read_at_aligned(aligned, align_up(len) as usize)
+        .await
+        .map_err(|e| StorageError::io("reading a segment", e))?;
+    let avail = data.len().min(len as usize);
+    Ok(if avail <= skip {
+        Vec::new()
+    } else {
+        data[skip..avail].to_vec()
+    })
+}
+
+/// Scans a segment file from position 0 to `end`, CRC-checking every batch
+/// and calling `found` for each; returns where valid data stops and why.
+pub async fn scan_file(
+    file: &DmaFile,
+    base_offset: i64,
+    end: u64,
+    batch_bytes_max: usize,
+    mut found: impl FnMut(scan::ScannedBatch),
+) -> Result<ScanStop> {
+    const CHUNK: u64 = 1 << 20;
+    let mut position = 0u64;
+    let mut expected = Some(base_offset);
+    let mut want = CHUNK;
+    loop {
+        if position >= end {
+            return Ok(ScanStop::End { position });
+        }
+        let aligned = align_down(position);
+        let skip = (position - aligned) as usize;
+        let len = (skip as u64 + want).min(end - aligned);
+        let data = file
+            .read_at_aligned(aligned, align_up(len) as usize)
+            .await
+            .map_err(|e| StorageError::io("scanning a segment", e))?;
+        let avail = data.len().min(len as usize);
+        if avail <= skip {
+            return Ok(ScanStop::End { position });
+        }
+        let stop = scan::scan(
+            &data[skip..avail],
+            position,
+            &mut expected,
+            batch_bytes_max,
+            &mut found,
+        );
+        let buffer_end = aligned + avail as u64;
+        match stop {
+            ScanStop::NeedMore { position: p, need } if buffer_end < end => {
+                position = p;
+                want = CHUNK.max(need as u64);
+            }
+            ScanStop::End { position: p } if p == buffer_end && buffer_end < end => {
+                position = p;
+                want = CHUNK;
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
+/// Reads whole batches from a segment file, starting from the batch that
+/// contains `offset`, scanning from `position` (an index hint at or before
+/// it) up to `end`. Returns `None` if no batch at or after `offset` lies
+/// before `end`. At least one batch is returned even if larger than
+/// `max_bytes`. A batch that fails its CRC is never returned: if it is the
+/// first one wanted, the read fails with [`StorageError::Corrupt`].
+pub async fn read_batches(
+    file: &DmaFile,
+    segment_base: i64,
+    mut position: u64,
+    end: u64,
+    offset: i64,
+    max_bytes: usize,
+    batch_bytes_max: usize,
+) -> Result<Option<Bytes>> {
+    let chunk = (max_bytes as u64).clamp(64 << 10, 16 << 20);
+    let mut want = chunk;
+    let mut out = BytesMut::new();
+    let corrupt = |position, cause| StorageError::Corrupt {
+        segment_base,
+        position,
+        cause,
+    };
+    loop {
+        if position >= end {
+            break;
+        }
+        let aligned = align_down(position);
+        let skip = (position - aligned) as usize;
+        let len = (skip as u64 + want).min(end - aligned);
+        let data = file
+            .read_at_aligned(aligned, align_up(len) as usize)
+            .await
+            .map_err(|e| StorageError::io("reading a segment", e))?;
+        let avail = data.len().min(len as usize);
+        if avail <= skip {
+            break;
+        }
+        let buf = &data[skip..avail];
+        let mut full = false;
+        let stop = scan::scan(buf, position, &mut None, batch_bytes_max, |b| {
+            if full || b.header.next_offset() <= offset {
+                return;
+            }
+            let len = b.header.total_len();
+            if !out.is_empty() && out.len() + len > max_bytes {
+                full = true;
+                return;
+            }
+            let at = (b.position - position) as usize;
+            out.extend_from_slice(&buf[at..at + len]);
+        });
+        if full {
+            break;
+        }
+        let buffer_end = aligned + avail as u64;
+        match stop {
+            ScanStop::Invalid { position: p, error } => {
+                if out.is_empty() {
+                    return Err(corrupt(p, error));
+                }
+                break;
+            }
+            ScanStop::NeedMore { position: p, need } => {
+                if buffer_end >= end {
+                    // A batch cut short by the end of readable data.
+                    if out.is_empty() {
+                        return Err(corrupt(p, ScanError::Truncated));
+                    }
+                    break;
+                }
+                if !out.is_empty() && out.len() + need > max_bytes {
+                    break;
+                }
+                position = p;
+                want = chunk.max(need as u64);
+            }
+            ScanStop::End { position: p } => {
+                if p < buffer_end {
+                    // Zeros where batches should be.
+                    if out.is_empty() {
+                        return Err(corrupt(p, ScanError::Zeroed));
+                    }
+                    break;
+                }
+                if out.len() >= max_bytes {
+                    break;
+                }
+                position = p;
+                want = chunk;
+            }
+        }
+    }
+    Ok(if out.is_empty() {
+        None
+    } else {
+        Some(out.freeze())
+    })
+}
