@@ -421,14 +421,18 @@ impl PartitionLog {
             old.progress = None;
             debug_assert_eq!(old.size_bytes, position);
         }
-        let (index, time_index) = inner.shared.borrow().active().index_files();
-        segment::write_index_files(
-            &inner.dir,
-            inner.shared.borrow().active().base_offset,
-            &index,
-            &time_index,
-        )
-        .await?;
+        let (sealed_base, index, time_index) = {
+            let s = inner.shared.borrow();
+            let (index, time_index) = s.active().index_files();
+            (s.active().base_offset, index, time_index)
+        };
+        // Indexes are rebuilt from the log if missing, so failing to write
+        // them (a full disk) must not stop the roll half way.
+        if let Err(e) =
+            segment::write_index_files(&inner.dir, sealed_base, &index, &time_index).await
+        {
+            tracing::warn!(dir = %inner.dir.display(), segment = sealed_base, error = %e, "could not write segment indexes");
+        }
         {
             let mut s = inner.shared.borrow_mut();
             let mut seg = Segment::new(new_base, file, now_ms());

@@ -54,11 +54,15 @@ impl ScanStop {
 /// for each whole batch whose CRC checks out. `expected_offset` is the offset
 /// the next batch must start at (when known); it advances as batches are found.
 /// `batch_bytes_max` rejects absurd length fields before they cause huge reads.
+/// Batches that end at or before `verify_from` are stepped over by their
+/// length field without a CRC check (a reader skipping to its offset must not
+/// fail on damage it does not read); recovery passes `i64::MIN`.
 pub fn scan(
     buf: &[u8],
     start_position: u64,
     expected_offset: &mut Option<i64>,
     batch_bytes_max: usize,
+    verify_from: i64,
     mut found: impl FnMut(ScannedBatch),
 ) -> ScanStop {
     let mut at = 0usize;
@@ -160,7 +164,9 @@ mod tests {
         log.extend_from_slice(&[0u8; 100]);
         let mut seen = Vec::new();
         let mut expected = Some(0);
-        let stop = scan(&log, 0, &mut expected, 1 << 20, |b| seen.push(b.position));
+        let stop = scan(&log, 0, &mut expected, 1 << 20, i64::MIN, |b| {
+            seen.push(b.position)
+        });
         assert_eq!(seen, positions);
         assert_eq!(stop, ScanStop::End { position: end });
         assert_eq!(expected, Some(10));
@@ -172,7 +178,7 @@ mod tests {
         for cut in 0..log.len() {
             let mut expected = Some(0);
             let mut n = 0;
-            let stop = scan(&log[..cut], 0, &mut expected, 1 << 20, |_| n += 1);
+            let stop = scan(&log[..cut], 0, &mut expected, 1 << 20, i64::MIN, |_| n += 1);
             let ends: Vec<u64> = positions
                 .iter()
                 .skip(1)
@@ -195,14 +201,14 @@ mod tests {
         let (mut log, positions) = log_of(3);
         log[positions[1] as usize + 40] ^= 0xff;
         let mut expected = Some(0);
-        let stop = scan(&log, 0, &mut expected, 1 << 20, |_| {});
+        let stop = scan(&log, 0, &mut expected, 1 << 20, i64::MIN, |_| {});
         assert!(
             matches!(stop, ScanStop::Invalid { position, error: ScanError::Batch(BatchError::CrcMismatch { .. }) } if position == positions[1])
         );
 
         let (log, _) = log_of(3);
         let mut expected = Some(5);
-        let stop = scan(&log, 0, &mut expected, 1 << 20, |_| {});
+        let stop = scan(&log, 0, &mut expected, 1 << 20, i64::MIN, |_| {});
         assert!(matches!(
             stop,
             ScanStop::Invalid {

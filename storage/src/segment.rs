@@ -298,6 +298,7 @@ pub async fn scan_file(
             position,
             &mut expected,
             batch_bytes_max,
+            i64::MIN,
             &mut found,
         );
         let buffer_end = aligned + avail as u64;
@@ -355,7 +356,7 @@ pub async fn read_batches(
         }
         let buf = &data[skip..avail];
         let mut full = false;
-        let stop = scan::scan(buf, position, &mut None, batch_bytes_max, |b| {
+        let stop = scan::scan(buf, position, &mut None, batch_bytes_max, offset, |b| {
             if full || b.header.next_offset() <= offset {
                 return;
             }

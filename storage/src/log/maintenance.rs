@@ -260,7 +260,10 @@ impl PartitionLog {
             let (index, time_index) = s.active().index_files();
             (base, index, time_index)
         };
-        segment::write_index_files(&inner.dir, base, &index, &time_index).await?;
+        if let Err(e) = segment::write_index_files(&inner.dir, base, &index, &time_index).await {
+            // The next open rebuilds them by scanning; not worth failing the close.
+            tracing::warn!(dir = %inner.dir.display(), segment = base, error = %e, "could not write segment indexes");
+        }
         self.write_checkpoint(&mut w, true).await?;
         inner.shared.borrow_mut().closed = true;
         inner.durable.notify_all();
@@ -288,11 +291,18 @@ async fn find_batch_start(
     loop {
         let data = segment::read_range(file, position, end, chunk(batch_bytes_max)).await?;
         let mut found = None;
-        let stop = scan::scan(&data, position, &mut expected, batch_bytes_max, |b| {
-            if b.header.base_offset == offset {
-                found.get_or_insert(b.position);
-            }
-        });
+        let stop = scan::scan(
+            &data,
+            position,
+            &mut expected,
+            batch_bytes_max,
+            i64::MIN,
+            |b| {
+                if b.header.base_offset == offset {
+                    found.get_or_insert(b.position);
+                }
+            },
+        );
         if let Some(p) = found {
             return Ok(p);
         }
@@ -345,6 +355,7 @@ async fn recompute_max_timestamp(log: &PartitionLog, base: i64, end: u64) -> Res
             position,
             &mut expected,
             log.inner.config.batch_bytes_max,
+            i64::MIN,
             |b| max_ts = max_ts.max(b.header.max_timestamp),
         );
         match stop {
