@@ -9,7 +9,7 @@
 //! last. Space is reserved ahead with `fallocate`, so a full disk surfaces as a
 //! clean error before any data is accepted.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
@@ -146,7 +146,9 @@ pub struct Appender {
     appended_offset: i64,
     next_write_id: u64,
     /// Space up to here is reserved with fallocate.
-    reserved_end: u64,
+    reserved_end: Rc<Cell<u64>>,
+    /// A background reservation of the next window, if one is running.
+    reserving: Option<glommio::Task<()>>,
 }
 
 impl Appender {
@@ -159,7 +161,10 @@ impl Appender {
         next_offset: i64,
         config: AppenderConfig,
     ) -> Result<Appender> {
-        assert!(config.buffer_bytes as u64 >= 2 * ALIGN && config.buffer_bytes as u64 % ALIGN == 0);
+        assert!(
+            config.buffer_bytes as u64 >= 2 * ALIGN
+                && (config.buffer_bytes as u64).is_multiple_of(ALIGN)
+        );
         assert!(config.writes_in_flight_max >= 1);
         let buf_position = align_down(position);
         let tail = (position - buf_position) as usize;
@@ -191,7 +196,8 @@ impl Appender {
             submitted_len: tail,
             appended_offset: next_offset,
             next_write_id: 0,
-            reserved_end: position,
+            reserved_end: Rc::new(Cell::new(position)),
+            reserving: None,
         })
     }
 
@@ -221,18 +227,29 @@ impl Appender {
 
     /// Makes sure the next `bytes` bytes have space on the device. A full disk
     /// is reported here, before anything is copied; the appender is unchanged.
+    ///
+    /// Space is reserved `preallocate_bytes` ahead, and the next window is
+    /// reserved in the background once half of the current one is used, so
+    /// appends rarely wait for `fallocate`.
     pub async fn reserve(&mut self, bytes: u64) -> Result<()> {
         let needed_end = align_up(self.position() + bytes);
-        if needed_end <= self.reserved_end {
+        if needed_end > self.reserved_end.get() {
+            if let Some(task) = self.reserving.take() {
+                // Whatever it found, a synchronous attempt below decides.
+                let _ = task.await;
+            }
+        }
+        if needed_end <= self.reserved_end.get() {
+            self.reserve_ahead(needed_end);
             return Ok(());
         }
-        // Reserve well ahead to keep fallocate off the per-append path; near a
-        // full disk, settle for exactly what this append needs.
+        // Reserve well ahead; near a full disk, settle for exactly what this
+        // append needs.
         let ahead = needed_end + self.config.preallocate_bytes;
         for target in [ahead, needed_end] {
             match self.file.pre_allocate(target, true).await {
                 Ok(()) => {
-                    self.reserved_end = target;
+                    self.reserved_end.set(target);
                     return Ok(());
                 }
                 Err(e) if target == needed_end => {
@@ -242,6 +259,25 @@ impl Appender {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    fn reserve_ahead(&mut self, needed_end: u64) {
+        let window = self.config.preallocate_bytes;
+        if window == 0
+            || self.reserving.is_some()
+            || self.reserved_end.get() - needed_end > window / 2
+        {
+            return;
+        }
+        let target = self.reserved_end.get() + window;
+        let (file, reserved_end) = (self.file.clone(), self.reserved_end.clone());
+        self.reserving = Some(glommio::spawn_local(async move {
+            // A failure here is not an error yet: the append that needs the
+            // space retries synchronously and reports it.
+            if file.pre_allocate(target, true).await.is_ok() {
+                reserved_end.set(reserved_end.get().max(target));
+            }
+        }));
     }
 
     /// Copies `parts` (one batch, possibly split for patching) into the

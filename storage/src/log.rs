@@ -271,7 +271,7 @@ impl PartitionLog {
     async fn sync_to(&self, target: i64) -> Result<()> {
         let inner = &*self.inner;
         loop {
-            {
+            let lead = {
                 let mut s = inner.shared.borrow_mut();
                 if s.durable_offset >= target {
                     return Ok(());
@@ -281,15 +281,16 @@ impl PartitionLog {
                         reason: reason.clone(),
                     });
                 }
-                if !s.syncing {
-                    s.syncing = true;
-                    drop(s);
-                    let result = self.sync_once().await;
-                    inner.shared.borrow_mut().syncing = false;
-                    inner.durable.notify_all();
-                    result?;
-                    continue;
-                }
+                let lead = !s.syncing;
+                s.syncing = true;
+                lead
+            };
+            if lead {
+                let result = self.sync_once().await;
+                inner.shared.borrow_mut().syncing = false;
+                inner.durable.notify_all();
+                result?;
+                continue;
             }
             inner
                 .durable

@@ -87,7 +87,7 @@ impl OffsetIndex {
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, IndexFileError> {
-        if body.len() % 8 != 0 {
+        if !body.len().is_multiple_of(8) {
             return Err(IndexFileError::Damaged {
                 kind: IndexKind::Offset,
                 reason: "length not a multiple of 8",

@@ -104,7 +104,11 @@ pub fn scan(
                 need: total,
             };
         }
-        let header = match batch::check_integrity(&rest[..total]) {
+        let checked = match BatchHeader::parse(&rest[..total]) {
+            Ok(h) if h.next_offset() <= verify_from && h.magic == batch::MAGIC_V2 => Ok(h),
+            _ => batch::check_integrity(&rest[..total]),
+        };
+        let header = match checked {
             Ok(h) => h,
             Err(e) => {
                 return ScanStop::Invalid {

@@ -71,7 +71,7 @@ impl TimeIndex {
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, IndexFileError> {
-        if body.len() % 12 != 0 {
+        if !body.len().is_multiple_of(12) {
             return Err(IndexFileError::Damaged {
                 kind: IndexKind::Time,
                 reason: "length not a multiple of 12",

@@ -32,7 +32,7 @@ fn validate_config(config: &LogConfig) {
         "segment_bytes must fit 32-bit positions"
     );
     assert!(config.batch_bytes_max as u64 <= config.segment_bytes.max(1 << 20) * 2);
-    assert!(config.write_buffer_bytes >= 8192 && config.write_buffer_bytes % 4096 == 0);
+    assert!(config.write_buffer_bytes >= 8192 && config.write_buffer_bytes.is_multiple_of(4096));
     assert!(config.writes_in_flight_max >= 1);
     assert!(config.index_interval_bytes >= 1);
 }
