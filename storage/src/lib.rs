@@ -38,7 +38,7 @@ pub mod read_cache;
 pub mod retention;
 pub mod scan;
 pub mod segment;
-mod signal;
+pub mod signal;
 pub mod time_index;
 
 pub use config::{FlushPolicy, LogConfig};

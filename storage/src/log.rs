@@ -51,7 +51,7 @@ pub struct PartitionLog {
 
 struct Inner {
     dir: PathBuf,
-    config: LogConfig,
+    config: RefCell<LogConfig>,
     writer: async_lock::Mutex<Writer>,
     shared: RefCell<Shared>,
     /// Notified when `durable_offset` moves, a sync ends or the log fails.
@@ -135,8 +135,29 @@ impl PartitionLog {
         &self.inner.dir
     }
 
-    pub fn config(&self) -> &LogConfig {
-        &self.inner.config
+    /// The settings in force now.
+    pub fn config(&self) -> LogConfig {
+        self.inner.config.borrow().clone()
+    }
+
+    /// Changes settings of an open log. Retention, roll, flush and batch size
+    /// limits apply from the next operation; buffer sizes from the next segment.
+    pub fn reconfigure(&self, config: LogConfig) {
+        open::validate_config(&config);
+        let was_interval = matches!(self.inner.config.borrow().flush, FlushPolicy::Interval(_));
+        let interval = match config.flush {
+            FlushPolicy::Interval(every) if !was_interval => Some(every),
+            _ => None,
+        };
+        self.inner
+            .shared
+            .borrow_mut()
+            .cache
+            .set_bytes_max(config.cache_bytes_max);
+        *self.inner.config.borrow_mut() = config;
+        if let Some(every) = interval {
+            open::spawn_interval_flusher(Rc::downgrade(&self.inner), every);
+        }
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -192,15 +213,29 @@ impl PartitionLog {
     /// [`FlushPolicy::Always`] the future resolves once the batch is on stable
     /// storage; concurrent appends share one fdatasync.
     pub async fn append(&self, batch: Bytes) -> Result<AppendInfo> {
-        let header = batch::validate(&batch, self.inner.config.batch_bytes_max)?;
-        let info = self.append_validated(batch, header).await?;
-        if self.inner.config.flush == FlushPolicy::Always {
+        let header = batch::validate(&batch, self.inner.config.borrow().batch_bytes_max)?;
+        self.append_validated(batch, header).await
+    }
+
+    /// [`PartitionLog::append`] for a batch the caller already passed through
+    /// [`batch::validate`] (with this log's `batch_bytes_max`), so a request
+    /// carrying several batches can be checked whole before any is appended.
+    pub async fn append_validated(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
+        debug_assert!(batch::check_integrity(&batch).is_ok());
+        let info = self.append_unsynced(batch, header).await?;
+        if self.inner.config.borrow().flush == FlushPolicy::Always {
             self.sync_to(info.last_offset + 1).await?;
         }
         Ok(info)
     }
 
-    async fn append_validated(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
+    /// Waits until every batch before `offset` is on stable storage, syncing
+    /// if needed (acks=all under an interval flush policy).
+    pub async fn make_durable(&self, offset: i64) -> Result<()> {
+        self.sync_to(offset).await
+    }
+
+    async fn append_unsynced(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
         let inner = &*self.inner;
         let mut w = inner.writer.lock().await;
         inner.shared.borrow().usable()?;
@@ -228,8 +263,11 @@ impl PartitionLog {
         let mut stored = header;
         stored.base_offset = base_offset;
         stored.leader_epoch = epoch;
-        s.active_mut()
-            .record_batch(position, &stored, inner.config.index_interval_bytes);
+        s.active_mut().record_batch(
+            position,
+            &stored,
+            inner.config.borrow().index_interval_bytes,
+        );
         s.log_end_offset = next_offset;
         s.cache.push(base_offset, next_offset, epoch, batch);
         s.cache.evict(written_offset);
@@ -244,8 +282,8 @@ impl PartitionLog {
         let s = self.inner.shared.borrow();
         let active = s.active();
         !active.is_empty()
-            && (active.size_bytes + incoming_bytes > self.inner.config.segment_bytes
-                || now_ms() - active.created_ms >= self.inner.config.segment_ms as i64)
+            && (active.size_bytes + incoming_bytes > self.inner.config.borrow().segment_bytes
+                || now_ms() - active.created_ms >= self.inner.config.borrow().segment_ms as i64)
     }
 
     /// Records a fatal I/O failure: the log refuses further writes.
@@ -336,7 +374,7 @@ impl PartitionLog {
         }
         inner.durable.notify_all();
         let mut w = inner.writer.lock().await;
-        if now_ms() - w.last_checkpoint_ms >= inner.config.checkpoint_interval_ms as i64 {
+        if now_ms() - w.last_checkpoint_ms >= inner.config.borrow().checkpoint_interval_ms as i64 {
             self.write_checkpoint(&mut w, false).await?;
         }
         Ok(())
@@ -392,8 +430,13 @@ impl PartitionLog {
         file.truncate(0)
             .await
             .map_err(|e| StorageError::io("preparing a new segment", e))?;
-        let mut appender =
-            Appender::resume(file.clone(), 0, new_base, appender_config(&inner.config)).await?;
+        let mut appender = Appender::resume(
+            file.clone(),
+            0,
+            new_base,
+            appender_config(&inner.config.borrow()),
+        )
+        .await?;
         if let Err(e) = appender.reserve(incoming_bytes).await {
             drop(appender);
             let _ = file.remove().await;
@@ -488,7 +531,7 @@ impl PartitionLog {
             end,
             offset,
             max_bytes,
-            inner.config.batch_bytes_max,
+            inner.config.borrow().batch_bytes_max,
         )
         .await?;
         found.ok_or(StorageError::Corrupt {

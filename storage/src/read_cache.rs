@@ -33,6 +33,11 @@ impl ReadCache {
         }
     }
 
+    /// Changes the budget; eviction catches up on the next append.
+    pub fn set_bytes_max(&mut self, bytes_max: usize) {
+        self.bytes_max = bytes_max;
+    }
+
     /// Bytes of batch data held.
     pub fn bytes(&self) -> usize {
         self.bytes

@@ -65,7 +65,7 @@ impl PartitionLog {
             hint_offset,
             end,
             offset,
-            inner.config.batch_bytes_max,
+            inner.config.borrow().batch_bytes_max,
         )
         .await?;
 
@@ -98,7 +98,8 @@ impl PartitionLog {
         sync_dir(&inner.dir).await?;
 
         let max_timestamp = recompute_max_timestamp(self, base, cut).await?;
-        let appender = Appender::resume(file, cut, offset, appender_config(&inner.config)).await?;
+        let appender =
+            Appender::resume(file, cut, offset, appender_config(&inner.config.borrow())).await?;
         {
             let mut s = inner.shared.borrow_mut();
             let seg = s.segments.get_mut(&base).expect("segment kept");
@@ -167,8 +168,8 @@ impl PartitionLog {
                 &facts,
                 s.active().size_bytes,
                 now_ms,
-                inner.config.retention_ms,
-                inner.config.retention_bytes,
+                inner.config.borrow().retention_ms,
+                inner.config.borrow().retention_bytes,
             );
             if n == 0 {
                 return Ok(RetentionOutcome {
@@ -347,14 +348,14 @@ async fn recompute_max_timestamp(log: &PartitionLog, base: i64, end: u64) -> Res
             &file,
             position,
             end,
-            chunk(log.inner.config.batch_bytes_max),
+            chunk(log.inner.config.borrow().batch_bytes_max),
         )
         .await?;
         let stop = scan::scan(
             &data,
             position,
             &mut expected,
-            log.inner.config.batch_bytes_max,
+            log.inner.config.borrow().batch_bytes_max,
             i64::MIN,
             |b| max_ts = max_ts.max(b.header.max_timestamp),
         );

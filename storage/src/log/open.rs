@@ -26,7 +26,7 @@ use crate::signal::Signal;
 
 pub(super) const CHECKPOINT_FILE: &str = "checkpoint";
 
-fn validate_config(config: &LogConfig) {
+pub(super) fn validate_config(config: &LogConfig) {
     assert!(
         config.segment_bytes >= 4096 && config.segment_bytes < (1 << 31),
         "segment_bytes must fit 32-bit positions"
@@ -180,7 +180,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> 
     let log = PartitionLog {
         inner: Rc::new(Inner {
             dir: dir.to_path_buf(),
-            config,
+            config: RefCell::new(config),
             writer: async_lock::Mutex::new(Writer {
                 appender,
                 checkpoint_file,
@@ -277,18 +277,21 @@ pub(super) fn remove_segment_files(dir: &Path, base: i64) {
     }
 }
 
-fn spawn_interval_flusher(inner: Weak<Inner>, every: std::time::Duration) {
+pub(super) fn spawn_interval_flusher(inner: Weak<Inner>, first: std::time::Duration) {
     glommio::spawn_local(async move {
+        let mut every = first;
         loop {
             glommio::timer::sleep(every).await;
             let Some(inner) = inner.upgrade() else { break };
             let log = PartitionLog { inner };
-            let (closed, target) = {
+            let (stop, target) = {
                 let s = log.inner.shared.borrow();
                 (s.closed || s.failed.is_some(), s.log_end_offset)
             };
-            if closed {
-                break;
+            match log.inner.config.borrow().flush {
+                FlushPolicy::Interval(d) if !stop => every = d,
+                // Closed, failed, or switched to flush-always: this task is done.
+                _ => break,
             }
             if let Err(e) = log.sync_to(target).await {
                 tracing::error!(dir = %log.inner.dir.display(), error = %e, "interval flush failed");
