@@ -1,4 +1,20 @@
-//! The Rill broker: shards, listeners, partition placement, replication,
-//! controller, consumer groups, and the `rill` binary.
+//! The Rill broker: thread-per-core shards speaking the Kafka protocol.
 //!
-//! Nothing is implemented here yet; the single-node broker work fills it.
+//! - [`runtime`]: starts one pinned glommio executor (shard) per core, each
+//!   with its own `SO_REUSEPORT` listener, and handles shutdown signals.
+//! - [`shard`]: a shard's partitions and the cross-shard job channels.
+//! - [`server`]: connections and request framing.
+//! - [`api`]: one Kafka API handler per file.
+//! - [`controller`], [`metadata`], [`topic_config`]: topics, placement and
+//!   configs, persisted and applied on every shard.
+//! - [`config`]: flags and the TOML config file.
+
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod error_code;
+pub mod metadata;
+pub mod runtime;
+pub mod server;
+pub mod shard;
+pub mod topic_config;

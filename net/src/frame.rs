@@ -32,10 +32,15 @@ pub fn next_frame(buf: &mut BytesMut, max_bytes: usize) -> Result<Frame, FrameEr
     }
     let size = size as usize;
     if size > max_bytes {
-        return Err(FrameError::TooLarge { size, max: max_bytes });
+        return Err(FrameError::TooLarge {
+            size,
+            max: max_bytes,
+        });
     }
     if buf.len() < 4 + size {
-        return Ok(Frame::Incomplete { frame_bytes: Some(4 + size) });
+        return Ok(Frame::Incomplete {
+            frame_bytes: Some(4 + size),
+        });
     }
     buf.advance(4);
     Ok(Frame::Complete(buf.split_to(size).freeze()))
@@ -49,9 +54,18 @@ mod tests {
     #[test]
     fn oversized_and_negative_sizes_are_refused() {
         let mut buf = BytesMut::from(&[0x7f, 0xff, 0xff, 0xff][..]);
-        assert_eq!(next_frame(&mut buf, 1 << 20), Err(FrameError::TooLarge { size: i32::MAX as usize, max: 1 << 20 }));
+        assert_eq!(
+            next_frame(&mut buf, 1 << 20),
+            Err(FrameError::TooLarge {
+                size: i32::MAX as usize,
+                max: 1 << 20
+            })
+        );
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xfe][..]);
-        assert_eq!(next_frame(&mut buf, 1 << 20), Err(FrameError::Negative { size: -2 }));
+        assert_eq!(
+            next_frame(&mut buf, 1 << 20),
+            Err(FrameError::Negative { size: -2 })
+        );
     }
 
     proptest! {

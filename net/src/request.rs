@@ -26,7 +26,11 @@ pub enum RequestError {
     /// answered (v0 form with UNSUPPORTED_VERSION); for other APIs Kafka
     /// closes the connection, since no reply the client could parse exists.
     #[error("unsupported version {version} of {api_key:?}")]
-    UnsupportedVersion { api_key: ApiKey, version: i16, correlation_id: i32 },
+    UnsupportedVersion {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    },
     /// An API key Rill does not implement at all.
     #[error("unsupported API key {api_key}")]
     UnknownApi { api_key: i16, correlation_id: i32 },
@@ -46,28 +50,51 @@ pub fn peek_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
 
 /// Decodes a request frame (without its size prefix). Never panics on any input.
 pub fn decode_request(frame: Bytes) -> Result<Request, RequestError> {
-    let (key, version, correlation_id) = peek_header(&frame).ok_or_else(|| RequestError::Malformed {
-        reason: format!("{} bytes is too short for a request header", frame.len()),
+    let (key, version, correlation_id) =
+        peek_header(&frame).ok_or_else(|| RequestError::Malformed {
+            reason: format!("{} bytes is too short for a request header", frame.len()),
+        })?;
+    let api_key = ApiKey::try_from(key).map_err(|_| RequestError::UnknownApi {
+        api_key: key,
+        correlation_id,
     })?;
-    let api_key = ApiKey::try_from(key).map_err(|_| RequestError::UnknownApi { api_key: key, correlation_id })?;
     if versions::range(api_key).is_none() {
-        return Err(RequestError::UnknownApi { api_key: key, correlation_id });
+        return Err(RequestError::UnknownApi {
+            api_key: key,
+            correlation_id,
+        });
     }
     if !versions::is_supported(api_key, version) {
-        return Err(RequestError::UnsupportedVersion { api_key, version, correlation_id });
+        return Err(RequestError::UnsupportedVersion {
+            api_key,
+            version,
+            correlation_id,
+        });
     }
     let mut buf = frame;
     let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut buf, header_version)
-        .map_err(|e| RequestError::Malformed { reason: format!("bad {api_key:?} header: {e}") })?;
-    let body = RequestKind::decode(api_key, &mut buf, version)
-        .map_err(|e| RequestError::Malformed { reason: format!("bad {api_key:?} v{version} body: {e}") })?;
+    let header =
+        RequestHeader::decode(&mut buf, header_version).map_err(|e| RequestError::Malformed {
+            reason: format!("bad {api_key:?} header: {e}"),
+        })?;
+    let body =
+        RequestKind::decode(api_key, &mut buf, version).map_err(|e| RequestError::Malformed {
+            reason: format!("bad {api_key:?} v{version} body: {e}"),
+        })?;
     if buf.has_remaining() {
         return Err(RequestError::Malformed {
-            reason: format!("{} trailing bytes after a {api_key:?} v{version} request", buf.remaining()),
+            reason: format!(
+                "{} trailing bytes after a {api_key:?} v{version} request",
+                buf.remaining()
+            ),
         });
     }
-    Ok(Request { header, api_key, version, body })
+    Ok(Request {
+        header,
+        api_key,
+        version,
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -85,28 +112,49 @@ mod tests {
         h.request_api_version = version;
         h.correlation_id = 7;
         h.client_id = Some(StrBytes::from_static_str("test"));
-        h.encode(&mut buf, key.request_header_version(version)).unwrap();
+        h.encode(&mut buf, key.request_header_version(version))
+            .unwrap();
         body.encode(&mut buf, version).unwrap();
         buf.freeze()
     }
 
     #[test]
     fn decodes_known_requests_and_classifies_the_rest() {
-        let r = decode_request(frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())).unwrap();
-        assert_eq!((r.api_key, r.version, r.header.correlation_id), (ApiKey::ApiVersions, 3, 7));
+        let r = decode_request(frame(
+            ApiKey::ApiVersions,
+            3,
+            &ApiVersionsRequest::default(),
+        ))
+        .unwrap();
+        assert_eq!(
+            (r.api_key, r.version, r.header.correlation_id),
+            (ApiKey::ApiVersions, 3, 7)
+        );
         let r = decode_request(frame(ApiKey::Metadata, 9, &MetadataRequest::default())).unwrap();
         assert!(matches!(r.body, RequestKind::Metadata(_)));
         assert!(matches!(
             decode_request(frame(ApiKey::Metadata, 13, &MetadataRequest::default())),
-            Err(RequestError::UnsupportedVersion { correlation_id: 7, .. })
+            Err(RequestError::UnsupportedVersion {
+                correlation_id: 7,
+                ..
+            })
         ));
         let mut f = frame(ApiKey::Metadata, 9, &MetadataRequest::default()).to_vec();
         f[0..2].copy_from_slice(&999i16.to_be_bytes());
-        assert!(matches!(decode_request(f.into()), Err(RequestError::UnknownApi { api_key: 999, .. })));
+        assert!(matches!(
+            decode_request(f.into()),
+            Err(RequestError::UnknownApi { api_key: 999, .. })
+        ));
         let mut f = frame(ApiKey::Metadata, 9, &MetadataRequest::default()).to_vec();
         f.push(0);
-        assert!(matches!(decode_request(f.into()), Err(RequestError::Malformed { .. })));
-        assert!(matches!(decode_request(Bytes::from_static(&[0, 3])), Err(RequestError::Malformed { .. })));
+        assert!(matches!(
+            decode_request(f.into()),
+            Err(RequestError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 3])),
+            Err(RequestError::Malformed { .. })
+        ));
     }
 
     proptest! {

@@ -20,14 +20,21 @@ pub fn encode_response(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<Bytes, EncodeError> {
-    let err = |reason: String| EncodeError { api_key, version, reason };
+    let err = |reason: String| EncodeError {
+        api_key,
+        version,
+        reason,
+    };
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
     let header_version = api_key.response_header_version(version);
     let mut buf = BytesMut::with_capacity(64);
     buf.put_i32(0);
-    header.encode(&mut buf, header_version).map_err(|e| err(e.to_string()))?;
-    body.encode(&mut buf, version).map_err(|e| err(e.to_string()))?;
+    header
+        .encode(&mut buf, header_version)
+        .map_err(|e| err(e.to_string()))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| err(e.to_string()))?;
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())

@@ -22,7 +22,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 
 /// The implemented version range of `api`, if any.
 pub fn range(api: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED.iter().find(|(k, _, _)| *k == api).map(|&(_, min, max)| (min, max))
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|&(_, min, max)| (min, max))
 }
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -54,7 +57,10 @@ mod tests {
     fn every_advertised_range_is_one_the_codec_handles() {
         for &(k, min, max) in SUPPORTED {
             let valid = k.valid_versions();
-            assert!(min >= valid.min && max <= valid.max, "{k:?} {min}..={max} outside {valid:?}");
+            assert!(
+                min >= valid.min && max <= valid.max,
+                "{k:?} {min}..={max} outside {valid:?}"
+            );
         }
     }
 }

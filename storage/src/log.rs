@@ -430,13 +430,8 @@ impl PartitionLog {
         file.truncate(0)
             .await
             .map_err(|e| StorageError::io("preparing a new segment", e))?;
-        let mut appender = Appender::resume(
-            file.clone(),
-            0,
-            new_base,
-            appender_config(&inner.config.borrow()),
-        )
-        .await?;
+        let appender_cfg = appender_config(&inner.config.borrow());
+        let mut appender = Appender::resume(file.clone(), 0, new_base, appender_cfg).await?;
         if let Err(e) = appender.reserve(incoming_bytes).await {
             drop(appender);
             let _ = file.remove().await;
@@ -524,6 +519,7 @@ impl PartitionLog {
                 seg.readable_end(),
             )
         };
+        let batch_bytes_max = inner.config.borrow().batch_bytes_max;
         let found = segment::read_batches(
             &file,
             base,
@@ -531,7 +527,7 @@ impl PartitionLog {
             end,
             offset,
             max_bytes,
-            inner.config.borrow().batch_bytes_max,
+            batch_bytes_max,
         )
         .await?;
         found.ok_or(StorageError::Corrupt {

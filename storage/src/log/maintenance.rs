@@ -58,6 +58,7 @@ impl PartitionLog {
         let (hint_offset, hint_position) = hint
             .map(|e| (base + e.relative_offset as i64, e.position as u64))
             .unwrap_or((base, 0));
+        let batch_bytes_max = inner.config.borrow().batch_bytes_max;
         let cut = find_batch_start(
             &file,
             base,
@@ -65,7 +66,7 @@ impl PartitionLog {
             hint_offset,
             end,
             offset,
-            inner.config.borrow().batch_bytes_max,
+            batch_bytes_max,
         )
         .await?;
 
@@ -98,8 +99,8 @@ impl PartitionLog {
         sync_dir(&inner.dir).await?;
 
         let max_timestamp = recompute_max_timestamp(self, base, cut).await?;
-        let appender =
-            Appender::resume(file, cut, offset, appender_config(&inner.config.borrow())).await?;
+        let appender_cfg = appender_config(&inner.config.borrow());
+        let appender = Appender::resume(file, cut, offset, appender_cfg).await?;
         {
             let mut s = inner.shared.borrow_mut();
             let seg = s.segments.get_mut(&base).expect("segment kept");
@@ -343,19 +344,14 @@ async fn recompute_max_timestamp(log: &PartitionLog, base: i64, end: u64) -> Res
     };
     let (mut position, offset) = start;
     let mut expected = Some(offset);
+    let batch_bytes_max = log.inner.config.borrow().batch_bytes_max;
     while position < end {
-        let data = segment::read_range(
-            &file,
-            position,
-            end,
-            chunk(log.inner.config.borrow().batch_bytes_max),
-        )
-        .await?;
+        let data = segment::read_range(&file, position, end, chunk(batch_bytes_max)).await?;
         let stop = scan::scan(
             &data,
             position,
             &mut expected,
-            log.inner.config.borrow().batch_bytes_max,
+            batch_bytes_max,
             i64::MIN,
             |b| max_ts = max_ts.max(b.header.max_timestamp),
         );

@@ -1,0 +1,205 @@
+//! CreateTopics: validated on the controller (shard 0), persisted, opened on
+//! every owning shard before the answer.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use rill_net::kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use rill_net::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+use rill_net::kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::str_bytes;
+use crate::metadata::{validate_topic_name, ClusterMeta, TopicMeta};
+use crate::shard::Shard;
+use crate::topic_config;
+
+/// A topic as the client asked for it, in plain (`Send`) data.
+struct Spec {
+    name: String,
+    partitions: i32,
+    replication_factor: i16,
+    has_assignments: bool,
+    configs: Vec<(String, Option<String>)>,
+}
+
+/// Adds a topic with `partitions` partitions placed on the least-loaded shards.
+pub fn insert_topic(
+    meta: &mut ClusterMeta,
+    name: &str,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+    shards: usize,
+) -> Uuid {
+    let id = Uuid::new_v4();
+    let placed = meta.place(partitions as usize, shards);
+    meta.topics.insert(
+        name.to_string(),
+        TopicMeta {
+            name: name.to_string(),
+            id,
+            partitions: placed,
+            configs,
+        },
+    );
+    id
+}
+
+/// A created topic's id and partition count, or why it was not created.
+type Created = Result<(Uuid, i32), super::Failure>;
+
+/// Partition count limit per topic: keeps a typo from creating millions of logs.
+const PARTITIONS_MAX: i32 = 100_000;
+
+fn check(
+    spec: &Spec,
+    meta: &ClusterMeta,
+    default_partitions: i32,
+) -> Result<(i32, BTreeMap<String, String>), (ResponseError, String)> {
+    validate_topic_name(&spec.name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
+    if meta.topics.contains_key(&spec.name) {
+        return Err((
+            ResponseError::TopicAlreadyExists,
+            format!("topic `{}` already exists", spec.name),
+        ));
+    }
+    if spec.has_assignments {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            "manual replica assignment is not supported".into(),
+        ));
+    }
+    let partitions = if spec.partitions == -1 {
+        default_partitions
+    } else {
+        spec.partitions
+    };
+    if !(1..=PARTITIONS_MAX).contains(&partitions) {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("partition count must be 1..={PARTITIONS_MAX}, not {partitions}"),
+        ));
+    }
+    if !(spec.replication_factor == -1 || spec.replication_factor == 1) {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "replication factor {} is larger than the 1 broker available",
+                spec.replication_factor
+            ),
+        ));
+    }
+    let mut configs = BTreeMap::new();
+    for (name, value) in &spec.configs {
+        let Some(value) = value else {
+            return Err((
+                ResponseError::InvalidConfig,
+                format!("config `{name}` has no value"),
+            ));
+        };
+        topic_config::validate(name, value).map_err(|m| (ResponseError::InvalidConfig, m))?;
+        configs.insert(name.clone(), value.trim().to_string());
+    }
+    Ok((partitions, configs))
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let specs: Vec<Spec> = req
+        .topics
+        .iter()
+        .map(|t| Spec {
+            name: t.name.as_str().to_string(),
+            partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+            has_assignments: !t.assignments.is_empty(),
+            configs: t
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.as_str().to_string(),
+                        c.value.as_ref().map(|v| v.as_str().to_string()),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let validate_only = req.validate_only;
+    let results: Vec<(String, Created)> = shard
+        .on(0, move |s0| async move {
+            let defaults = s0.config.topic_defaults.partitions;
+            let shards = s0.router.shards();
+            let controller = s0
+                .controller
+                .as_ref()
+                .expect("shard 0 hosts the controller");
+            let outcome = controller
+                .change(&s0, |meta| {
+                    let mut changed = false;
+                    let mut results = Vec::new();
+                    for spec in &specs {
+                        let r = check(spec, meta, defaults).map(|(partitions, configs)| {
+                            if validate_only {
+                                (Uuid::nil(), partitions)
+                            } else {
+                                changed = true;
+                                (
+                                    insert_topic(meta, &spec.name, partitions, configs, shards),
+                                    partitions,
+                                )
+                            }
+                        });
+                        results.push((spec.name.clone(), r));
+                    }
+                    (results, changed)
+                })
+                .await;
+            match outcome {
+                Ok(results) => results,
+                Err(e) => specs
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.name.clone(),
+                            Err((ResponseError::KafkaStorageError, e.clone())),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .await;
+
+    let mut resp = CreateTopicsResponse::default();
+    resp.topics = results
+        .into_iter()
+        .map(|(name, r)| {
+            let mut t = CreatableTopicResult::default();
+            t.name = TopicName(str_bytes(&name));
+            match r {
+                Ok((id, partitions)) => {
+                    if version >= 7 {
+                        t.topic_id = id;
+                    }
+                    if version >= 5 {
+                        t.num_partitions = partitions;
+                        t.replication_factor = 1;
+                    }
+                }
+                Err((e, message)) => {
+                    t.error_code = e.code();
+                    t.error_message = Some(str_bytes(&message));
+                    if version >= 5 {
+                        t.num_partitions = -1;
+                        t.replication_factor = -1;
+                    }
+                }
+            }
+            t
+        })
+        .collect();
+    resp
+}

@@ -1,0 +1,79 @@
+//! DeleteRecords: move each partition's log start (offset -1 = the high watermark).
+
+use std::rc::Rc;
+
+use rill_net::kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use rill_net::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use rill_net::kafka_protocol::ResponseError;
+
+use super::join_all;
+use crate::error_code::storage_error;
+use crate::shard::{Owner, Shard};
+
+async fn delete(
+    shard: &Rc<Shard>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+) -> (Option<ResponseError>, i64) {
+    let Owner::Shard(owner) = shard.owner(&topic, partition) else {
+        return (Some(ResponseError::UnknownTopicOrPartition), -1);
+    };
+    shard
+        .on(owner, move |s| async move {
+            let Some(part) = s.partition(&topic, partition) else {
+                return (Some(ResponseError::UnknownTopicOrPartition), -1);
+            };
+            let target = if offset == -1 {
+                part.log.log_end_offset()
+            } else {
+                offset
+            };
+            match part.log.delete_records_before(target).await {
+                Ok(low) => (None, low),
+                Err(e) => (Some(storage_error(&e)), -1),
+            }
+        })
+        .await
+}
+
+pub async fn handle(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut work = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            let (shard, topic, partition, offset) = (
+                shard.clone(),
+                t.name.as_str().to_string(),
+                p.partition_index,
+                p.offset,
+            );
+            work.push(async move { delete(&shard, topic, partition, offset).await });
+        }
+    }
+    let mut results = join_all(work).await.into_iter();
+    let mut resp = DeleteRecordsResponse::default();
+    resp.topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let mut tr = DeleteRecordsTopicResult::default();
+            tr.name = t.name.clone();
+            tr.partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let (error, low) = results.next().expect("one result per partition");
+                    let mut pr = DeleteRecordsPartitionResult::default();
+                    pr.partition_index = p.partition_index;
+                    pr.error_code = crate::error_code::code(error);
+                    pr.low_watermark = low;
+                    pr
+                })
+                .collect();
+            tr
+        })
+        .collect();
+    resp
+}

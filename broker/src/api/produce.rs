@@ -1,0 +1,185 @@
+//! Produce: validate every batch of a partition, then append them on the
+//! partition's shard. acks=all waits until the data is on stable storage.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use rill_net::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use rill_net::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use rill_net::kafka_protocol::ResponseError;
+use rill_storage::batch;
+
+use super::join_all;
+use crate::error_code::storage_error;
+use crate::shard::{Owner, Shard};
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Outcome {
+    error: Option<ResponseError>,
+    base_offset: i64,
+    log_start_offset: i64,
+}
+
+fn failed(error: ResponseError) -> Outcome {
+    Outcome {
+        error: Some(error),
+        base_offset: -1,
+        log_start_offset: -1,
+    }
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let refuse = if !matches!(acks, -1..=1) {
+        Some(ResponseError::InvalidRequiredAcks)
+    } else if req.transactional_id.is_some() {
+        // Transactions are not implemented; refuse rather than pretend.
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else {
+        None
+    };
+    if refuse.is_none() && shard.config.auto_create_topics {
+        let meta = shard.meta();
+        let missing: Vec<String> = req
+            .topic_data
+            .iter()
+            .map(|t| t.name.as_str().to_string())
+            .filter(|n| !meta.topics.contains_key(n))
+            .collect();
+        super::auto_create(shard, missing).await;
+    }
+
+    let mut work = Vec::new();
+    for t in &req.topic_data {
+        for p in &t.partition_data {
+            let (topic, partition, records) =
+                (t.name.as_str().to_string(), p.index, p.records.clone());
+            let shard = shard.clone();
+            work.push(async move {
+                match refuse {
+                    Some(e) => failed(e),
+                    None => produce_partition(&shard, topic, partition, records, acks).await,
+                }
+            });
+        }
+    }
+    let mut outcomes = join_all(work).await.into_iter();
+    if acks == 0 {
+        return None;
+    }
+    let mut resp = ProduceResponse::default();
+    resp.responses = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            let mut tr = TopicProduceResponse::default();
+            tr.name = t.name.clone();
+            tr.partition_responses = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    let o = outcomes.next().expect("one outcome per partition");
+                    let mut pr = PartitionProduceResponse::default();
+                    pr.index = p.index;
+                    pr.error_code = crate::error_code::code(o.error);
+                    pr.base_offset = o.base_offset;
+                    if version >= 5 {
+                        pr.log_start_offset = o.log_start_offset;
+                    }
+                    pr.log_append_time_ms = -1;
+                    pr
+                })
+                .collect();
+            tr
+        })
+        .collect();
+    Some(resp)
+}
+
+/// Splits a produce payload into its batches (zero-copy slices).
+fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, ResponseError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < records.len() {
+        let len = batch::peek_total_len(&records[at..]).ok_or(ResponseError::CorruptMessage)?;
+        if len < batch::HEADER_BYTES as i64 || at as i64 + len > records.len() as i64 {
+            return Err(ResponseError::CorruptMessage);
+        }
+        out.push(records.slice(at..at + len as usize));
+        at += len as usize;
+    }
+    if out.is_empty() {
+        return Err(ResponseError::CorruptMessage);
+    }
+    Ok(out)
+}
+
+async fn produce_partition(
+    shard: &Rc<Shard>,
+    topic: String,
+    partition: i32,
+    records: Option<Bytes>,
+    acks: i16,
+) -> Outcome {
+    let owner = match shard.owner(&topic, partition) {
+        Owner::Shard(s) => s,
+        Owner::UnknownTopicOrPartition => return failed(ResponseError::UnknownTopicOrPartition),
+    };
+    shard
+        .on(owner, move |s| async move {
+            let Some(part) = s.partition(&topic, partition) else {
+                return failed(ResponseError::UnknownTopicOrPartition);
+            };
+            let batches = match records.as_ref().map(split_batches) {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => return failed(e),
+                None => return failed(ResponseError::CorruptMessage),
+            };
+            let max = part.log.config().batch_bytes_max;
+            let mut checked = Vec::with_capacity(batches.len());
+            for b in batches {
+                match batch::validate(&b, max) {
+                    Ok(h) => checked.push((b, h)),
+                    Err(e) => {
+                        tracing::debug!(%topic, partition, error = %e, "rejected a batch");
+                        return failed(storage_error(&e.into()));
+                    }
+                }
+            }
+            let mut base_offset = -1;
+            let mut next = 0;
+            for (b, h) in checked {
+                match part.log.append_validated(b, h).await {
+                    Ok(info) => {
+                        if base_offset < 0 {
+                            base_offset = info.base_offset;
+                        }
+                        next = info.last_offset + 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%topic, partition, error = %e, "append failed");
+                        part.appended.notify_all();
+                        return failed(storage_error(&e));
+                    }
+                }
+            }
+            part.appended.notify_all();
+            if acks == -1 {
+                if let Err(e) = part.log.make_durable(next).await {
+                    return failed(storage_error(&e));
+                }
+            }
+            Outcome {
+                error: None,
+                base_offset,
+                log_start_offset: part.log.log_start_offset(),
+            }
+        })
+        .await
+}

@@ -1,0 +1,26 @@
+//! Storage outcomes as Kafka error codes: the one place they are mapped.
+
+use rill_net::kafka_protocol::ResponseError;
+use rill_storage::batch::BatchError;
+use rill_storage::StorageError;
+
+pub fn storage_error(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::InvalidBatch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+        StorageError::InvalidBatch(_) => ResponseError::CorruptMessage,
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::Corrupt { .. } => ResponseError::CorruptMessage,
+        // The partition is being closed or moved: clients refresh metadata and retry.
+        StorageError::Closed => ResponseError::NotLeaderOrFollower,
+        StorageError::NotBatchBoundary { .. } => ResponseError::InvalidRequest,
+        StorageError::CorruptFlushedData { .. }
+        | StorageError::DiskFull { .. }
+        | StorageError::Io { .. }
+        | StorageError::Failed { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The code of a result: 0 for success.
+pub fn code(e: Option<ResponseError>) -> i16 {
+    e.map(|e| e.code()).unwrap_or(0)
+}

@@ -1,0 +1,149 @@
+//! The Kafka listener of one shard and its connections. Requests on one
+//! connection are answered one at a time, in order, as Kafka does.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use rill_net::frame::{next_frame, Frame};
+use rill_net::kafka_protocol::messages::{ApiKey, ResponseKind};
+use rill_net::request::{decode_request, RequestError};
+use rill_net::response::encode_response;
+use rill_net::versions;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::shard::Shard;
+
+/// A listening socket with `SO_REUSEPORT`, so every shard binds the same
+/// address and the kernel spreads connections over them.
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Accepts connections until shutdown begins.
+pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
+    // SAFETY: the fd comes from a listening socket we own and hand over whole.
+    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.stopped().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    let peer = stream.peer_addr().ok();
+                    if let Err(e) = connection(&shard, stream).await {
+                        tracing::debug!(shard = shard.id, ?peer, error = %e, "connection ended");
+                    }
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Bytes read from the socket at a time when no frame size is known yet.
+const READ_CHUNK: usize = 64 << 10;
+
+async fn connection(shard: &Rc<Shard>, mut stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let max_request = shard.config.max_request_bytes;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let frame = match next_frame(&mut buf, max_request) {
+            Ok(Frame::Complete(f)) => f,
+            Ok(Frame::Incomplete { frame_bytes }) => {
+                if shard.stopping.get() && buf.is_empty() {
+                    return Ok(());
+                }
+                let want = frame_bytes
+                    .map(|n| n - buf.len())
+                    .unwrap_or(READ_CHUNK)
+                    .max(READ_CHUNK.min(max_request));
+                let start = buf.len();
+                buf.resize(start + want, 0);
+                let read = futures_lite::future::or(
+                    async { Some(stream.read(&mut buf[start..]).await) },
+                    async {
+                        // Idle connections close at shutdown; a request being read is finished first.
+                        if start == 0 {
+                            shard.stopped().await;
+                            None
+                        } else {
+                            std::future::pending().await
+                        }
+                    },
+                )
+                .await;
+                let n = match read {
+                    None => return Ok(()),
+                    Some(r) => r?,
+                };
+                buf.truncate(start + n);
+                if n == 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "refusing frame, closing connection");
+                return Ok(());
+            }
+        };
+        let request = match decode_request(frame) {
+            Ok(r) => r,
+            Err(RequestError::UnsupportedVersion {
+                api_key: ApiKey::ApiVersions,
+                version,
+                correlation_id,
+            }) => {
+                // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our versions.
+                tracing::debug!(version, "ApiVersions version not supported");
+                let body = ResponseKind::ApiVersions(versions::api_versions_response(
+                    rill_net::kafka_protocol::ResponseError::UnsupportedVersion.code(),
+                ));
+                let out = encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
+                    .map_err(io::Error::other)?;
+                stream.write_all(&out).await?;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "bad request, closing connection");
+                return Ok(());
+            }
+        };
+        let (api_key, version, correlation_id) = (
+            request.api_key,
+            request.version,
+            request.header.correlation_id,
+        );
+        let Some(body) = crate::api::handle(shard, request).await else {
+            continue;
+        };
+        let out = match encode_response(api_key, version, correlation_id, &body) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a response, closing connection");
+                return Ok(());
+            }
+        };
+        stream.write_all(&out).await?;
+    }
+}

@@ -1,0 +1,282 @@
+//! A shard: one glommio executor pinned to one core, owning its partitions
+//! outright. Work for another shard's partitions travels as a `Send` closure
+//! over a channel and runs on the owner; its answer comes back over a
+//! one-shot channel. Record data crosses as `Bytes` (reference counted, no copy).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rill_storage::signal::Signal;
+use rill_storage::PartitionLog;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::controller::Controller;
+use crate::metadata::{partition_dir, ClusterMeta};
+use crate::topic_config;
+
+/// Work sent to a shard: runs there with access to the shard's state.
+pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// Bound on jobs queued for one shard before senders wait.
+pub const JOB_QUEUE_MAX: usize = 4096;
+
+/// Senders to every shard's job queue.
+#[derive(Clone)]
+pub struct Router {
+    senders: Arc<Vec<async_channel::Sender<Job>>>,
+}
+
+impl Router {
+    pub fn new(senders: Vec<async_channel::Sender<Job>>) -> Router {
+        Router {
+            senders: Arc::new(senders),
+        }
+    }
+
+    pub fn shards(&self) -> usize {
+        self.senders.len()
+    }
+}
+
+/// One open partition on its owner shard.
+pub struct Partition {
+    pub topic_id: Uuid,
+    pub log: PartitionLog,
+    /// Notified after every append, for fetches waiting on new data.
+    pub appended: Signal,
+}
+
+/// Where a topic-partition lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Shard(usize),
+    UnknownTopicOrPartition,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub config: Arc<BrokerConfig>,
+    pub router: Router,
+    /// Host and port clients are told to connect to.
+    pub advertised: (String, u16),
+    meta: RefCell<Arc<ClusterMeta>>,
+    partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
+    /// Present on shard 0: the owner of metadata changes.
+    pub controller: Option<Controller>,
+    pub stopping: Cell<bool>,
+    pub stop_signal: Signal,
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        config: Arc<BrokerConfig>,
+        router: Router,
+        advertised: (String, u16),
+        meta: Arc<ClusterMeta>,
+        controller: Option<Controller>,
+    ) -> Shard {
+        Shard {
+            id,
+            config,
+            router,
+            advertised,
+            meta: RefCell::new(meta),
+            partitions: RefCell::new(HashMap::new()),
+            controller,
+            stopping: Cell::new(false),
+            stop_signal: Signal::default(),
+        }
+    }
+
+    /// The metadata snapshot this shard currently serves.
+    pub fn meta(&self) -> Arc<ClusterMeta> {
+        self.meta.borrow().clone()
+    }
+
+    pub fn owner(&self, topic: &str, partition: i32) -> Owner {
+        let meta = self.meta.borrow();
+        match meta
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+        {
+            Some(p) => Owner::Shard(p.shard),
+            None => Owner::UnknownTopicOrPartition,
+        }
+    }
+
+    /// A partition this shard owns and has open.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Runs `f` on shard `shard` and returns its result; runs inline when that
+    /// is this shard.
+    pub async fn on<T, F, Fut>(self: &Rc<Self>, shard: usize, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if shard == self.id {
+            return f(self.clone()).await;
+        }
+        let (tx, rx) = async_channel::bounded(1);
+        let job: Job = Box::new(move |s| {
+            Box::pin(async move {
+                let _ = tx.send(f(s).await).await;
+            })
+        });
+        self.router.senders[shard]
+            .send(job)
+            .await
+            .expect("shard queues live as long as the broker");
+        rx.recv().await.expect("a shard answers every job it takes")
+    }
+
+    /// Runs jobs sent by other shards until the queue closes.
+    pub async fn serve_jobs(self: Rc<Self>, jobs: async_channel::Receiver<Job>) {
+        while let Ok(job) = jobs.recv().await {
+            glommio::spawn_local(job(self.clone())).detach();
+        }
+    }
+
+    /// Cache bytes for each partition this shard owns under `meta`.
+    fn cache_bytes_per_partition(&self, meta: &ClusterMeta) -> usize {
+        let owned = meta
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.shard == self.id)
+            .count();
+        let shard_budget = self.config.memory_budget_bytes / self.router.shards();
+        (shard_budget / owned.max(1)).min(64 << 20)
+    }
+
+    /// Makes this shard serve `meta`: opens partitions newly placed here,
+    /// closes those that left, deletes the data of deleted topics, and applies
+    /// config changes. Returns once done, so callers can answer the client.
+    pub async fn apply_metadata(self: &Rc<Self>, meta: Arc<ClusterMeta>) {
+        let cache = self.cache_bytes_per_partition(&meta);
+        let mut wanted: HashMap<(String, i32), (Uuid, PathBuf, rill_storage::LogConfig)> =
+            HashMap::new();
+        for t in meta.topics.values() {
+            let log_config =
+                topic_config::log_config(&t.configs, &self.config.topic_defaults, cache);
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.shard == self.id {
+                    let dir = partition_dir(&self.config.data_dir, &t.name, i as i32);
+                    wanted.insert((t.name.clone(), i as i32), (t.id, dir, log_config.clone()));
+                }
+            }
+        }
+        // Close what is no longer ours (deleted, re-created under a new id, or moved).
+        let leaving: Vec<((String, i32), Rc<Partition>)> = self
+            .partitions
+            .borrow()
+            .iter()
+            .filter(|(key, p)| wanted.get(*key).is_none_or(|(id, _, _)| *id != p.topic_id))
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        for (key, part) in leaving {
+            self.partitions.borrow_mut().remove(&key);
+            if let Err(e) = part.log.close().await {
+                tracing::warn!(shard = self.id, topic = %key.0, partition = key.1, error = %e, "closing a partition failed");
+            }
+            part.appended.notify_all();
+            let deleted = meta
+                .topics
+                .get(&key.0)
+                .is_none_or(|t| t.id != part.topic_id);
+            if deleted {
+                let dir = partition_dir(&self.config.data_dir, &key.0, key.1);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing a deleted partition failed");
+                }
+            }
+        }
+        *self.meta.borrow_mut() = meta;
+        for (key, (topic_id, dir, log_config)) in wanted {
+            if let Some(existing) = self.partition(&key.0, key.1) {
+                existing.log.reconfigure(log_config);
+                continue;
+            }
+            match PartitionLog::open(&dir, log_config).await {
+                Ok(log) => {
+                    let part = Rc::new(Partition {
+                        topic_id,
+                        log,
+                        appended: Signal::default(),
+                    });
+                    self.partitions.borrow_mut().insert(key, part);
+                }
+                Err(e) => {
+                    // Served as UNKNOWN_TOPIC_OR_PARTITION until repaired; never truncated.
+                    tracing::error!(shard = self.id, topic = %key.0, partition = key.1, error = %e, "cannot open partition");
+                }
+            }
+        }
+    }
+
+    /// Enforces retention on every partition this shard owns.
+    pub async fn run_retention(self: &Rc<Self>) {
+        let now = rill_storage_now_ms();
+        let parts: Vec<((String, i32), Rc<Partition>)> = self
+            .partitions
+            .borrow()
+            .iter()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        for ((topic, partition), part) in parts {
+            match part.log.enforce_retention(now).await {
+                Ok(out) if out.segments_deleted > 0 => tracing::info!(
+                    %topic, partition, deleted = out.segments_deleted, log_start = out.log_start_offset,
+                    "retention deleted segments"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%topic, partition, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Clean shutdown of every partition: synced, indexes written, clean marker.
+    pub async fn close_all(self: &Rc<Self>) {
+        let parts: Vec<((String, i32), Rc<Partition>)> =
+            self.partitions.borrow_mut().drain().collect();
+        for ((topic, partition), part) in parts {
+            if let Err(e) = part.log.close().await {
+                tracing::error!(%topic, partition, error = %e, "closing a partition failed");
+            }
+            part.appended.notify_all();
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stopping.set(true);
+        self.stop_signal.notify_all();
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn stopped(&self) {
+        self.stop_signal
+            .wait_until(|| self.stopping.get().then_some(()))
+            .await
+    }
+}
+
+pub fn rill_storage_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

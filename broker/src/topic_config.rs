@@ -1,0 +1,278 @@
+//! Topic configs: the Kafka names Rill knows, their validation, defaults, and
+//! how they become a partition's [`LogConfig`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rill_storage::{FlushPolicy, LogConfig};
+
+use crate::config::TopicDefaults;
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Long { min: i64 },
+    Int { min: i64, max: i64 },
+    Bool,
+    Choice(&'static [&'static str]),
+    Ratio,
+}
+
+/// A topic config Rill accepts. `effective` is false for settings that are
+/// stored and described for client compatibility but change nothing yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Known {
+    pub name: &'static str,
+    kind: Kind,
+    pub effective: bool,
+}
+
+const fn k(name: &'static str, kind: Kind, effective: bool) -> Known {
+    Known {
+        name,
+        kind,
+        effective,
+    }
+}
+
+pub const KNOWN: &[Known] = &[
+    k("cleanup.policy", Kind::Choice(&["delete"]), true),
+    k("retention.ms", Kind::Long { min: -1 }, true),
+    k("retention.bytes", Kind::Long { min: -1 }, true),
+    k(
+        "segment.bytes",
+        Kind::Int {
+            min: 4096,
+            max: (1 << 31) - 1,
+        },
+        true,
+    ),
+    k("segment.ms", Kind::Long { min: 1 }, true),
+    k(
+        "max.message.bytes",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+    ),
+    k("flush.ms", Kind::Long { min: 0 }, true),
+    k(
+        "index.interval.bytes",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+        true,
+    ),
+    k(
+        "message.timestamp.type",
+        Kind::Choice(&["CreateTime"]),
+        true,
+    ),
+    k("compression.type", Kind::Choice(&["producer"]), true),
+    k(
+        "min.insync.replicas",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+        false,
+    ),
+    k("unclean.leader.election.enable", Kind::Bool, false),
+    k("delete.retention.ms", Kind::Long { min: 0 }, false),
+    k("file.delete.delay.ms", Kind::Long { min: 0 }, false),
+    k("flush.messages", Kind::Long { min: 1 }, false),
+    k("min.compaction.lag.ms", Kind::Long { min: 0 }, false),
+    k("max.compaction.lag.ms", Kind::Long { min: 1 }, false),
+    k("min.cleanable.dirty.ratio", Kind::Ratio, false),
+    k("segment.jitter.ms", Kind::Long { min: 0 }, false),
+    k("preallocate", Kind::Bool, false),
+];
+
+pub fn known(name: &str) -> Option<&'static Known> {
+    KNOWN.iter().find(|c| c.name == name)
+}
+
+/// Kafka's `ConfigType` code of a known config (DescribeConfigs v3+).
+pub fn config_type(c: &Known) -> i8 {
+    match c.kind {
+        Kind::Bool => 1,
+        Kind::Choice(_) => 2,
+        Kind::Int { .. } => 3,
+        Kind::Long { .. } => 5,
+        Kind::Ratio => 6,
+    }
+}
+
+/// Checks one `name = value` setting; the error says what is wrong.
+pub fn validate(name: &str, value: &str) -> Result<(), String> {
+    let Some(c) = known(name) else {
+        return Err(format!("unknown topic config `{name}`"));
+    };
+    let bad = |why: String| Err(format!("invalid value `{value}` for `{name}`: {why}"));
+    match c.kind {
+        Kind::Long { min } => match value.trim().parse::<i64>() {
+            Ok(v) if v >= min => Ok(()),
+            Ok(_) => bad(format!("must be at least {min}")),
+            Err(_) => bad("not an integer".into()),
+        },
+        Kind::Int { min, max } => match value.trim().parse::<i64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(()),
+            Ok(_) => bad(format!("must be between {min} and {max}")),
+            Err(_) => bad("not an integer".into()),
+        },
+        Kind::Bool => match value.trim() {
+            "true" | "false" => Ok(()),
+            _ => bad("must be true or false".into()),
+        },
+        Kind::Choice(options) => {
+            if options.contains(&value.trim()) {
+                Ok(())
+            } else if name == "cleanup.policy" && value.contains("compact") {
+                bad("log compaction is not implemented yet".into())
+            } else {
+                bad(format!("supported: {}", options.join(", ")))
+            }
+        }
+        Kind::Ratio => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => bad("must be a number between 0 and 1".into()),
+        },
+    }
+}
+
+/// The broker-level default of a known config.
+pub fn default_value(name: &str, d: &TopicDefaults) -> String {
+    match name {
+        "cleanup.policy" => "delete".into(),
+        "retention.ms" => d.retention_ms.to_string(),
+        "retention.bytes" => d.retention_bytes.to_string(),
+        "segment.bytes" => d.segment_bytes.to_string(),
+        "segment.ms" => d.segment_ms.to_string(),
+        "max.message.bytes" => d.max_message_bytes.to_string(),
+        "flush.ms" => d.flush_ms.to_string(),
+        "index.interval.bytes" => "4096".into(),
+        "message.timestamp.type" => "CreateTime".into(),
+        "compression.type" => "producer".into(),
+        "min.insync.replicas" => "1".into(),
+        "unclean.leader.election.enable" => "false".into(),
+        "delete.retention.ms" => "86400000".into(),
+        "file.delete.delay.ms" => "60000".into(),
+        "flush.messages" => i64::MAX.to_string(),
+        "min.compaction.lag.ms" => "0".into(),
+        "max.compaction.lag.ms" => i64::MAX.to_string(),
+        "min.cleanable.dirty.ratio" => "0.5".into(),
+        "segment.jitter.ms" => "0".into(),
+        "preallocate" => "false".into(),
+        other => unreachable!("default of unknown config {other}"),
+    }
+}
+
+/// Checks the broker's topic defaults the same way topic settings are checked.
+pub fn validate_defaults(d: &TopicDefaults) -> anyhow::Result<()> {
+    for name in [
+        "retention.ms",
+        "retention.bytes",
+        "segment.bytes",
+        "segment.ms",
+        "max.message.bytes",
+        "flush.ms",
+    ] {
+        validate(name, &default_value(name, d))
+            .map_err(|e| anyhow::anyhow!("bad broker default: {e}"))?;
+    }
+    Ok(())
+}
+
+fn get(overrides: &BTreeMap<String, String>, d: &TopicDefaults, name: &str) -> i64 {
+    overrides
+        .get(name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| default_value(name, d).parse().expect("numeric default"))
+}
+
+/// The storage settings of a partition of a topic with these overrides.
+pub fn log_config(
+    overrides: &BTreeMap<String, String>,
+    d: &TopicDefaults,
+    cache_bytes: usize,
+) -> LogConfig {
+    let retention_ms = get(overrides, d, "retention.ms");
+    let retention_bytes = get(overrides, d, "retention.bytes");
+    let flush_ms = get(overrides, d, "flush.ms");
+    let max_message = get(overrides, d, "max.message.bytes").max(0) as usize;
+    let segment_bytes = get(overrides, d, "segment.bytes") as u64;
+    LogConfig {
+        segment_bytes,
+        segment_ms: get(overrides, d, "segment.ms") as u64,
+        retention_ms: (retention_ms >= 0).then_some(retention_ms as u64),
+        retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
+        flush: if flush_ms == 0 {
+            FlushPolicy::Always
+        } else {
+            FlushPolicy::Interval(Duration::from_millis(flush_ms as u64))
+        },
+        index_interval_bytes: get(overrides, d, "index.interval.bytes") as u64,
+        cache_bytes_max: cache_bytes,
+        // A batch can never exceed a segment; the storage engine needs that bound.
+        batch_bytes_max: max_message.min(segment_bytes as usize).max(1),
+        preallocate_bytes: (32u64 << 20).min(segment_bytes),
+        ..LogConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> TopicDefaults {
+        TopicDefaults {
+            partitions: 1,
+            retention_ms: 1000,
+            retention_bytes: -1,
+            segment_bytes: 1 << 20,
+            segment_ms: 60_000,
+            max_message_bytes: 1 << 20,
+            flush_ms: 0,
+        }
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        assert!(validate("retention.ms", "-1").is_ok());
+        assert!(validate("retention.ms", "-2")
+            .unwrap_err()
+            .contains("at least -1"));
+        assert!(validate("segment.bytes", "abc")
+            .unwrap_err()
+            .contains("not an integer"));
+        assert!(validate("cleanup.policy", "compact")
+            .unwrap_err()
+            .contains("not implemented"));
+        assert!(validate("no.such.config", "1")
+            .unwrap_err()
+            .contains("unknown"));
+        assert!(validate("min.cleanable.dirty.ratio", "0.3").is_ok());
+    }
+
+    #[test]
+    fn overrides_and_defaults_become_log_settings() {
+        let mut o = BTreeMap::new();
+        let c = log_config(&o, &defaults(), 100);
+        assert_eq!(c.retention_ms, Some(1000));
+        assert_eq!(c.retention_bytes, None);
+        assert_eq!(c.flush, FlushPolicy::Always);
+        o.insert("flush.ms".to_string(), "250".to_string());
+        o.insert("retention.bytes".to_string(), "5000".to_string());
+        let c = log_config(&o, &defaults(), 100);
+        assert_eq!(c.flush, FlushPolicy::Interval(Duration::from_millis(250)));
+        assert_eq!(c.retention_bytes, Some(5000));
+        for known in KNOWN {
+            assert!(
+                validate(known.name, &default_value(known.name, &defaults())).is_ok(),
+                "{}",
+                known.name
+            );
+        }
+    }
+}
