@@ -1,0 +1,163 @@
+//! A real `rill broker` process on a free loopback port, for integration tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    extra_args: Vec<String>,
+}
+
+impl Broker {
+    /// Starts a broker on a free port with its data in `data_dir`.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Broker {
+        Broker::start_on(
+            data_dir,
+            0,
+            extra_args.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
+    fn start_on(data_dir: &Path, port: u16, extra_args: Vec<String>) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+            .arg("broker")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(&extra_args)
+            .env(
+                "RILL_LOG",
+                std::env::var("RILL_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rill broker");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("rill broker listening on ") {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("broker did not report its address");
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        Broker {
+            child: Some(child),
+            port,
+            data_dir: data_dir.to_path_buf(),
+            extra_args,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, and the exit status of the clean shutdown.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe_kill(child.id(), 15);
+        wait_timeout(&mut child, Duration::from_secs(30))
+            .expect("broker did not stop after SIGTERM")
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts the broker again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        let mut again = Broker::start_on(&self.data_dir, self.port, self.extra_args.clone());
+        self.child = again.child.take();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// Runs a command to completion with a time limit; returns (status ok, stdout, stderr).
+pub fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).ok();
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).ok();
+        s
+    });
+    let status = wait_timeout(&mut child, limit);
+    let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
+    (status.is_some_and(|s| s.success()), o, e)
+}
+
+/// Debian's python, where python3-confluent-kafka is installed.
+pub fn python() -> &'static str {
+    "/usr/bin/python3"
+}
+
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
