@@ -1,6 +1,7 @@
 //! Kafka API handlers, one per file. Each takes the decoded request and
 //! returns the response body (or nothing, for produce with acks=0).
 
+mod alter_configs;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
@@ -54,6 +55,9 @@ pub async fn handle(shard: &Rc<Shard>, req: Request) -> Option<ResponseKind> {
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(shard, r).await)
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(shard, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, r).await)
