@@ -15,14 +15,30 @@ use support::{clients_dir, python, run, Broker};
 /// (partition, offset, value) of every message in `topic`.
 fn read_all(broker: &Broker, topic: &str) -> HashSet<(i32, i64, String)> {
     let (ok, out, err) = run(
-        Command::new("kcat").args(["-b", &broker.addr(), "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p\t%o\t%s\n"]),
+        Command::new("kcat").args([
+            "-b",
+            &broker.addr(),
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%p\t%o\t%s\n",
+        ]),
         Duration::from_secs(60),
     );
     assert!(ok, "kcat failed: {err}");
     out.lines()
         .map(|l| {
             let mut f = l.splitn(3, '\t');
-            (f.next().unwrap().parse().unwrap(), f.next().unwrap().parse().unwrap(), f.next().unwrap().to_string())
+            (
+                f.next().unwrap().parse().unwrap(),
+                f.next().unwrap().parse().unwrap(),
+                f.next().unwrap().to_string(),
+            )
         })
         .collect()
 }
@@ -32,14 +48,20 @@ fn parse_acks(out: &str) -> Vec<(i32, i64, String)> {
         .filter_map(|l| l.strip_prefix("ack "))
         .map(|l| {
             let mut f = l.splitn(3, ' ');
-            (f.next().unwrap().parse().unwrap(), f.next().unwrap().parse().unwrap(), f.next().unwrap().to_string())
+            (
+                f.next().unwrap().parse().unwrap(),
+                f.next().unwrap().parse().unwrap(),
+                f.next().unwrap().to_string(),
+            )
         })
         .collect()
 }
 
 fn produce(broker: &Broker, topic: &str, count: usize, prefix: &str) -> Vec<(i32, i64, String)> {
     let (ok, out, err) = run(
-        Command::new(python()).arg(clients_dir().join("acked_producer.py")).args([&broker.addr(), topic, &count.to_string(), prefix]),
+        Command::new(python())
+            .arg(clients_dir().join("acked_producer.py"))
+            .args([&broker.addr(), topic, &count.to_string(), prefix]),
         Duration::from_secs(120),
     );
     assert!(ok, "producer failed: {err}");
@@ -50,19 +72,32 @@ fn produce(broker: &Broker, topic: &str, count: usize, prefix: &str) -> Vec<(i32
 #[test]
 fn sigterm_is_clean_and_kill_9_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(dir.path(), &["--auto-create-topics", "--default-partitions", "3"]);
+    let mut broker = Broker::start(
+        dir.path(),
+        &["--auto-create-topics", "--default-partitions", "3"],
+    );
     let first = produce(&broker, "durable", 3000, "before");
     assert_eq!(first.len(), 3000);
 
     let status = broker.terminate();
     assert!(status.success(), "SIGTERM exit status {status:?}");
     for p in 0..3 {
-        let file = std::fs::read(dir.path().join(format!("topics/durable-{p}/checkpoint"))).unwrap();
-        assert!(Checkpoint::newest(&file).unwrap().clean, "partition {p} was not closed cleanly");
+        let file =
+            std::fs::read(dir.path().join(format!("topics/durable-{p}/checkpoint"))).unwrap();
+        assert!(
+            Checkpoint::newest(&file).unwrap().clean,
+            "partition {p} was not closed cleanly"
+        );
     }
     broker.restart();
-    let (ok, out, _) = run(Command::new("kcat").args(["-b", &broker.addr(), "-L", "-t", "durable"]), Duration::from_secs(30));
-    assert!(ok && out.contains("topic \"durable\" with 3 partitions"), "{out}");
+    let (ok, out, _) = run(
+        Command::new("kcat").args(["-b", &broker.addr(), "-L", "-t", "durable"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        ok && out.contains("topic \"durable\" with 3 partitions"),
+        "{out}"
+    );
     let stored = read_all(&broker, "durable");
     for m in &first {
         assert!(stored.contains(m), "lost after a clean restart: {m:?}");
@@ -90,12 +125,22 @@ fn sigterm_is_clean_and_kill_9_loses_no_acknowledged_write() {
     let status = producer.wait().unwrap();
     assert!(status.success());
     let acked = reader.join().unwrap();
-    assert!(acked.len() > 100, "only {} acknowledged before the kill", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
 
     broker.restart();
     let stored = read_all(&broker, "durable");
     let lost: Vec<_> = acked.iter().filter(|m| !stored.contains(*m)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged messages lost, e.g. {:?}", lost.len(), acked.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
     for m in &first {
         assert!(stored.contains(m), "lost an earlier message: {m:?}");
     }
