@@ -161,3 +161,28 @@ fn spawn_retention(shard: Rc<Shard>) {
     })
     .detach();
 }
+
+/// A broker of one shard inside the current glommio executor, without a
+/// listener: for the fuzz target and in-process tests. Requests go through
+/// [`server::respond`].
+pub async fn local_shard(config: BrokerConfig) -> anyhow::Result<Rc<Shard>> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mut meta = ClusterMeta::load_or_init(&config.data_dir)?;
+    meta.fit_to_shards(1);
+    let (tx, rx) = async_channel::bounded::<Job>(JOB_QUEUE_MAX);
+    let config = Arc::new(BrokerConfig { cores: 1, ..config });
+    let meta = Arc::new(meta);
+    let controller = Controller::new(config.data_dir.clone(), (*meta).clone());
+    let advertised = (config.listen.ip().to_string(), config.listen.port());
+    let shard = Rc::new(Shard::new(
+        0,
+        config,
+        Router::new(vec![tx]),
+        advertised,
+        meta.clone(),
+        Some(controller),
+    ));
+    glommio::spawn_local(shard.clone().serve_jobs(rx)).detach();
+    shard.apply_metadata(meta).await;
+    Ok(shard)
+}

@@ -107,43 +107,62 @@ async fn connection(shard: &Rc<Shard>, mut stream: TcpStream) -> io::Result<()> 
                 return Ok(());
             }
         };
-        let request = match decode_request(frame) {
-            Ok(r) => r,
-            Err(RequestError::UnsupportedVersion {
-                api_key: ApiKey::ApiVersions,
-                version,
-                correlation_id,
-            }) => {
-                // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our versions.
-                tracing::debug!(version, "ApiVersions version not supported");
-                let body = ResponseKind::ApiVersions(versions::api_versions_response(
-                    rill_net::kafka_protocol::ResponseError::UnsupportedVersion.code(),
-                ));
-                let out = encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
-                    .map_err(io::Error::other)?;
-                stream.write_all(&out).await?;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(shard = shard.id, error = %e, "bad request, closing connection");
+        match respond(shard, frame).await {
+            Reply::Send(out) => stream.write_all(&out).await?,
+            Reply::Nothing => {}
+            Reply::Close(reason) => {
+                tracing::warn!(shard = shard.id, %reason, "closing connection");
                 return Ok(());
             }
-        };
-        let (api_key, version, correlation_id) = (
-            request.api_key,
-            request.version,
-            request.header.correlation_id,
-        );
-        let Some(body) = crate::api::handle(shard, request).await else {
-            continue;
-        };
-        let out = match encode_response(api_key, version, correlation_id, &body) {
-            Ok(out) => out,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a response, closing connection");
-                return Ok(());
-            }
-        };
-        stream.write_all(&out).await?;
+        }
+    }
+}
+
+/// What to do after a request frame.
+pub enum Reply {
+    /// Write this response frame.
+    Send(bytes::Bytes),
+    /// Send nothing (produce with acks=0).
+    Nothing,
+    /// Not a request we can answer: close the connection.
+    Close(String),
+}
+
+/// Decodes one request frame, handles it and encodes the answer. Never
+/// panics on any input (the fuzz target drives this function).
+pub async fn respond(shard: &Rc<Shard>, frame: bytes::Bytes) -> Reply {
+    let request = match decode_request(frame) {
+        Ok(r) => r,
+        Err(RequestError::UnsupportedVersion {
+            api_key: ApiKey::ApiVersions,
+            version,
+            correlation_id,
+        }) => {
+            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our versions.
+            tracing::debug!(version, "ApiVersions version not supported");
+            let body = ResponseKind::ApiVersions(versions::api_versions_response(
+                rill_net::kafka_protocol::ResponseError::UnsupportedVersion.code(),
+            ));
+            return match encode_response(ApiKey::ApiVersions, 0, correlation_id, &body) {
+                Ok(out) => Reply::Send(out),
+                Err(e) => Reply::Close(e.to_string()),
+            };
+        }
+        Err(e) => return Reply::Close(format!("bad request: {e}")),
+    };
+    let (api_key, version, correlation_id) = (
+        request.api_key,
+        request.version,
+        request.header.correlation_id,
+    );
+    let Some(body) = crate::api::handle(shard, request).await else {
+        return Reply::Nothing;
+    };
+    match encode_response(api_key, version, correlation_id, &body) {
+        Ok(out) => Reply::Send(out),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a response");
+            Reply::Close(format!("cannot encode the response: {e}"))
+        }
     }
 }

@@ -149,7 +149,10 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
         if total >= min_bytes || errors || Instant::now() >= deadline || shard.stopping.get() {
             break results;
         }
-        wait_for_any(shard, &wanted, deadline).await;
+        // Wait for data beyond what this read saw: waiting only for data at
+        // the fetch offsets would spin while too little data sits there.
+        let seen: Vec<i64> = results.iter().map(|r| r.high_watermark).collect();
+        wait_for_any(shard, &wanted, &seen, deadline).await;
     };
 
     let mut resp = FetchResponse::default();
@@ -187,16 +190,16 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     resp
 }
 
-/// Returns when any wanted partition has data past its fetch offset, or at
-/// the deadline.
-async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], deadline: Instant) {
+/// Returns when any wanted partition's log end moves past what the last
+/// read saw, or at the deadline.
+async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], seen_end: &[i64], deadline: Instant) {
     let (tx, rx) = async_channel::bounded::<()>(wanted.len().max(1));
     let mut tasks = Vec::with_capacity(wanted.len());
-    for w in wanted {
+    for (w, &seen) in wanted.iter().zip(seen_end) {
         let (shard, tx) = (shard.clone(), tx.clone());
-        let (topic, partition, offset) = (w.topic.clone(), w.partition, w.offset);
+        let (topic, partition) = (w.topic.clone(), w.partition);
         tasks.push(glommio::spawn_local(async move {
-            wait_for_data(&shard, topic, partition, offset, deadline).await;
+            wait_for_data(&shard, topic, partition, seen.max(0), deadline).await;
             let _ = tx.try_send(());
         }));
     }
