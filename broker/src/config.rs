@@ -226,3 +226,46 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_flags_layer_in_that_order() {
+        let c = BrokerConfig::resolve(&BrokerArgs::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(!c.auto_create_topics);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rill.toml");
+        std::fs::write(&file, "data_dir = \"/srv/rill\"\nlisten = \"127.0.0.1:0\"\ndefault_partitions = 6\nauto_create_topics = true\n").unwrap();
+        let args = BrokerArgs {
+            config: Some(file.clone()),
+            default_partitions: Some(3),
+            ..BrokerArgs::default()
+        };
+        let c = BrokerConfig::resolve(&args).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/rill"));
+        assert_eq!(
+            c.topic_defaults.partitions, 3,
+            "the flag wins over the file"
+        );
+        assert!(c.auto_create_topics);
+
+        std::fs::write(&file, "no_such_setting = 1\n").unwrap();
+        let err = BrokerConfig::resolve(&BrokerArgs {
+            config: Some(file),
+            ..BrokerArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("no_such_setting"));
+        let err = BrokerConfig::resolve(&BrokerArgs {
+            default_retention_ms: Some(-5),
+            ..BrokerArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("retention.ms"));
+    }
+}
