@@ -64,6 +64,10 @@ pub struct BrokerArgs {
     /// How often retention runs over each shard's partitions [default: 300000].
     #[arg(long)]
     pub retention_check_interval_ms: Option<u64>,
+    /// io-properties file from `rill tune probe`, sizing segment writes
+    /// [default: DATA_DIR/io-properties.toml if present, else built-in sizes].
+    #[arg(long, value_name = "FILE")]
+    pub io_properties: Option<PathBuf>,
 }
 
 /// The same settings as read from a TOML file.
@@ -86,6 +90,14 @@ struct FileConfig {
     default_max_message_bytes: Option<i64>,
     default_flush_ms: Option<i64>,
     retention_check_interval_ms: Option<u64>,
+    io_properties: Option<PathBuf>,
+}
+
+/// Write sizing measured by `rill tune probe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSizing {
+    pub buffer_bytes: usize,
+    pub writes_in_flight: usize,
 }
 
 /// Topic config defaults, as Kafka's broker-level `log.*` settings.
@@ -113,6 +125,8 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     pub topic_defaults: TopicDefaults,
     pub retention_check_interval_ms: u64,
+    /// From the io-properties file; `None` keeps the storage engine's defaults.
+    pub write_sizing: Option<WriteSizing>,
 }
 
 fn parse_host_port(s: &str) -> anyhow::Result<(String, u16)> {
@@ -193,12 +207,24 @@ impl BrokerConfig {
             bail!("--default-partitions must be at least 1");
         }
         crate::topic_config::validate_defaults(&d)?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let write_sizing = match args.io_properties.clone().or(file.io_properties) {
+            Some(path) => Some(read_sizing(&path)?),
+            None => {
+                let default = data_dir.join("io-properties.toml");
+                if default.exists() {
+                    Some(read_sizing(&default)?)
+                } else {
+                    None
+                }
+            }
+        };
         Ok(BrokerConfig {
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./data")),
+            data_dir,
             listen,
             advertised_listener,
             cores,
@@ -217,8 +243,21 @@ impl BrokerConfig {
                 .retention_check_interval_ms
                 .or(file.retention_check_interval_ms)
                 .unwrap_or(300_000),
+            write_sizing,
         })
     }
+}
+
+/// Write buffer size and writes in flight from an io-properties file,
+/// clamped to what the storage engine accepts.
+fn read_sizing(path: &Path) -> anyhow::Result<WriteSizing> {
+    let props = rill_tuning::IoProperties::read(path)?;
+    let buffer =
+        (props.disk.best_write_block_bytes as usize).clamp(64 << 10, 16 << 20) / 4096 * 4096;
+    Ok(WriteSizing {
+        buffer_bytes: buffer,
+        writes_in_flight: (props.disk.best_write_queue_depth as usize).clamp(1, 64),
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

@@ -1,5 +1,8 @@
 //! `rill`: the broker and (later) client tools in one binary.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rill_broker::config::{BrokerArgs, BrokerConfig};
 
@@ -18,6 +21,87 @@ struct Cli {
 enum Command {
     /// Run a broker: data in ./data and a Kafka listener on 127.0.0.1:9092 unless told otherwise.
     Broker(BrokerArgs),
+    /// Measure and tune the host: disk probe, settings check, apply recommendations.
+    #[command(subcommand)]
+    Tune(Tune),
+}
+
+#[derive(Subcommand)]
+enum Tune {
+    /// Measure the device under DIR with O_DIRECT writes and reads via io_uring, by block size and
+    /// queue depth, plus fdatasync latency and CPU topology; write io-properties.toml.
+    Probe {
+        /// Directory on the device to measure (the broker's data directory).
+        #[arg(long, default_value = "./data")]
+        dir: PathBuf,
+        /// MiB written and read for each block size × queue depth.
+        #[arg(long, default_value_t = 64)]
+        size_mib: u64,
+        /// Where to write the properties [default: DIR/io-properties.toml, which the broker reads].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show host settings that matter for a broker: current, recommended, and why.
+    Check {
+        /// The broker's data directory (its disk's scheduler is checked).
+        #[arg(long, default_value = "./data")]
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the recommendations that can be applied (needs root). A dry run unless --yes.
+    Apply {
+        #[arg(long, default_value = "./data")]
+        dir: PathBuf,
+        /// Really make the changes; without it every change is only printed.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn tune(cmd: Tune) -> anyhow::Result<()> {
+    match cmd {
+        Tune::Probe { dir, size_mib, out } => {
+            let mut options = rill_tuning::probe::ProbeOptions::new(&dir);
+            options.bytes_per_test = size_mib << 20;
+            let props = rill_tuning::probe::run(options)?;
+            println!(
+                "{:>10} {:>5} {:>12} {:>12}",
+                "BLOCK", "QD", "WRITE MB/s", "READ MB/s"
+            );
+            for m in &props.disk.measurements {
+                println!(
+                    "{:>10} {:>5} {:>12.1} {:>12.1}",
+                    m.block_bytes, m.queue_depth, m.write_mb_s, m.read_mb_s
+                );
+            }
+            let d = &props.disk;
+            println!(
+                "best write: {} bytes at queue depth {} ({:.1} MB/s); fdatasync p50 {} µs, p99 {} µs",
+                d.best_write_block_bytes, d.best_write_queue_depth, d.write_mb_s, d.fdatasync_p50_us, d.fdatasync_p99_us
+            );
+            let out = out.unwrap_or_else(|| dir.join("io-properties.toml"));
+            props.write(&out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Tune::Check { dir, json } => {
+            let settings = rill_tuning::check::run(&dir);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&settings)?);
+            } else {
+                print!("{}", rill_tuning::check::table(&settings));
+            }
+            Ok(())
+        }
+        Tune::Apply { dir, yes } => {
+            let settings = rill_tuning::check::run(&dir);
+            rill_tuning::apply::apply(&settings, yes, &mut std::io::stdout())
+                .context("applying settings")?;
+            Ok(())
+        }
+    }
 }
 
 fn main() {
@@ -32,6 +116,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => BrokerConfig::resolve(&args).and_then(rill_broker::runtime::run),
+        Command::Tune(cmd) => tune(cmd),
     };
     if let Err(e) = result {
         eprintln!("rill: {e:#}");

@@ -171,8 +171,12 @@ impl Shard {
         let mut wanted: HashMap<(String, i32), (Uuid, PathBuf, rill_storage::LogConfig)> =
             HashMap::new();
         for t in meta.topics.values() {
-            let log_config =
-                topic_config::log_config(&t.configs, &self.config.topic_defaults, cache);
+            let log_config = topic_config::log_config(
+                &t.configs,
+                &self.config.topic_defaults,
+                cache,
+                self.config.write_sizing,
+            );
             for (i, p) in t.partitions.iter().enumerate() {
                 if p.shard == self.id {
                     let dir = partition_dir(&self.config.data_dir, &t.name, i as i32);

@@ -196,7 +196,13 @@ pub fn log_config(
     overrides: &BTreeMap<String, String>,
     d: &TopicDefaults,
     cache_bytes: usize,
+    sizing: Option<crate::config::WriteSizing>,
 ) -> LogConfig {
+    let base = LogConfig::default();
+    let (write_buffer_bytes, writes_in_flight_max) = match sizing {
+        Some(s) => (s.buffer_bytes, s.writes_in_flight),
+        None => (base.write_buffer_bytes, base.writes_in_flight_max),
+    };
     let retention_ms = get(overrides, d, "retention.ms");
     let retention_bytes = get(overrides, d, "retention.bytes");
     let flush_ms = get(overrides, d, "flush.ms");
@@ -217,7 +223,9 @@ pub fn log_config(
         // A batch can never exceed a segment; the storage engine needs that bound.
         batch_bytes_max: max_message.min(segment_bytes as usize).max(1),
         preallocate_bytes: (32u64 << 20).min(segment_bytes),
-        ..LogConfig::default()
+        write_buffer_bytes,
+        writes_in_flight_max,
+        ..base
     }
 }
 
@@ -258,13 +266,13 @@ mod tests {
     #[test]
     fn overrides_and_defaults_become_log_settings() {
         let mut o = BTreeMap::new();
-        let c = log_config(&o, &defaults(), 100);
+        let c = log_config(&o, &defaults(), 100, None);
         assert_eq!(c.retention_ms, Some(1000));
         assert_eq!(c.retention_bytes, None);
         assert_eq!(c.flush, FlushPolicy::Always);
         o.insert("flush.ms".to_string(), "250".to_string());
         o.insert("retention.bytes".to_string(), "5000".to_string());
-        let c = log_config(&o, &defaults(), 100);
+        let c = log_config(&o, &defaults(), 100, None);
         assert_eq!(c.flush, FlushPolicy::Interval(Duration::from_millis(250)));
         assert_eq!(c.retention_bytes, Some(5000));
         for known in KNOWN {

@@ -25,6 +25,16 @@ thread_local! {
 fuzz_target!(|data: &[u8]| {
     BROKER.with(|(executor, shard)| {
         let frame = bytes::Bytes::copy_from_slice(data);
-        let _ = executor.run(rill_broker::server::respond(shard, frame));
+        // A fetch may legitimately long-poll for as long as it asks; stop
+        // watching after a moment (the wait itself is bounded by its deadline).
+        executor.run(async {
+            futures_lite::future::or(
+                async {
+                    let _ = rill_broker::server::respond(shard, frame).await;
+                },
+                glommio::timer::sleep(std::time::Duration::from_millis(50)),
+            )
+            .await
+        });
     });
 });
