@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker: data in ./data and a Kafka listener on 127.0.0.1:9092 unless told otherwise.
-    Broker(BrokerArgs),
+    Broker(Box<BrokerArgs>),
     /// Measure and tune the host: disk probe, settings check, apply recommendations.
     #[command(subcommand)]
     Tune(Tune),
