@@ -14,6 +14,7 @@ pub mod config;
 pub mod controller;
 pub mod error_code;
 pub mod metadata;
+pub mod replication;
 pub mod runtime;
 pub mod server;
 pub mod shard;

@@ -1,0 +1,641 @@
+//! Deterministic simulation of a Raft group, from a seed.
+//!
+//! Faults: messages dropped, duplicated, delayed (so reordered); symmetric and
+//! one-way partitions; crashes at any step, losing writes not yet synced;
+//! slow disks (persists complete later); restarts from the durable state.
+//! After every step the invariants are checked; a failing seed is printed and
+//! replays with `RILL_SIM_SEED=<seed> cargo test -p rill-broker replay`.
+//! Soak: `RILL_SIM_SEEDS=100000 RILL_SIM_SECS=3600 RILL_SIM_BASE=<n> cargo test -p rill-broker thousands`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::log::{Entry, RaftLog};
+use super::raft::{Bug, Config, HardState, Message, Raft, Ready, Role};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+#[derive(Clone, Default)]
+struct Durable {
+    hs: HardState,
+    log: RaftLog,
+}
+
+struct Node {
+    raft: Option<Raft>,
+    durable: Durable,
+    /// Readies whose persistence has not completed (lost on a crash).
+    unsynced: VecDeque<(u64, Ready)>,
+    /// Highest commit seen in this incarnation.
+    commit_seen: u64,
+}
+
+#[derive(Clone, Copy)]
+pub struct Faults {
+    pub drop_per_mille: u64,
+    pub dup_per_mille: u64,
+    pub delay_max: u64,
+    pub crash_per_mille: u64,
+    pub restart_per_mille: u64,
+    pub partition_per_mille: u64,
+    pub heal_per_mille: u64,
+    pub slow_disk_per_mille: u64,
+}
+
+impl Faults {
+    pub fn harsh() -> Faults {
+        Faults {
+            drop_per_mille: 50,
+            dup_per_mille: 20,
+            delay_max: 6,
+            crash_per_mille: 4,
+            restart_per_mille: 30,
+            partition_per_mille: 6,
+            heal_per_mille: 25,
+            slow_disk_per_mille: 150,
+        }
+    }
+}
+
+/// A driver mistake to prove the checks catch it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum DriverBug {
+    /// Sends votes and acknowledgements before the disk write completes.
+    AckBeforePersist,
+}
+
+pub struct Sim {
+    seed: u64,
+    rng: Rng,
+    nodes: BTreeMap<u64, Node>,
+    configs: BTreeMap<u64, Config>,
+    net: Vec<(u64, Message)>,
+    /// (from, to) pairs that cannot talk.
+    cut: BTreeSet<(u64, u64)>,
+    faults: Faults,
+    driver_bug: Option<DriverBug>,
+    time: u64,
+    /// Every committed entry: end → (start, term, data, term of the committer).
+    committed: BTreeMap<u64, (u64, u64, Bytes, u64)>,
+    leaders: BTreeMap<u64, u64>,
+    proposed: u64,
+}
+
+fn entry_key(e: &Entry) -> (u64, u64, &Bytes) {
+    (e.start, e.term, &e.data)
+}
+
+impl Sim {
+    pub fn new(
+        seed: u64,
+        n: u64,
+        faults: Faults,
+        bug: Option<Bug>,
+        driver_bug: Option<DriverBug>,
+    ) -> Sim {
+        let ids: Vec<u64> = (1..=n).collect();
+        let mut configs = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for &id in &ids {
+            let mut c = Config::new(id, ids.clone());
+            c.seed = seed;
+            c.election_ticks = 10;
+            c.heartbeat_ticks = 2;
+            c.inflight_max = 4;
+            c.append_bytes_max = 64;
+            c.bug = bug;
+            let raft = Raft::new(c.clone(), HardState::default(), RaftLog::default());
+            configs.insert(id, c);
+            nodes.insert(
+                id,
+                Node {
+                    raft: Some(raft),
+                    durable: Durable::default(),
+                    unsynced: VecDeque::new(),
+                    commit_seen: 0,
+                },
+            );
+        }
+        Sim {
+            seed,
+            rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+            nodes,
+            configs,
+            net: Vec::new(),
+            cut: BTreeSet::new(),
+            faults,
+            driver_bug,
+            time: 0,
+            committed: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            proposed: 0,
+        }
+    }
+
+    fn fail(&self, what: String) -> ! {
+        panic!("seed {}: step {}: {what}\nreplay: RILL_SIM_SEED={} cargo test -p rill-broker replay -- --nocapture", self.seed, self.time, self.seed)
+    }
+
+    fn enqueue(&mut self, m: Message) {
+        if self.rng.chance(self.faults.drop_per_mille) {
+            return;
+        }
+        let copies = if self.rng.chance(self.faults.dup_per_mille) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = self.time + 1 + self.rng.below(self.faults.delay_max + 1);
+            self.net.push((at, m.clone()));
+        }
+    }
+
+    /// Moves a node's Ready through the simulated disk.
+    fn drain_ready(&mut self, id: u64) {
+        let Some(raft) = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) else {
+            return;
+        };
+        let mut ready = raft.take_ready();
+        if ready.is_empty() {
+            return;
+        }
+        for m in std::mem::take(&mut ready.messages) {
+            self.enqueue(m);
+        }
+        if self.driver_bug == Some(DriverBug::AckBeforePersist) {
+            for m in std::mem::take(&mut ready.persisted_messages) {
+                self.enqueue(m);
+            }
+        }
+        let done_at = if self.rng.chance(self.faults.slow_disk_per_mille) {
+            self.time + 1 + self.rng.below(5)
+        } else {
+            self.time
+        };
+        self.nodes
+            .get_mut(&id)
+            .expect("node")
+            .unsynced
+            .push_back((done_at, ready));
+        self.sync_disk(id);
+    }
+
+    /// Completes the node's persists that are due, in order.
+    fn sync_disk(&mut self, id: u64) {
+        loop {
+            let node = self.nodes.get_mut(&id).expect("node");
+            match node.unsynced.front() {
+                Some((at, _)) if *at <= self.time => {}
+                _ => return,
+            }
+            let (_, ready) = node.unsynced.pop_front().expect("front");
+            let d = &mut node.durable;
+            if let Some(hs) = &ready.hard_state {
+                d.hs = hs.clone();
+            }
+            if let Some((end, term)) = ready.restore {
+                d.log.restore(end, term);
+            }
+            if let Some(t) = ready.truncate_after {
+                d.log.truncate_after(t.max(d.log.start()));
+            }
+            for e in &ready.entries {
+                if e.start == d.log.last_end() {
+                    d.log.append(e.clone());
+                }
+            }
+            let (end, term) = (d.log.last_end(), d.log.last_term());
+            if let Some(raft) = node.raft.as_mut() {
+                raft.persisted(end, term);
+            }
+            for m in ready.persisted_messages {
+                self.enqueue(m);
+            }
+            self.drain_ready(id);
+        }
+    }
+
+    fn live(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.raft.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn crash(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("node");
+        node.raft = None;
+        node.unsynced.clear(); // unsynced writes are lost
+        self.net.retain(|(_, m)| m.to != id);
+    }
+
+    fn restart(&mut self, id: u64) {
+        let cfg = self.configs[&id].clone();
+        let node = self.nodes.get_mut(&id).expect("node");
+        let d = node.durable.clone();
+        node.raft = Some(Raft::new(cfg, d.hs, d.log));
+        node.commit_seen = 0;
+    }
+
+    fn faults_step(&mut self, allow: bool) {
+        if !allow {
+            return;
+        }
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        let n = ids.len() as u64;
+        if self.rng.chance(self.faults.crash_per_mille) {
+            let id = ids[self.rng.below(n) as usize];
+            let crashed = ids.iter().filter(|i| self.nodes[i].raft.is_none()).count();
+            // Keep a majority able to come back; a minority may be down at once.
+            if self.nodes[&id].raft.is_some() && crashed < (n as usize - 1) / 2 + 1 {
+                self.crash(id);
+            }
+        }
+        for &id in &ids {
+            if self.nodes[&id].raft.is_none() && self.rng.chance(self.faults.restart_per_mille) {
+                self.restart(id);
+            }
+        }
+        if self.rng.chance(self.faults.partition_per_mille) {
+            self.cut.clear();
+            let one_way = self.rng.chance(300);
+            for &a in &ids {
+                for &b in &ids {
+                    if a != b && self.rng.chance(350) {
+                        self.cut.insert((a, b));
+                        if !one_way {
+                            self.cut.insert((b, a));
+                        }
+                    }
+                }
+            }
+        }
+        if self.rng.chance(self.faults.heal_per_mille) {
+            self.cut.clear();
+        }
+    }
+
+    /// One simulated tick: faults, clocks, deliveries, disks, workload, checks.
+    pub fn step(&mut self, faults: bool) {
+        self.time += 1;
+        self.faults_step(faults);
+        for id in self.live() {
+            self.nodes
+                .get_mut(&id)
+                .expect("node")
+                .raft
+                .as_mut()
+                .expect("live")
+                .tick();
+            self.drain_ready(id);
+        }
+        let now = self.time;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.net = later;
+        for (_, m) in due {
+            if self.cut.contains(&(m.from, m.to)) {
+                continue;
+            }
+            let to = m.to;
+            if let Some(raft) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) {
+                raft.step(m);
+                self.drain_ready(to);
+            }
+        }
+        for id in self.live() {
+            self.sync_disk(id);
+        }
+        if self.time.is_multiple_of(3) {
+            self.propose();
+        }
+        self.check();
+    }
+
+    fn propose(&mut self) -> bool {
+        let leader = self.live().into_iter().find(|id| {
+            self.nodes[id]
+                .raft
+                .as_ref()
+                .is_some_and(|r| r.role() == Role::Leader)
+        });
+        let Some(id) = leader else { return false };
+        self.proposed += 1;
+        let data = Bytes::from(format!("p{}", self.proposed));
+        let offsets = 1 + self.rng.below(3);
+        let ok = self
+            .nodes
+            .get_mut(&id)
+            .expect("node")
+            .raft
+            .as_mut()
+            .expect("live")
+            .propose(data, offsets)
+            .is_ok();
+        self.drain_ready(id);
+        ok
+    }
+
+    fn quorum(&self) -> usize {
+        self.nodes.len() / 2 + 1
+    }
+
+    /// The invariants, checked after every step.
+    fn check(&mut self) {
+        let live = self.live();
+        for &id in &live {
+            let raft = self.nodes[&id].raft.as_ref().expect("live");
+            // Election safety: at most one leader per term.
+            if raft.role() == Role::Leader {
+                let term = raft.term();
+                let prev = *self.leaders.entry(term).or_insert(id);
+                if prev != id {
+                    self.fail(format!("two leaders in term {term}: {prev} and {id}"));
+                }
+            }
+            // Commit index never moves back within an incarnation, and never past the log.
+            let commit = raft.commit();
+            if commit < self.nodes[&id].commit_seen {
+                self.fail(format!(
+                    "node {id} commit went back from {} to {commit}",
+                    self.nodes[&id].commit_seen
+                ));
+            }
+            if commit > raft.log().last_end() {
+                self.fail(format!(
+                    "node {id} commit {commit} beyond its log end {}",
+                    raft.log().last_end()
+                ));
+            }
+            self.nodes.get_mut(&id).expect("node").commit_seen = commit;
+        }
+        // State machine safety: committed prefixes agree everywhere.
+        for &id in &live {
+            let raft = self.nodes[&id].raft.as_ref().expect("live");
+            let (commit, term) = (raft.commit(), raft.term());
+            let entries: Vec<Entry> = raft
+                .log()
+                .entries()
+                .iter()
+                .filter(|e| e.end <= commit)
+                .cloned()
+                .collect();
+            for e in entries {
+                match self.committed.get(&e.end) {
+                    Some((start, t, data, _)) => {
+                        if (*start, *t, data) != entry_key(&e) {
+                            self.fail(format!(
+                                "node {id} committed a different entry at {}: term {} vs {t}",
+                                e.end, e.term
+                            ));
+                        }
+                    }
+                    None => {
+                        self.committed
+                            .insert(e.end, (e.start, e.term, e.data.clone(), term));
+                    }
+                }
+            }
+        }
+        // Committed entries are never lost: each stays on a majority of disks.
+        let quorum = self.quorum();
+        for (end, (_, term, _, _)) in &self.committed {
+            let holders = self
+                .nodes
+                .values()
+                .filter(|n| {
+                    n.durable.log.start() >= *end || n.durable.log.term_at(*end) == Some(*term)
+                })
+                .count();
+            if holders < quorum {
+                self.fail(format!("committed entry ending at {end} (term {term}) is durable on {holders} nodes only"));
+            }
+        }
+        // Leader completeness: a leader holds everything committed before its term.
+        for &id in &live {
+            let raft = self.nodes[&id].raft.as_ref().expect("live");
+            if raft.role() != Role::Leader {
+                continue;
+            }
+            for (end, (_, term, _, committed_in)) in &self.committed {
+                if *committed_in < raft.term()
+                    && raft.log().term_at(*end) != Some(*term)
+                    && raft.log().start() < *end
+                {
+                    self.fail(format!("leader {id} of term {} lacks entry ending at {end} committed in term {committed_in}", raft.term()));
+                }
+            }
+        }
+        // Log matching: where two logs share an entry, they share everything before it.
+        for (i, &a) in live.iter().enumerate() {
+            for &b in &live[i + 1..] {
+                let la = self.nodes[&a].raft.as_ref().expect("live").log();
+                let lb = self.nodes[&b].raft.as_ref().expect("live").log();
+                let common = la
+                    .entries()
+                    .iter()
+                    .rev()
+                    .find(|e| lb.term_at(e.end) == Some(e.term) && e.end > lb.start());
+                if let Some(c) = common {
+                    let pa: Vec<_> = la
+                        .entries()
+                        .iter()
+                        .filter(|e| e.end <= c.end && e.start >= lb.start())
+                        .map(entry_key)
+                        .collect();
+                    let pb: Vec<_> = lb
+                        .entries()
+                        .iter()
+                        .filter(|e| e.end <= c.end && e.start >= la.start())
+                        .map(entry_key)
+                        .collect();
+                    if pa != pb {
+                        self.fail(format!(
+                            "logs of {a} and {b} agree at {} but differ before it",
+                            c.end
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Heals everything and checks that a leader emerges and a new proposal
+    /// commits on every node within a bounded number of ticks.
+    pub fn check_liveness(&mut self) {
+        self.cut.clear();
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if self.nodes[&id].raft.is_none() {
+                self.restart(id);
+            }
+        }
+        let saved = self.faults;
+        self.faults = Faults {
+            drop_per_mille: 0,
+            dup_per_mille: 0,
+            slow_disk_per_mille: 0,
+            ..saved
+        };
+        let bound = 60 * 10;
+        let start = self.time;
+        let mut target = None;
+        while self.time - start < bound {
+            self.step(false);
+            if target.is_none() && self.propose() {
+                let leader = self
+                    .live()
+                    .into_iter()
+                    .find(|id| {
+                        self.nodes[id]
+                            .raft
+                            .as_ref()
+                            .is_some_and(|r| r.role() == Role::Leader)
+                    })
+                    .expect("leader");
+                target = Some(
+                    self.nodes[&leader]
+                        .raft
+                        .as_ref()
+                        .expect("live")
+                        .log()
+                        .last_end(),
+                );
+            }
+            if let Some(t) = target {
+                if self
+                    .nodes
+                    .values()
+                    .all(|n| n.raft.as_ref().is_some_and(|r| r.commit() >= t))
+                {
+                    self.faults = saved;
+                    return;
+                }
+            }
+        }
+        self.fail(format!(
+            "no progress within {bound} ticks after healing (proposal target {target:?})"
+        ));
+    }
+
+    pub fn committed_entries(&self) -> usize {
+        self.committed.len()
+    }
+}
+
+/// Runs one seed: `steps` faulty steps then the liveness check.
+pub fn run_seed(
+    seed: u64,
+    nodes: u64,
+    steps: u64,
+    bug: Option<Bug>,
+    driver_bug: Option<DriverBug>,
+) -> usize {
+    let mut sim = Sim::new(seed, nodes, Faults::harsh(), bug, driver_bug);
+    for _ in 0..steps {
+        sim.step(true);
+    }
+    sim.check_liveness();
+    sim.committed_entries()
+}
+
+fn seeds_budget() -> (u64, std::time::Duration) {
+    let seeds = std::env::var("RILL_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
+    let secs = std::env::var("RILL_SIM_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150);
+    (seeds, std::time::Duration::from_secs(secs))
+}
+
+#[test]
+fn thousands_of_seeds_keep_every_invariant() {
+    let (seeds, budget) = seeds_budget();
+    let start = std::time::Instant::now();
+    let base: u64 = std::env::var("RILL_SIM_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let (mut ran, mut committed) = (0u64, 0usize);
+    for s in 0..seeds {
+        if start.elapsed() > budget {
+            break;
+        }
+        let nodes = if s % 2 == 0 { 3 } else { 5 };
+        committed += run_seed(base + s, nodes, 400, None, None);
+        ran += 1;
+    }
+    println!(
+        "{ran} seeds (3 and 5 nodes), {committed} entries committed, {:?}",
+        start.elapsed()
+    );
+    assert!(
+        ran >= seeds.min(1000),
+        "only {ran} seeds ran within {budget:?}: the machine is too slow for a meaningful run"
+    );
+    assert!(
+        committed > ran as usize * 5,
+        "too little progress: {committed} entries over {ran} seeds"
+    );
+}
+
+#[test]
+fn replay() {
+    let Some(seed) = std::env::var("RILL_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    else {
+        return;
+    };
+    let nodes = std::env::var("RILL_SIM_NODES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if seed % 2 == 1 { 3 } else { 5 });
+    let committed = run_seed(seed, nodes, 400, None, None);
+    println!("seed {seed}: ok, {committed} entries committed");
+}
+
+/// The checker must bite: each deliberate bug is caught within a few thousand seeds.
+#[test]
+fn broken_variants_are_caught() {
+    for (name, bug, driver_bug) in [
+        (
+            "commit without a majority",
+            Some(Bug::CommitWithoutMajority),
+            None,
+        ),
+        (
+            "acknowledge before persisting",
+            None,
+            Some(DriverBug::AckBeforePersist),
+        ),
+    ] {
+        let caught = (1..=3000u64).find(|&seed| {
+            std::panic::catch_unwind(|| run_seed(seed, 3, 400, bug, driver_bug)).is_err()
+        });
+        let seed = caught.unwrap_or_else(|| panic!("'{name}' was not caught in 3000 seeds"));
+        println!("'{name}' caught at seed {seed}");
+    }
+}
