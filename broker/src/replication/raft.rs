@@ -746,9 +746,12 @@ impl Raft {
             return;
         }
         if self.log.term_at(prev_end) != Some(prev_term) {
+            // The largest boundary here whose term is at most the leader's
+            // `prev_term`: skips our entries of terms the leader never had,
+            // and guarantees the leader's next guess moves strictly back.
             let hint_end = self
                 .log
-                .find_conflict_by_term(prev_end.min(self.log.last_end()), u64::MAX);
+                .find_conflict_by_term(prev_end.min(self.log.last_end()), prev_term);
             let hint_term = self.log.term_at(hint_end).unwrap_or(0);
             self.send(
                 leader,

@@ -149,6 +149,16 @@ impl Sim {
     }
 
     fn fail(&self, what: String) -> ! {
+        for (id, n) in &self.nodes {
+            match &n.raft {
+                Some(r) => eprintln!(
+                    "node {id}: {:?} term {} leader {:?} commit {} log {}..{} (last term {}) durable end {}",
+                    r.role(), r.term(), r.leader(), r.commit(), r.log().start(), r.log().last_end(), r.log().last_term(),
+                    n.durable.log.last_end()
+                ),
+                None => eprintln!("node {id}: down"),
+            }
+        }
         panic!("seed {}: step {}: {what}\nreplay: RILL_SIM_SEED={} cargo test -p rill-broker replay -- --nocapture", self.seed, self.time, self.seed)
     }
 
