@@ -193,7 +193,13 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
 /// Returns when any wanted partition's log end moves past what the last
 /// read saw, or at the deadline.
 async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], seen_end: &[i64], deadline: Instant) {
-    let (tx, rx) = async_channel::bounded::<()>(wanted.len().max(1));
+    let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+    if wanted.is_empty() {
+        // Nothing can arrive: wait out max_wait_ms as asked (or until shutdown).
+        futures_lite::future::or(timeout, shard.stopped()).await;
+        return;
+    }
+    let (tx, rx) = async_channel::bounded::<()>(wanted.len());
     let mut tasks = Vec::with_capacity(wanted.len());
     for (w, &seen) in wanted.iter().zip(seen_end) {
         let (shard, tx) = (shard.clone(), tx.clone());
@@ -204,7 +210,6 @@ async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], seen_end: &[i64], de
         }));
     }
     drop(tx);
-    let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
     let stop = shard.stopped();
     futures_lite::future::or(
         futures_lite::future::or(

@@ -160,3 +160,41 @@ impl RaftLog {
         term > self.last_term() || (term == self.last_term() && end >= self.last_end())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(term: u64, start: u64, end: u64) -> Entry {
+        Entry {
+            term,
+            start,
+            end,
+            data: Bytes::from_static(b"x"),
+        }
+    }
+
+    #[test]
+    fn positions_are_end_offsets() {
+        let mut log = RaftLog::new(0, 0, vec![e(1, 0, 3), e(1, 3, 4), e(2, 4, 9), e(3, 9, 10)]);
+        assert_eq!((log.last_end(), log.last_term()), (10, 3));
+        assert_eq!(log.term_at(0), Some(0));
+        assert_eq!(log.term_at(4), Some(1));
+        assert_eq!(log.term_at(5), None, "not a boundary");
+        assert_eq!(log.entries_after(3, 0).len(), 1, "at least one entry");
+        assert_eq!(log.entries_after(3, usize::MAX).len(), 3);
+        // Largest boundary at or below 9 with term <= 1 is 4.
+        assert_eq!(log.find_conflict_by_term(9, 1), 4);
+        assert_eq!(log.find_conflict_by_term(10, 0), 0);
+        assert!(log.is_up_to_date(10, 3) && log.is_up_to_date(1, 4) && !log.is_up_to_date(11, 2));
+        log.truncate_after(4);
+        assert_eq!(log.last_end(), 4);
+        log.compact_to(3);
+        assert_eq!(
+            (log.start(), log.start_term(), log.entries().len()),
+            (3, 1, 1)
+        );
+        log.restore(20, 5);
+        assert_eq!((log.last_end(), log.last_term()), (20, 5));
+    }
+}
