@@ -827,10 +827,14 @@ impl Raft {
         } else {
             // Back off to where the follower can match, skipping a whole
             // conflicting term at a time.
-            let guess = self
-                .log
-                .find_conflict_by_term(end, hint_term)
-                .max(log_start);
+            // A follower whose best match lies before our log start cannot be
+            // served entries any more: aim below the start so the next send
+            // is a Snapshot (restart your log at our log start).
+            let guess = if end < log_start {
+                end
+            } else {
+                self.log.find_conflict_by_term(end, hint_term)
+            };
             let p = self.progress.get_mut(&from).expect("present");
             p.flow = Flow::Probe { waiting: false };
             p.inflight.clear();

@@ -56,6 +56,11 @@ pub struct Faults {
     pub partition_per_mille: u64,
     pub heal_per_mille: u64,
     pub slow_disk_per_mille: u64,
+    /// A leader hands leadership to a random voter.
+    pub transfer_per_mille: u64,
+    /// A node forgets a committed prefix of its log (log start moves), so
+    /// lagging followers must be caught up from the leader's log start.
+    pub compact_per_mille: u64,
 }
 
 impl Faults {
@@ -69,6 +74,8 @@ impl Faults {
             partition_per_mille: 6,
             heal_per_mille: 25,
             slow_disk_per_mille: 150,
+            transfer_per_mille: 8,
+            compact_per_mille: 10,
         }
     }
 }
@@ -300,6 +307,39 @@ impl Sim {
         }
         if self.rng.chance(self.faults.heal_per_mille) {
             self.cut.clear();
+        }
+        if self.rng.chance(self.faults.transfer_per_mille) {
+            let to = ids[self.rng.below(n) as usize];
+            let leader = self.live().into_iter().find(|id| {
+                self.nodes[id]
+                    .raft
+                    .as_ref()
+                    .is_some_and(|r| r.role() == Role::Leader)
+            });
+            if let Some(l) = leader {
+                self.nodes
+                    .get_mut(&l)
+                    .expect("node")
+                    .raft
+                    .as_mut()
+                    .expect("live")
+                    .transfer_leadership(to);
+                self.drain_ready(l);
+            }
+        }
+        if self.rng.chance(self.faults.compact_per_mille) {
+            let id = ids[self.rng.below(n) as usize];
+            let node = self.nodes.get_mut(&id).expect("node");
+            if let Some(raft) = node.raft.as_mut() {
+                // Compact to a committed boundary present both in memory and on disk.
+                let upto = raft.commit().min(node.durable.log.last_end());
+                let at = raft.log().find_conflict_by_term(upto, u64::MAX);
+                if at > raft.log().start() && node.durable.log.term_at(at) == raft.log().term_at(at)
+                {
+                    raft.compact(at);
+                    node.durable.log.compact_to(at);
+                }
+            }
         }
     }
 
