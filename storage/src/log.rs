@@ -419,6 +419,28 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Writes out everything appended to the active segment, cuts its file
+    /// to the exact data size (freeing space reserved ahead) and syncs it.
+    /// Returns the (position, offset) it covers. A failure here fails the log.
+    async fn seal_active_file(&self, w: &mut Writer) -> Result<(u64, i64)> {
+        let (position, offset) = w.appender.flush().await?;
+        w.appender.progress().wait_written(position).await?;
+        let file = w.appender.file().clone();
+        let sealed = async {
+            file.truncate(position).await?;
+            file.fdatasync().await
+        }
+        .await;
+        if let Err(e) = sealed {
+            let e = StorageError::Failed {
+                reason: format!("syncing the active segment failed: {e}"),
+            };
+            self.fail(&e);
+            return Err(e);
+        }
+        Ok((position, offset))
+    }
+
     /// Seals the active segment and starts a new one at the log end. The new
     /// file is created and reserved first, so a full disk leaves the current
     /// segment active and untouched.
@@ -439,21 +461,7 @@ impl PartitionLog {
         }
         sync_dir(&inner.dir).await?;
 
-        let (position, _) = w.appender.flush().await?;
-        w.appender.progress().wait_written(position).await?;
-        let old_file = w.appender.file().clone();
-        let sealed = async {
-            old_file.truncate(position).await?;
-            old_file.fdatasync().await
-        }
-        .await;
-        if let Err(e) = sealed {
-            let e = StorageError::Failed {
-                reason: format!("sealing a segment failed: {e}"),
-            };
-            self.fail(&e);
-            return Err(e);
-        }
+        let (position, _) = self.seal_active_file(w).await?;
         {
             let mut s = inner.shared.borrow_mut();
             let old = s.active_mut();

@@ -239,21 +239,7 @@ impl PartitionLog {
             }
             s.usable()?;
         }
-        let (position, offset) = w.appender.flush().await?;
-        w.appender.progress().wait_written(position).await?;
-        let file = w.appender.file().clone();
-        let synced = async {
-            file.truncate(position).await?;
-            file.fdatasync().await
-        }
-        .await;
-        if let Err(e) = synced {
-            let e = StorageError::Failed {
-                reason: format!("final sync failed: {e}"),
-            };
-            self.fail(&e);
-            return Err(e);
-        }
+        let (position, offset) = self.seal_active_file(&mut w).await?;
         let (base, index, time_index) = {
             let mut s = inner.shared.borrow_mut();
             s.durable_offset = offset;
