@@ -830,8 +830,10 @@ impl Raft {
             // A follower whose best match lies before our log start cannot be
             // served entries any more: aim below the start so the next send
             // is a Snapshot (restart your log at our log start).
-            let guess = if end < log_start {
-                end
+            let below_start =
+                end < log_start || (end == log_start && hint_term != self.log.start_term());
+            let guess = if below_start && log_start > 0 {
+                log_start - 1
             } else {
                 self.log.find_conflict_by_term(end, hint_term)
             };
