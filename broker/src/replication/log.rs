@@ -5,15 +5,27 @@
 //! matches up to 120" means the entries ending at or before offset 120 agree.
 //! The commit index is therefore directly the high watermark.
 
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 
-/// One replicated entry: an opaque batch covering offsets `start..end`.
+/// Who takes part in a Raft group: voters count for elections and commits,
+/// learners only receive the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub voters: BTreeSet<u64>,
+    pub learners: BTreeSet<u64>,
+}
+
+/// One replicated entry: an opaque batch covering offsets `start..end`, or a
+/// membership change (`conf`), which takes effect as soon as it is in a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub term: u64,
     pub start: u64,
     pub end: u64,
     pub data: Bytes,
+    pub conf: Option<Membership>,
 }
 
 /// Entries after the log start, in memory. `start`/`start_term` describe the
@@ -23,6 +35,9 @@ pub struct RaftLog {
     entries: Vec<Entry>,
     start: u64,
     start_term: u64,
+    /// Membership in force at the log start, once compaction or a restore
+    /// moved past the entry that set it.
+    start_conf: Option<Membership>,
 }
 
 impl RaftLog {
@@ -31,6 +46,7 @@ impl RaftLog {
             entries,
             start,
             start_term,
+            start_conf: None,
         };
         log.check();
         log
@@ -143,16 +159,40 @@ impl RaftLog {
         }
         let term = self.term_at(end).expect("compaction at a boundary");
         let drop = self.entries.partition_point(|e| e.end <= end);
+        if let Some(conf) = self.entries[..drop]
+            .iter()
+            .rev()
+            .find_map(|e| e.conf.clone())
+        {
+            self.start_conf = Some(conf);
+        }
         self.entries.drain(..drop);
         self.start = end;
         self.start_term = term;
     }
 
-    /// Replaces everything with an empty log starting at (`end`, `term`).
-    pub fn restore(&mut self, end: u64, term: u64) {
+    /// Replaces everything with an empty log starting at (`end`, `term`),
+    /// with `conf` in force there.
+    pub fn restore(&mut self, end: u64, term: u64, conf: Option<Membership>) {
         self.entries.clear();
         self.start = end;
         self.start_term = term;
+        self.start_conf = conf;
+    }
+
+    /// Membership in force at the log start, if compaction or a restore set it.
+    pub fn start_conf(&self) -> Option<&Membership> {
+        self.start_conf.as_ref()
+    }
+
+    /// The membership the log says is in force: its latest membership entry,
+    /// else the one at the log start, if any.
+    pub fn membership(&self) -> Option<&Membership> {
+        self.entries
+            .iter()
+            .rev()
+            .find_map(|e| e.conf.as_ref())
+            .or(self.start_conf.as_ref())
     }
 
     /// Is a candidate whose log ends at (`end`, `term`) at least as up to date?
@@ -171,6 +211,7 @@ mod tests {
             start,
             end,
             data: Bytes::from_static(b"x"),
+            conf: None,
         }
     }
 
@@ -194,7 +235,7 @@ mod tests {
             (log.start(), log.start_term(), log.entries().len()),
             (3, 1, 1)
         );
-        log.restore(20, 5);
+        log.restore(20, 5, None);
         assert_eq!((log.last_end(), log.last_term()), (20, 5));
     }
 }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::log::{Entry, RaftLog};
+use super::log::{Entry, Membership, RaftLog};
 
 pub type NodeId = u64;
 
@@ -69,10 +69,12 @@ pub enum MessageKind {
         hint_term: u64,
     },
     /// The leader no longer has the entries the follower needs: restart the
-    /// log at the leader's log start (`end`, `term`) and continue from there.
+    /// log at the leader's log start (`end`, `term`), with `conf` the
+    /// membership in force there, and continue from there.
     Snapshot {
         end: u64,
         term: u64,
+        conf: Membership,
     },
     /// Leadership transfer: start an election now.
     TimeoutNow,
@@ -98,7 +100,8 @@ pub enum Role {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ready {
     pub hard_state: Option<HardState>,
-    pub restore: Option<(u64, u64)>,
+    /// (end, term, membership) the log restarts at.
+    pub restore: Option<(u64, u64, Membership)>,
     pub truncate_after: Option<u64>,
     pub entries: Vec<Entry>,
     pub messages: Vec<Message>,
@@ -205,16 +208,33 @@ pub struct Raft {
     ticks: u64,
     rng: u64,
     transfer_to: Option<NodeId>,
+    /// Membership from the configuration, used until the log sets one.
+    initial_conf: Membership,
+    /// Membership in force: the latest in the log (committed or not).
+    conf: Membership,
     ready: Ready,
+}
+
+/// A single-step membership change (one server at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfChange {
+    AddLearner(NodeId),
+    Promote(NodeId),
+    Remove(NodeId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfChangeError {
+    NotLeader,
+    /// A previous change is not committed yet, or this leader has not yet
+    /// committed an entry of its own term (required for single-step safety).
+    Pending,
+    Invalid(&'static str),
 }
 
 impl Raft {
     /// A node restarted from its durable state (or new, from defaults).
     pub fn new(cfg: Config, hs: HardState, log: RaftLog) -> Raft {
-        assert!(
-            cfg.voters.contains(&cfg.id) || cfg.learners.contains(&cfg.id),
-            "a node is a voter or a learner"
-        );
         assert!(cfg.heartbeat_ticks >= 1 && cfg.election_ticks > cfg.heartbeat_ticks);
         let persisted_end = log.last_end();
         let rng = (cfg.seed ^ cfg.id.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
@@ -236,9 +256,19 @@ impl Raft {
             ticks: 0,
             rng,
             transfer_to: None,
+            initial_conf: Membership {
+                voters: cfg.voters.clone(),
+                learners: cfg.learners.clone(),
+            },
+            conf: Membership::default(),
             ready: Ready::default(),
             cfg,
         };
+        r.conf = r
+            .log
+            .membership()
+            .cloned()
+            .unwrap_or_else(|| r.initial_conf.clone());
         r.reset_timeout();
         r
     }
@@ -275,7 +305,7 @@ impl Raft {
     }
 
     fn quorum(&self) -> usize {
-        self.cfg.voters.len() / 2 + 1
+        self.conf.voters.len() / 2 + 1
     }
 
     fn next_random(&mut self) -> u64 {
@@ -340,14 +370,14 @@ impl Raft {
     }
 
     fn is_voter(&self) -> bool {
-        self.cfg.voters.contains(&self.cfg.id)
+        self.conf.voters.contains(&self.cfg.id)
     }
 
     fn peers(&self) -> Vec<NodeId> {
-        self.cfg
+        self.conf
             .voters
             .iter()
-            .chain(self.cfg.learners.iter())
+            .chain(self.conf.learners.iter())
             .copied()
             .filter(|&n| n != self.cfg.id)
             .collect()
@@ -404,7 +434,7 @@ impl Raft {
         self.leader = None;
         let (last_end, last_term) = (self.log.last_end(), self.log.last_term());
         let voters: Vec<NodeId> = self
-            .cfg
+            .conf
             .voters
             .iter()
             .copied()
@@ -492,14 +522,108 @@ impl Raft {
             start,
             end: start + 1,
             data: Bytes::new(),
+            conf: None,
         };
         self.append_local(entry);
         self.broadcast_append(false);
     }
 
     fn append_local(&mut self, entry: Entry) {
+        let conf = entry.conf.is_some();
         self.log.append(entry.clone());
         self.ready.entries.push(entry);
+        if conf {
+            self.refresh_conf();
+        }
+    }
+
+    /// The membership in force.
+    pub fn membership(&self) -> &Membership {
+        &self.conf
+    }
+
+    /// Re-reads the membership after the log changed; a leader starts or
+    /// stops tracking the members that came or went.
+    fn refresh_conf(&mut self) {
+        let conf = self
+            .log
+            .membership()
+            .cloned()
+            .unwrap_or_else(|| self.initial_conf.clone());
+        if conf == self.conf {
+            return;
+        }
+        self.conf = conf;
+        if self.role == Role::Leader {
+            let peers = self.peers();
+            self.progress.retain(|id, _| peers.contains(id));
+            let (last, ticks) = (self.log.last_end(), self.ticks);
+            for p in peers {
+                self.progress.entry(p).or_insert(Progress {
+                    matched: 0,
+                    next: last,
+                    flow: Flow::Probe { waiting: false },
+                    inflight: Vec::new(),
+                    active: true,
+                    last_heard: ticks,
+                });
+            }
+        }
+    }
+
+    /// Proposes a single-step membership change (leader only). One change
+    /// at a time: the previous one must be committed, and so must an entry
+    /// of this leader's term (the fix to single-server changes from Ongaro's
+    /// thesis errata), before another is accepted.
+    pub fn propose_conf_change(
+        &mut self,
+        change: ConfChange,
+    ) -> Result<(u64, u64), ConfChangeError> {
+        if self.role != Role::Leader {
+            return Err(ConfChangeError::NotLeader);
+        }
+        let pending = self
+            .log
+            .entries()
+            .iter()
+            .any(|e| e.conf.is_some() && e.end > self.hs.commit);
+        if pending || self.log.term_at(self.hs.commit) != Some(self.hs.term) {
+            return Err(ConfChangeError::Pending);
+        }
+        let mut next = self.conf.clone();
+        match change {
+            ConfChange::AddLearner(id) => {
+                if next.voters.contains(&id) || !next.learners.insert(id) {
+                    return Err(ConfChangeError::Invalid("already a member"));
+                }
+            }
+            ConfChange::Promote(id) => {
+                if !next.learners.remove(&id) {
+                    return Err(ConfChangeError::Invalid("not a learner"));
+                }
+                next.voters.insert(id);
+            }
+            ConfChange::Remove(id) => {
+                let was = next.voters.remove(&id) || next.learners.remove(&id);
+                if !was {
+                    return Err(ConfChangeError::Invalid("not a member"));
+                }
+                if next.voters.is_empty() {
+                    return Err(ConfChangeError::Invalid("cannot remove the last voter"));
+                }
+            }
+        }
+        let start = self.log.last_end();
+        let entry = Entry {
+            term: self.hs.term,
+            start,
+            end: start + 1,
+            data: Bytes::new(),
+            conf: Some(next),
+        };
+        self.append_local(entry);
+        self.broadcast_append(false);
+        Ok((start, start + 1))
     }
 
     /// Appends a batch covering `offsets` offsets (leader only).
@@ -519,6 +643,7 @@ impl Raft {
             start,
             end: start + offsets,
             data,
+            conf: None,
         };
         self.append_local(entry);
         self.broadcast_append(false);
@@ -538,7 +663,7 @@ impl Raft {
 
     /// Hands leadership to `to` once it has caught up.
     pub fn transfer_leadership(&mut self, to: NodeId) {
-        if self.role != Role::Leader || to == self.cfg.id || !self.cfg.voters.contains(&to) {
+        if self.role != Role::Leader || to == self.cfg.id || !self.conf.voters.contains(&to) {
             return;
         }
         self.transfer_to = Some(to);
@@ -565,7 +690,7 @@ impl Raft {
             .saturating_sub(self.cfg.election_ticks as u64 / 2);
         let id = self.cfg.id;
         let fresh = self
-            .cfg
+            .conf
             .voters
             .iter()
             .filter(|&&v| {
@@ -678,7 +803,7 @@ impl Raft {
                 self.election_elapsed = 0;
                 self.handle_append(m.from, prev_end, prev_term, entries, commit);
             }
-            MessageKind::Snapshot { end, term } => {
+            MessageKind::Snapshot { end, term, conf } => {
                 if self.role != Role::Follower {
                     let t = self.hs.term;
                     self.become_follower(t, Some(m.from));
@@ -686,12 +811,13 @@ impl Raft {
                 self.leader = Some(m.from);
                 self.election_elapsed = 0;
                 if end > self.hs.commit && self.log.term_at(end) != Some(term) {
-                    self.log.restore(end, term);
-                    self.ready.restore = Some((end, term));
+                    self.log.restore(end, term, Some(conf.clone()));
+                    self.ready.restore = Some((end, term, conf));
                     self.ready.entries.clear();
                     self.ready.truncate_after = None;
                     self.persisted_end = self.persisted_end.min(end);
                     self.set_commit(end);
+                    self.refresh_conf();
                 }
                 // Either restored at `end`, or already holding it: matched up to `end`.
                 let t = self.hs.term;
@@ -777,6 +903,7 @@ impl Raft {
                     self.hs.commit
                 );
                 self.log.truncate_after(e.start);
+                self.refresh_conf();
                 self.ready.entries.retain(|x| x.end <= e.start);
                 self.ready.truncate_after = Some(
                     self.ready
@@ -851,7 +978,7 @@ impl Raft {
             own
         } else {
             let mut matched: Vec<u64> = self
-                .cfg
+                .conf
                 .voters
                 .iter()
                 .map(|v| {
@@ -870,6 +997,20 @@ impl Raft {
             self.set_commit(candidate);
             self.broadcast_append(false);
         }
+        // A leader that the committed membership no longer lists steps down.
+        if self.role == Role::Leader && !self.conf.voters.contains(&self.cfg.id) {
+            let conf_end = self
+                .log
+                .entries()
+                .iter()
+                .rev()
+                .find(|e| e.conf.is_some())
+                .map(|e| e.end);
+            if conf_end.is_none_or(|e| e <= self.hs.commit) {
+                let term = self.hs.term;
+                self.become_follower(term, None);
+            }
+        }
     }
 
     fn broadcast_append(&mut self, heartbeat: bool) {
@@ -883,6 +1024,11 @@ impl Raft {
     fn send_append(&mut self, to: NodeId, heartbeat: bool) {
         let last_end = self.log.last_end();
         let (log_start, log_start_term) = (self.log.start(), self.log.start_term());
+        let start_conf = self
+            .log
+            .start_conf()
+            .cloned()
+            .unwrap_or_else(|| self.initial_conf.clone());
         let inflight_max = self.cfg.inflight_max;
         let commit = self.hs.commit;
         let Some(p) = self.progress.get_mut(&to) else {
@@ -896,6 +1042,7 @@ impl Raft {
                     MessageKind::Snapshot {
                         end: log_start,
                         term: log_start_term,
+                        conf: start_conf,
                     },
                 );
             }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use super::log::{Entry, RaftLog};
-use super::raft::{Bug, Config, HardState, Message, Raft, Ready, Role};
+use super::raft::{Bug, ConfChange, Config, HardState, Message, Raft, Ready, Role};
 
 struct Rng(u64);
 
@@ -61,6 +61,9 @@ pub struct Faults {
     /// A node forgets a committed prefix of its log (log start moves), so
     /// lagging followers must be caught up from the leader's log start.
     pub compact_per_mille: u64,
+    /// The leader moves the spare node one step: add as learner → promote →
+    /// remove → add again.
+    pub membership_per_mille: u64,
 }
 
 impl Faults {
@@ -76,6 +79,7 @@ impl Faults {
             slow_disk_per_mille: 150,
             transfer_per_mille: 8,
             compact_per_mille: 10,
+            membership_per_mille: 15,
         }
     }
 }
@@ -102,6 +106,10 @@ pub struct Sim {
     committed: BTreeMap<u64, (u64, u64, Bytes, u64)>,
     leaders: BTreeMap<u64, u64>,
     proposed: u64,
+    /// Initial voters; node `voters + 1` starts outside the group (the spare).
+    voters: u64,
+    /// Membership changes the leader accepted.
+    conf_changes: u64,
 }
 
 fn entry_key(e: &Entry) -> (u64, u64, &Bytes) {
@@ -119,7 +127,7 @@ impl Sim {
         let ids: Vec<u64> = (1..=n).collect();
         let mut configs = BTreeMap::new();
         let mut nodes = BTreeMap::new();
-        for &id in &ids {
+        for id in 1..=n + 1 {
             let mut c = Config::new(id, ids.clone());
             c.seed = seed;
             c.election_ticks = 10;
@@ -152,6 +160,8 @@ impl Sim {
             committed: BTreeMap::new(),
             leaders: BTreeMap::new(),
             proposed: 0,
+            voters: n,
+            conf_changes: 0,
         }
     }
 
@@ -227,8 +237,8 @@ impl Sim {
             if let Some(hs) = &ready.hard_state {
                 d.hs = hs.clone();
             }
-            if let Some((end, term)) = ready.restore {
-                d.log.restore(end, term);
+            if let Some((end, term, conf)) = ready.restore {
+                d.log.restore(end, term, Some(conf));
             }
             if let Some(t) = ready.truncate_after {
                 d.log.truncate_after(t.max(d.log.start()));
@@ -281,8 +291,9 @@ impl Sim {
         if self.rng.chance(self.faults.crash_per_mille) {
             let id = ids[self.rng.below(n) as usize];
             let crashed = ids.iter().filter(|i| self.nodes[i].raft.is_none()).count();
-            // Keep a majority able to come back; a minority may be down at once.
-            if self.nodes[&id].raft.is_some() && crashed < (n as usize - 1) / 2 + 1 {
+            // At most a minority of the initial voters is down at once (with the
+            // spare promoted, the group is one larger and still has a quorum).
+            if self.nodes[&id].raft.is_some() && crashed < (self.voters as usize - 1) / 2 {
                 self.crash(id);
             }
         }
@@ -324,6 +335,36 @@ impl Sim {
                     .as_mut()
                     .expect("live")
                     .transfer_leadership(to);
+                self.drain_ready(l);
+            }
+        }
+        if self.rng.chance(self.faults.membership_per_mille) {
+            let spare = self.voters + 1;
+            let leader = self.live().into_iter().find(|id| {
+                self.nodes[id]
+                    .raft
+                    .as_ref()
+                    .is_some_and(|r| r.role() == Role::Leader)
+            });
+            if let Some(l) = leader {
+                let raft = self
+                    .nodes
+                    .get_mut(&l)
+                    .expect("node")
+                    .raft
+                    .as_mut()
+                    .expect("live");
+                let m = raft.membership().clone();
+                let change = if m.voters.contains(&spare) {
+                    ConfChange::Remove(spare)
+                } else if m.learners.contains(&spare) {
+                    ConfChange::Promote(spare)
+                } else {
+                    ConfChange::AddLearner(spare)
+                };
+                if raft.propose_conf_change(change).is_ok() {
+                    self.conf_changes += 1;
+                }
                 self.drain_ready(l);
             }
         }
@@ -405,8 +446,10 @@ impl Sim {
         ok
     }
 
+    /// Holders needed for a committed entry: a majority of the initial
+    /// voters (a majority of the group with the spare promoted is at least that).
     fn quorum(&self) -> usize {
-        self.nodes.len() / 2 + 1
+        self.voters as usize / 2 + 1
     }
 
     /// The invariants, checked after every step.
@@ -541,6 +584,8 @@ impl Sim {
         }
         let saved = self.faults;
         self.faults = Faults {
+            membership_per_mille: 0,
+            transfer_per_mille: 0,
             drop_per_mille: 0,
             dup_per_mille: 0,
             slow_disk_per_mille: 0,
@@ -572,10 +617,28 @@ impl Sim {
                 );
             }
             if let Some(t) = target {
-                if self
-                    .nodes
-                    .values()
-                    .all(|n| n.raft.as_ref().is_some_and(|r| r.commit() >= t))
+                // Every current member (voters and learners) commits the proposal;
+                // a node removed from the group is not waited for.
+                let leader = self.live().into_iter().find(|id| {
+                    self.nodes[id]
+                        .raft
+                        .as_ref()
+                        .is_some_and(|r| r.role() == Role::Leader)
+                });
+                let members: Vec<u64> = match leader {
+                    Some(l) => {
+                        let m = self.nodes[&l].raft.as_ref().expect("live").membership();
+                        m.voters.iter().chain(m.learners.iter()).copied().collect()
+                    }
+                    None => Vec::new(),
+                };
+                if !members.is_empty()
+                    && members.iter().all(|id| {
+                        self.nodes[id]
+                            .raft
+                            .as_ref()
+                            .is_some_and(|r| r.commit() >= t)
+                    })
                 {
                     self.faults = saved;
                     return;
@@ -592,20 +655,21 @@ impl Sim {
     }
 }
 
-/// Runs one seed: `steps` faulty steps then the liveness check.
+/// Runs one seed: `steps` faulty steps then the liveness check. Returns
+/// (entries committed, membership changes made).
 pub fn run_seed(
     seed: u64,
     nodes: u64,
     steps: u64,
     bug: Option<Bug>,
     driver_bug: Option<DriverBug>,
-) -> usize {
+) -> (usize, u64) {
     let mut sim = Sim::new(seed, nodes, Faults::harsh(), bug, driver_bug);
     for _ in 0..steps {
         sim.step(true);
     }
     sim.check_liveness();
-    sim.committed_entries()
+    (sim.committed_entries(), sim.conf_changes)
 }
 
 fn seeds_budget() -> (u64, std::time::Duration) {
@@ -628,18 +692,24 @@ fn thousands_of_seeds_keep_every_invariant() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    let (mut ran, mut committed) = (0u64, 0usize);
+    let (mut ran, mut committed, mut changes) = (0u64, 0usize, 0u64);
     for s in 0..seeds {
         if start.elapsed() > budget {
             break;
         }
         let nodes = if s % 2 == 0 { 3 } else { 5 };
-        committed += run_seed(base + s, nodes, 400, None, None);
+        let (c, m) = run_seed(base + s, nodes, 400, None, None);
+        committed += c;
+        changes += m;
         ran += 1;
     }
     println!(
-        "{ran} seeds (3 and 5 nodes), {committed} entries committed, {:?}",
+        "{ran} seeds (3 and 5 nodes), {committed} entries committed, {changes} membership changes, {:?}",
         start.elapsed()
+    );
+    assert!(
+        changes > ran,
+        "membership changes are exercised: {changes} over {ran} seeds"
     );
     assert!(
         ran >= seeds.min(1000),
@@ -663,8 +733,8 @@ fn replay() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if seed % 2 == 1 { 3 } else { 5 });
-    let committed = run_seed(seed, nodes, 400, None, None);
-    println!("seed {seed}: ok, {committed} entries committed");
+    let (committed, changes) = run_seed(seed, nodes, 400, None, None);
+    println!("seed {seed}: ok, {committed} entries committed, {changes} membership changes");
 }
 
 /// The checker must bite: each deliberate bug is caught within a few thousand seeds.
