@@ -682,7 +682,12 @@ impl Raft {
     /// Lease read: the commit index if this leader heard from a majority
     /// within the last election timeout, so no other leader can exist yet.
     pub fn lease_read(&self) -> Option<u64> {
-        if self.role != Role::Leader || !self.cfg.check_quorum {
+        // Until it commits an entry of its own term, a new leader's commit
+        // index may lag what its predecessor already committed.
+        if self.role != Role::Leader
+            || !self.cfg.check_quorum
+            || self.log.term_at(self.hs.commit) != Some(self.hs.term)
+        {
             return None;
         }
         let horizon = self

@@ -523,6 +523,17 @@ impl Sim {
                 self.fail(format!("committed entry ending at {end} (term {term}) is durable on {holders} nodes only"));
             }
         }
+        // Lease reads see every committed write: a leader that serves a read
+        // from its lease must not lag anything committed anywhere.
+        let max_committed = self.committed.keys().next_back().copied().unwrap_or(0);
+        for &id in &live {
+            let raft = self.nodes[&id].raft.as_ref().expect("live");
+            if let Some(read) = raft.lease_read() {
+                if read < max_committed {
+                    self.fail(format!("leader {id} (term {}) would serve a lease read at {read}, but {max_committed} is committed", raft.term()));
+                }
+            }
+        }
         // Leader completeness: a leader holds everything committed before its term.
         for &id in &live {
             let raft = self.nodes[&id].raft.as_ref().expect("live");
