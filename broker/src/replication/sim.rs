@@ -176,7 +176,10 @@ impl Sim {
                 None => eprintln!("node {id}: down"),
             }
         }
-        panic!("seed {}: step {}: {what}\nreplay: RILL_SIM_SEED={} cargo test -p rill-broker replay -- --nocapture", self.seed, self.time, self.seed)
+        panic!(
+            "seed {}: step {}: {what}\nreplay: RILL_SIM_SEED={} RILL_SIM_NODES={} cargo test -p rill-broker replay -- --nocapture",
+            self.seed, self.time, self.seed, self.voters
+        )
     }
 
     fn enqueue(&mut self, m: Message) {
