@@ -55,3 +55,36 @@ impl Controller {
         Ok(result)
     }
 }
+
+/// What a metadata change may need to know about the broker.
+pub struct Placement {
+    /// Shards partitions can be placed on.
+    pub shards: usize,
+    /// Partition count for topics created without one.
+    pub default_partitions: i32,
+}
+
+impl Shard {
+    /// Runs `change` on the controller (shard 0), from any shard: see
+    /// [`Controller::change`]. `Err` says why the change could not be saved.
+    pub async fn change_metadata<R, F>(self: &Rc<Self>, change: F) -> Result<R, String>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut ClusterMeta, &Placement) -> (R, bool) + Send + 'static,
+    {
+        self.on(0, move |s0| async move {
+            let placement = Placement {
+                shards: s0.router.shards(),
+                default_partitions: s0.config.topic_defaults.partitions,
+            };
+            let controller = s0
+                .controller
+                .as_ref()
+                .expect("shard 0 hosts the controller");
+            controller
+                .change(&s0, |meta| change(meta, &placement))
+                .await
+        })
+        .await
+    }
+}

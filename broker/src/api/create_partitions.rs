@@ -27,12 +27,9 @@ pub async fn handle(shard: &Rc<Shard>, req: CreatePartitionsRequest) -> CreatePa
         })
         .collect();
     let validate_only = req.validate_only;
-    let results: Vec<(String, Option<(ResponseError, String)>)> = shard
-        .on(0, move |s0| async move {
-            let shards = s0.router.shards();
-            let controller = s0.controller.as_ref().expect("shard 0 hosts the controller");
-            let outcome = controller
-                .change(&s0, |meta| {
+    let names: Vec<String> = wanted.iter().map(|(n, _, _)| n.clone()).collect();
+    let outcome = shard
+        .change_metadata(move |meta, placement| {
                     let mut changed = false;
                     let mut out = Vec::new();
                     for (name, count, manual) in &wanted {
@@ -51,7 +48,7 @@ pub async fn handle(shard: &Rc<Shard>, req: CreatePartitionsRequest) -> CreatePa
                             }
                             Some(c) => {
                                 if !validate_only {
-                                    let added = meta.place((*count - c) as usize, shards);
+                                    let added = meta.place((*count - c) as usize, placement.shards);
                                     meta.topics.get_mut(name).expect("exists").partitions.extend(added);
                                     changed = true;
                                 }
@@ -62,13 +59,14 @@ pub async fn handle(shard: &Rc<Shard>, req: CreatePartitionsRequest) -> CreatePa
                     }
                     (out, changed)
                 })
-                .await;
-            match outcome {
-                Ok(out) => out,
-                Err(e) => wanted.iter().map(|(n, _, _)| (n.clone(), Some((ResponseError::KafkaStorageError, e.clone())))).collect(),
-            }
-        })
         .await;
+    let results: Vec<(String, Option<(ResponseError, String)>)> = match outcome {
+        Ok(out) => out,
+        Err(e) => names
+            .into_iter()
+            .map(|n| (n, Some((ResponseError::KafkaStorageError, e.clone()))))
+            .collect(),
+    };
     let mut resp = CreatePartitionsResponse::default();
     resp.results = results
         .into_iter()

@@ -129,49 +129,42 @@ pub async fn handle(
         })
         .collect();
     let validate_only = req.validate_only;
-    let results: Vec<(String, Created)> = shard
-        .on(0, move |s0| async move {
-            let defaults = s0.config.topic_defaults.partitions;
-            let shards = s0.router.shards();
-            let controller = s0
-                .controller
-                .as_ref()
-                .expect("shard 0 hosts the controller");
-            let outcome = controller
-                .change(&s0, |meta| {
-                    let mut changed = false;
-                    let mut results = Vec::new();
-                    for spec in &specs {
-                        let r = check(spec, meta, defaults).map(|(partitions, configs)| {
-                            if validate_only {
-                                (Uuid::nil(), partitions)
-                            } else {
-                                changed = true;
-                                (
-                                    insert_topic(meta, &spec.name, partitions, configs, shards),
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let outcome = shard
+        .change_metadata(move |meta, placement| {
+            let mut changed = false;
+            let mut results = Vec::new();
+            for spec in &specs {
+                let r =
+                    check(spec, meta, placement.default_partitions).map(|(partitions, configs)| {
+                        if validate_only {
+                            (Uuid::nil(), partitions)
+                        } else {
+                            changed = true;
+                            (
+                                insert_topic(
+                                    meta,
+                                    &spec.name,
                                     partitions,
-                                )
-                            }
-                        });
-                        results.push((spec.name.clone(), r));
-                    }
-                    (results, changed)
-                })
-                .await;
-            match outcome {
-                Ok(results) => results,
-                Err(e) => specs
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.name.clone(),
-                            Err((ResponseError::KafkaStorageError, e.clone())),
-                        )
-                    })
-                    .collect(),
+                                    configs,
+                                    placement.shards,
+                                ),
+                                partitions,
+                            )
+                        }
+                    });
+                results.push((spec.name.clone(), r));
             }
+            (results, changed)
         })
         .await;
+    let results: Vec<(String, Created)> = match outcome {
+        Ok(out) => out,
+        Err(e) => names
+            .into_iter()
+            .map(|n| (n, Err((ResponseError::KafkaStorageError, e.clone()))))
+            .collect(),
+    };
 
     let mut resp = CreateTopicsResponse::default();
     resp.topics = results

@@ -28,55 +28,42 @@ pub async fn handle(
             .map(|n| (Some(n.as_str().to_string()), Uuid::nil()))
             .collect()
     };
-    let results: Vec<(Option<String>, Uuid, Option<super::Failure>)> = shard
-        .on(0, move |s0| async move {
-            let controller = s0
-                .controller
-                .as_ref()
-                .expect("shard 0 hosts the controller");
-            let outcome = controller
-                .change(&s0, |meta| {
-                    let mut changed = false;
-                    let mut out = Vec::new();
-                    for (name, id) in &wanted {
-                        let found = match name {
-                            Some(n) => meta.topics.get(n).map(|t| (t.name.clone(), t.id)),
-                            None => meta.topic_by_id(*id).map(|t| (t.name.clone(), t.id)),
-                        };
-                        match found {
-                            Some((n, tid)) => {
-                                meta.topics.remove(&n);
-                                changed = true;
-                                out.push((Some(n), tid, None));
-                            }
-                            None => out.push((
-                                name.clone(),
-                                *id,
-                                Some((
-                                    ResponseError::UnknownTopicOrPartition,
-                                    "topic does not exist".to_string(),
-                                )),
-                            )),
-                        }
+    let asked = wanted.clone();
+    let outcome = shard
+        .change_metadata(move |meta, _| {
+            let mut changed = false;
+            let mut out = Vec::new();
+            for (name, id) in &wanted {
+                let found = match name {
+                    Some(n) => meta.topics.get(n).map(|t| (t.name.clone(), t.id)),
+                    None => meta.topic_by_id(*id).map(|t| (t.name.clone(), t.id)),
+                };
+                match found {
+                    Some((n, tid)) => {
+                        meta.topics.remove(&n);
+                        changed = true;
+                        out.push((Some(n), tid, None));
                     }
-                    (out, changed)
-                })
-                .await;
-            match outcome {
-                Ok(out) => out,
-                Err(e) => wanted
-                    .iter()
-                    .map(|(n, id)| {
-                        (
-                            n.clone(),
-                            *id,
-                            Some((ResponseError::KafkaStorageError, e.clone())),
-                        )
-                    })
-                    .collect(),
+                    None => out.push((
+                        name.clone(),
+                        *id,
+                        Some((
+                            ResponseError::UnknownTopicOrPartition,
+                            "topic does not exist".to_string(),
+                        )),
+                    )),
+                }
             }
+            (out, changed)
         })
         .await;
+    let results: Vec<(Option<String>, Uuid, Option<super::Failure>)> = match outcome {
+        Ok(out) => out,
+        Err(e) => asked
+            .into_iter()
+            .map(|(n, id)| (n, id, Some((ResponseError::KafkaStorageError, e.clone()))))
+            .collect(),
+    };
     let mut resp = DeleteTopicsResponse::default();
     resp.responses = results
         .into_iter()

@@ -134,61 +134,51 @@ pub(super) async fn alter(
     alters: Vec<Alter>,
     validate_only: bool,
 ) -> Vec<(i8, String, Option<Failure>)> {
-    shard
-        .on(0, move |s0| async move {
-            let controller = s0
-                .controller
-                .as_ref()
-                .expect("shard 0 hosts the controller");
-            let outcome = controller
-                .change(&s0, |meta| {
-                    let mut changed = false;
-                    let mut out = Vec::new();
-                    for a in &alters {
-                        let result = if a.resource_type != RESOURCE_TOPIC {
-                            Err((
-                                ResponseError::InvalidRequest,
-                                "only topic configs can be altered".to_string(),
-                            ))
-                        } else {
-                            match meta.topics.get(&a.name) {
-                                None => Err((
-                                    ResponseError::UnknownTopicOrPartition,
-                                    format!("topic `{}` does not exist", a.name),
-                                )),
-                                Some(topic) => changed_configs(&topic.configs, &a.change),
-                            }
-                        };
-                        match result {
-                            Ok(configs) => {
-                                if !validate_only {
-                                    let t = meta.topics.get_mut(&a.name).expect("checked");
-                                    if t.configs != configs {
-                                        t.configs = configs;
-                                        changed = true;
-                                    }
-                                }
-                                out.push((a.resource_type, a.name.clone(), None));
-                            }
-                            Err(e) => out.push((a.resource_type, a.name.clone(), Some(e))),
-                        }
+    let keys: Vec<(i8, String)> = alters
+        .iter()
+        .map(|a| (a.resource_type, a.name.clone()))
+        .collect();
+    let outcome = shard
+        .change_metadata(move |meta, _| {
+            let mut changed = false;
+            let mut out = Vec::new();
+            for a in &alters {
+                let result = if a.resource_type != RESOURCE_TOPIC {
+                    Err((
+                        ResponseError::InvalidRequest,
+                        "only topic configs can be altered".to_string(),
+                    ))
+                } else {
+                    match meta.topics.get(&a.name) {
+                        None => Err((
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("topic `{}` does not exist", a.name),
+                        )),
+                        Some(topic) => changed_configs(&topic.configs, &a.change),
                     }
-                    (out, changed)
-                })
-                .await;
-            match outcome {
-                Ok(out) => out,
-                Err(e) => alters
-                    .iter()
-                    .map(|a| {
-                        (
-                            a.resource_type,
-                            a.name.clone(),
-                            Some((ResponseError::KafkaStorageError, e.clone())),
-                        )
-                    })
-                    .collect(),
+                };
+                match result {
+                    Ok(configs) => {
+                        if !validate_only {
+                            let t = meta.topics.get_mut(&a.name).expect("checked");
+                            if t.configs != configs {
+                                t.configs = configs;
+                                changed = true;
+                            }
+                        }
+                        out.push((a.resource_type, a.name.clone(), None));
+                    }
+                    Err(e) => out.push((a.resource_type, a.name.clone(), Some(e))),
+                }
             }
+            (out, changed)
         })
-        .await
+        .await;
+    match outcome {
+        Ok(out) => out,
+        Err(e) => keys
+            .into_iter()
+            .map(|(ty, n)| (ty, n, Some((ResponseError::KafkaStorageError, e.clone()))))
+            .collect(),
+    }
 }

@@ -100,31 +100,21 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
         return;
     }
     let result = shard
-        .on(0, move |s0| async move {
-            let partitions = s0.config.topic_defaults.partitions;
-            let shards = s0.router.shards();
-            let controller = s0
-                .controller
-                .as_ref()
-                .expect("shard 0 hosts the controller");
-            controller
-                .change(&s0, |meta| {
-                    let mut changed = false;
-                    for name in names {
-                        if !meta.topics.contains_key(&name) {
-                            create_topics::insert_topic(
-                                meta,
-                                &name,
-                                partitions,
-                                Default::default(),
-                                shards,
-                            );
-                            changed = true;
-                        }
-                    }
-                    ((), changed)
-                })
-                .await
+        .change_metadata(move |meta, placement| {
+            let mut changed = false;
+            for name in names {
+                if !meta.topics.contains_key(&name) {
+                    create_topics::insert_topic(
+                        meta,
+                        &name,
+                        placement.default_partitions,
+                        Default::default(),
+                        placement.shards,
+                    );
+                    changed = true;
+                }
+            }
+            ((), changed)
         })
         .await;
     if let Err(e) = result {
