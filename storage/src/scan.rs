@@ -73,9 +73,9 @@ pub fn scan(
             return ScanStop::End { position };
         }
         if rest.len() < LOG_OVERHEAD {
-            if rest.iter().all(|&b| b == 0) {
-                return ScanStop::End { position };
-            }
+            // Even all zeros is no end here: a batch's first bytes are the
+            // high bytes of its base offset, zero for any real log, so a
+            // buffer that ends just after a batch starts looks like padding.
             return ScanStop::NeedMore {
                 position,
                 need: batch::HEADER_BYTES,
@@ -197,6 +197,30 @@ mod tests {
                 "cut at {cut} reported as invalid"
             );
             assert_eq!(stop.position(), boundary, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_buffer_ending_in_the_zero_high_bytes_of_a_base_offset_needs_more() {
+        // Regression: recovery read the segment in 1 MiB chunks; a batch that
+        // started 2 bytes before a chunk boundary showed only the zero high
+        // bytes of its base offset and was taken for the end of the data.
+        let (log, positions) = log_of(3);
+        for cut in 1..LOG_OVERHEAD {
+            let end = positions[2] as usize + cut;
+            if cut < 8 {
+                assert!(log[positions[2] as usize..end].iter().all(|&b| b == 0));
+            }
+            let mut expected = Some(0);
+            let stop = scan(&log[..end], 0, &mut expected, 1 << 20, i64::MIN, |_| {});
+            assert_eq!(
+                stop,
+                ScanStop::NeedMore {
+                    position: positions[2],
+                    need: batch::HEADER_BYTES
+                },
+                "cut {cut} bytes into the batch"
+            );
         }
     }
 

@@ -264,3 +264,57 @@ fn missing_or_damaged_index_files_are_rebuilt() {
         assert_eq!(hit.offset, infos[149].base_offset + 1);
     });
 }
+
+#[test]
+fn a_batch_starting_just_before_a_scan_chunk_boundary_is_recovered() {
+    // Regression (found by the kill -9 broker test): recovery scans 1 MiB at a
+    // time; a batch starting a few bytes before a chunk boundary showed only
+    // the zero high bytes of its base offset and was taken for the end of the
+    // data, so a synced log refused to open.
+    const CHUNK: u64 = 1 << 20;
+    for short_by in [1u64, 2, 7, 11] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run(move || async move {
+            let config = LogConfig {
+                segment_bytes: 8 << 20,
+                ..lazy_checkpoint_config()
+            };
+            let log = PartitionLog::open(&path, config.clone()).await.unwrap();
+            let target = CHUNK - short_by;
+            let mut position = 0u64;
+            let mut id = 0u64;
+            while position < target {
+                let left = target - position;
+                let b = if left > 20_000 {
+                    batch(id, 1, 8_000, 0)
+                } else {
+                    // Grow a one-record batch until it ends exactly at the target.
+                    let mut v = 0;
+                    loop {
+                        let b = batch(id, 1, v, 0);
+                        if b.len() as u64 >= left {
+                            break b;
+                        }
+                        v += 1;
+                    }
+                };
+                position += b.len() as u64;
+                log.append(b).await.unwrap();
+                id += 1;
+            }
+            assert_eq!(
+                position, target,
+                "filler lands the next batch at the target"
+            );
+            let straddling = log.append(batch(id, 3, 100, 0)).await.unwrap();
+            let last = log.append(batch(id + 1, 3, 100, 0)).await.unwrap();
+            drop(log); // unclean: recovery scans the whole active segment
+
+            let log = PartitionLog::open(&path, config).await.unwrap();
+            assert_eq!(log.log_end_offset(), last.last_offset + 1);
+            let data = log.read(straddling.base_offset, 1).await.unwrap();
+            assert_eq!(batch_id(&data), id, "short by {short_by}");
+        });
+    }
+}
