@@ -1,0 +1,406 @@
+//! Topic administration and offset queries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::{Client, TopicMetadata};
+use crate::consumer::TopicPartition;
+use crate::error::{Error, Result};
+
+const RESOURCE_TOPIC: i8 = 2;
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    /// -1 for the broker's default.
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+impl NewTopic {
+    pub fn new(name: impl Into<String>, partitions: i32) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> NewTopic {
+        self.configs.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// One config of a topic as the broker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub read_only: bool,
+    /// True when set on the topic, false when a default.
+    pub is_override: bool,
+    pub sensitive: bool,
+}
+
+/// Which offset [`Admin::list_offsets`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    /// First offset whose record timestamp is at or after this (ms).
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn wire(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        }
+    }
+}
+
+/// A change to one config key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    Set(String, String),
+    /// Back to the default.
+    Delete(String),
+}
+
+/// Administrative operations on a cluster.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: Client,
+    timeout: Duration,
+}
+
+impl Admin {
+    pub fn new(client: Client) -> Admin {
+        Admin {
+            client,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn timeout_ms(&self) -> i32 {
+        self.timeout.as_millis().min(i32::MAX as u128) as i32
+    }
+
+    /// Creates topics; the result per topic, in order.
+    pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<Vec<(String, Result<()>)>> {
+        let conn = self.client.controller_connection().await?;
+        let mut request = CreateTopicsRequest::default();
+        request.timeout_ms = self.timeout_ms();
+        request.topics = topics
+            .iter()
+            .map(|t| {
+                let mut c = CreatableTopic::default();
+                c.name = TopicName(StrBytes::from_string(t.name.clone()));
+                c.num_partitions = t.partitions;
+                c.replication_factor = t.replication_factor;
+                c.configs = t
+                    .configs
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut e = CreatableTopicConfig::default();
+                        e.name = StrBytes::from_string(k.clone());
+                        e.value = Some(StrBytes::from_string(v.clone()));
+                        e
+                    })
+                    .collect();
+                c
+            })
+            .collect();
+        let (response, _) = conn.send(&request).await?;
+        let mut by_name: HashMap<String, Result<()>> = response
+            .topics
+            .into_iter()
+            .map(|r| {
+                let name = r.name.0.to_string();
+                let outcome = if r.error_code == 0 {
+                    Ok(())
+                } else {
+                    Err(Error::kafka(
+                        r.error_code,
+                        format!("creating topic {name}"),
+                        r.error_message.map(|m| m.to_string()),
+                    ))
+                };
+                (name, outcome)
+            })
+            .collect();
+        Ok(topics
+            .iter()
+            .map(|t| {
+                let r = by_name.remove(&t.name).unwrap_or_else(|| {
+                    Err(Error::Protocol(format!("no answer for topic {}", t.name)))
+                });
+                (t.name.clone(), r)
+            })
+            .collect())
+    }
+
+    /// Creates one topic; an error if it exists or is invalid.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<()> {
+        self.create_topics(&[topic]).await?.remove(0).1
+    }
+
+    /// Deletes topics; the result per topic, in order.
+    pub async fn delete_topics(&self, names: &[&str]) -> Result<Vec<(String, Result<()>)>> {
+        let conn = self.client.controller_connection().await?;
+        let mut request = DeleteTopicsRequest::default();
+        request.timeout_ms = self.timeout_ms();
+        request.topic_names = names
+            .iter()
+            .map(|n| TopicName(StrBytes::from_string(n.to_string())))
+            .collect();
+        let (response, _) = conn.send(&request).await?;
+        let mut by_name: HashMap<String, i16> = response
+            .responses
+            .into_iter()
+            .filter_map(|r| r.name.map(|n| (n.0.to_string(), r.error_code)))
+            .collect();
+        Ok(names
+            .iter()
+            .map(|n| {
+                let r = match by_name.remove(*n) {
+                    Some(code) => Error::check(code, || format!("deleting topic {n}")),
+                    None => Err(Error::Protocol(format!("no answer for topic {n}"))),
+                };
+                (n.to_string(), r)
+            })
+            .collect())
+    }
+
+    /// Every topic of the cluster, by name.
+    pub async fn list_topics(&self) -> Result<Vec<TopicMetadata>> {
+        let m = self.client.refresh(None).await?;
+        Ok(m.topics.into_values().collect())
+    }
+
+    /// Partitions, leaders and replicas of one topic.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicMetadata> {
+        let m = self.client.refresh(Some(&[name])).await?;
+        m.topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(&self, topic: &str, count: i32) -> Result<()> {
+        let conn = self.client.controller_connection().await?;
+        let mut request = CreatePartitionsRequest::default();
+        request.timeout_ms = self.timeout_ms();
+        let mut t = CreatePartitionsTopic::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_string()));
+        t.count = count;
+        request.topics = vec![t];
+        let (response, _) = conn.send(&request).await?;
+        let r = response
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty CreatePartitions answer".into()))?;
+        if r.error_code != 0 {
+            return Err(Error::kafka(
+                r.error_code,
+                format!("growing {topic} to {count} partitions"),
+                r.error_message.map(|m| m.to_string()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every config of a topic, defaults included.
+    pub async fn describe_topic_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
+        let conn = self.client.any_connection().await?;
+        let mut request = DescribeConfigsRequest::default();
+        let mut r = DescribeConfigsResource::default();
+        r.resource_type = RESOURCE_TOPIC;
+        r.resource_name = StrBytes::from_string(topic.to_string());
+        r.configuration_keys = None;
+        request.resources = vec![r];
+        let (response, version) = conn.send(&request).await?;
+        let result = response
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty DescribeConfigs answer".into()))?;
+        if result.error_code != 0 {
+            if result.error_code == 3 {
+                return Err(Error::UnknownTopicOrPartition(topic.to_string()));
+            }
+            return Err(Error::kafka(
+                result.error_code,
+                format!("describing the configs of {topic}"),
+                result.error_message.map(|m| m.to_string()),
+            ));
+        }
+        Ok(result
+            .configs
+            .into_iter()
+            .map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.map(|v| v.to_string()),
+                read_only: c.read_only,
+                // v1+: source 1 = topic config; v0 had is_default instead.
+                is_override: version >= 1 && c.config_source == 1,
+                sensitive: c.is_sensitive,
+            })
+            .collect())
+    }
+
+    /// Sets or deletes topic configs (IncrementalAlterConfigs).
+    pub async fn alter_topic_configs(&self, topic: &str, changes: &[ConfigChange]) -> Result<()> {
+        let conn = self.client.any_connection().await?;
+        let mut request = IncrementalAlterConfigsRequest::default();
+        let mut r = AlterConfigsResource::default();
+        r.resource_type = RESOURCE_TOPIC;
+        r.resource_name = StrBytes::from_string(topic.to_string());
+        r.configs = changes
+            .iter()
+            .map(|c| {
+                let mut a = AlterableConfig::default();
+                match c {
+                    ConfigChange::Set(k, v) => {
+                        a.name = StrBytes::from_string(k.clone());
+                        a.config_operation = 0;
+                        a.value = Some(StrBytes::from_string(v.clone()));
+                    }
+                    ConfigChange::Delete(k) => {
+                        a.name = StrBytes::from_string(k.clone());
+                        a.config_operation = 1;
+                        a.value = None;
+                    }
+                }
+                a
+            })
+            .collect();
+        request.resources = vec![r];
+        let (response, _) = conn.send(&request).await?;
+        let r = response
+            .responses
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty IncrementalAlterConfigs answer".into()))?;
+        if r.error_code == 3 {
+            return Err(Error::UnknownTopicOrPartition(topic.to_string()));
+        }
+        if r.error_code != 0 {
+            return Err(Error::kafka(
+                r.error_code,
+                format!("altering the configs of {topic}"),
+                r.error_message.map(|m| m.to_string()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// (offset, timestamp) per partition for `spec`.
+    pub async fn list_offsets(
+        &self,
+        partitions: &[(TopicPartition, OffsetSpec)],
+    ) -> Result<Vec<(TopicPartition, Result<(i64, i64)>)>> {
+        list_offsets_at(&self.client, partitions).await
+    }
+}
+
+/// ListOffsets sent to each partition's leader.
+pub(crate) async fn list_offsets_at(
+    client: &Client,
+    partitions: &[(TopicPartition, OffsetSpec)],
+) -> Result<Vec<(TopicPartition, Result<(i64, i64)>)>> {
+    let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    let mut answers: Vec<Option<Result<(i64, i64)>>> = vec![None; partitions.len()];
+    for (i, (tp, _)) in partitions.iter().enumerate() {
+        let n = client.ensure_topic(&tp.topic).await?;
+        if !(0..n).contains(&tp.partition) {
+            answers[i] = Some(Err(Error::UnknownTopicOrPartition(tp.to_string())));
+            continue;
+        }
+        let leader = match client.leader(&tp.topic, tp.partition) {
+            Some(l) => Some(l),
+            None => {
+                client.refresh(Some(&[&tp.topic])).await?;
+                client.leader(&tp.topic, tp.partition)
+            }
+        };
+        match leader {
+            Some(l) => by_leader.entry(l).or_default().push(i),
+            None => answers[i] = Some(Err(Error::kafka(5, format!("{tp} has no leader"), None))),
+        }
+    }
+    for (leader, indexes) in by_leader {
+        let conn = client.connection(leader).await?;
+        let version = conn.version(ApiKey::ListOffsets)?;
+        let mut request = ListOffsetsRequest::default();
+        request.replica_id = BrokerId(-1);
+        let mut topics: Vec<ListOffsetsTopic> = Vec::new();
+        for &i in &indexes {
+            let (tp, spec) = &partitions[i];
+            let mut p = ListOffsetsPartition::default();
+            p.partition_index = tp.partition;
+            p.timestamp = spec.wire();
+            if version >= 4 {
+                p.current_leader_epoch = -1;
+            }
+            match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
+                Some(t) => t.partitions.push(p),
+                None => {
+                    let mut t = ListOffsetsTopic::default();
+                    t.name = TopicName(StrBytes::from_string(tp.topic.clone()));
+                    t.partitions.push(p);
+                    topics.push(t);
+                }
+            }
+        }
+        request.topics = topics;
+        let response = conn.send_versioned(&request, version).await?;
+        for t in response.topics {
+            for p in t.partitions {
+                let Some(&i) = indexes.iter().find(|&&i| {
+                    partitions[i].0.topic == t.name.0.as_str()
+                        && partitions[i].0.partition == p.partition_index
+                }) else {
+                    continue;
+                };
+                answers[i] = Some(
+                    Error::check(p.error_code, || {
+                        format!("listing offsets of {}", partitions[i].0)
+                    })
+                    .map(|_| (p.offset, p.timestamp)),
+                );
+            }
+        }
+    }
+    Ok(partitions
+        .iter()
+        .zip(answers)
+        .map(|((tp, _), a)| {
+            (
+                tp.clone(),
+                a.unwrap_or_else(|| Err(Error::Protocol(format!("no answer for {tp}")))),
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,3 @@
+//! Sockets: the tokio half of the client.
+
+pub mod connection;
