@@ -10,6 +10,7 @@
 //! - [`config`]: flags and the TOML config file.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod error_code;

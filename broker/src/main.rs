@@ -1,4 +1,4 @@
-//! `rill`: the broker and (later) client tools in one binary.
+//! `rill`: the broker, the host tuner and the client tools in one binary.
 
 use std::path::PathBuf;
 
@@ -24,6 +24,15 @@ enum Command {
     /// Measure and tune the host: disk probe, settings check, apply recommendations.
     #[command(subcommand)]
     Tune(Tune),
+    /// Create, list, describe, delete topics and change their configs.
+    #[command(subcommand)]
+    Topic(rill_broker::cli::TopicCommand),
+    /// Produce lines of standard input as records.
+    Produce(rill_broker::cli::ProduceArgs),
+    /// Print records of a topic.
+    Consume(rill_broker::cli::ConsumeArgs),
+    /// Log start and end offsets of each partition of a topic.
+    Offsets(rill_broker::cli::OffsetsArgs),
 }
 
 #[derive(Subcommand)]
@@ -117,6 +126,10 @@ fn main() {
     let result = match cli.command {
         Command::Broker(args) => BrokerConfig::resolve(&args).and_then(rill_broker::runtime::run),
         Command::Tune(cmd) => tune(cmd),
+        Command::Topic(cmd) => rill_broker::cli::topic(cmd),
+        Command::Produce(args) => rill_broker::cli::produce(args),
+        Command::Consume(args) => rill_broker::cli::consume(args),
+        Command::Offsets(args) => rill_broker::cli::offsets(args),
     };
     if let Err(e) = result {
         eprintln!("rill: {e:#}");

@@ -350,7 +350,24 @@ pub(crate) async fn list_offsets_at(
             None => answers[i] = Some(Err(Error::kafka(5, format!("{tp} has no leader"), None))),
         }
     }
+    // A request names each partition once: asking for two offsets of one
+    // partition takes two requests.
+    let mut rounds: Vec<(i32, Vec<usize>)> = Vec::new();
     for (leader, indexes) in by_leader {
+        let mut mine: Vec<Vec<usize>> = Vec::new();
+        for i in indexes {
+            let tp = &partitions[i].0;
+            match mine
+                .iter_mut()
+                .find(|r| !r.iter().any(|&j| partitions[j].0 == *tp))
+            {
+                Some(r) => r.push(i),
+                None => mine.push(vec![i]),
+            }
+        }
+        rounds.extend(mine.into_iter().map(|r| (leader, r)));
+    }
+    for (leader, indexes) in rounds {
         let conn = client.connection(leader).await?;
         let version = conn.version(ApiKey::ListOffsets)?;
         let mut request = ListOffsetsRequest::default();
