@@ -214,6 +214,7 @@ impl Admin {
         let mut t = CreatePartitionsTopic::default();
         t.name = TopicName(StrBytes::from_string(topic.to_string()));
         t.count = count;
+        t.assignments = None; // the broker places them
         request.topics = vec![t];
         let (response, _) = conn.send(&request).await?;
         let r = response

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use rill_client::{
-    Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetSpec, TopicPartition,
-};
+use rill_client::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetSpec, TopicPartition};
 use serde_json::json;
 
 use super::ConnectArgs;
@@ -51,20 +49,22 @@ pub fn parse_from(s: &str) -> anyhow::Result<Offset> {
                 .parse()
                 .with_context(|| format!("--from {s}: expected @<milliseconds since the epoch>"))?,
         ),
-        _ => match s.parse::<i64>() {
-            Ok(o) if o >= 0 => Offset::At(o),
-            Ok(_) => bail!("--from {s}: offsets are not negative"),
-            Err(_) => {
-                let t = humantime::parse_rfc3339_weak(s).with_context(|| {
+        _ => {
+            match s.parse::<i64>() {
+                Ok(o) if o >= 0 => Offset::At(o),
+                Ok(_) => bail!("--from {s}: offsets are not negative"),
+                Err(_) => {
+                    let t = humantime::parse_rfc3339_weak(s).with_context(|| {
                     format!("--from {s}: expected beginning, end, an offset, @<ms> or an RFC 3339 time")
                 })?;
-                let ms = t
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .context("a time before 1970")?
-                    .as_millis() as i64;
-                Offset::Timestamp(ms)
+                    let ms = t
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .context("a time before 1970")?
+                        .as_millis() as i64;
+                    Offset::Timestamp(ms)
+                }
             }
-        },
+        }
     })
 }
 
@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(parse_from("beginning").unwrap(), Offset::Beginning);
         assert_eq!(parse_from("end").unwrap(), Offset::End);
         assert_eq!(parse_from("42").unwrap(), Offset::At(42));
-        assert_eq!(parse_from("@1700000000000").unwrap(), Offset::Timestamp(1_700_000_000_000));
+        assert_eq!(
+            parse_from("@1700000000000").unwrap(),
+            Offset::Timestamp(1_700_000_000_000)
+        );
         assert_eq!(
             parse_from("2023-11-14T22:13:20Z").unwrap(),
             Offset::Timestamp(1_700_000_000_000)
@@ -225,10 +228,16 @@ mod tests {
             timestamp_type: rill_client::TimestampType::CreateTime,
             key: Some("{value}".into()),
             value: Some("v".into()),
-            headers: vec![rill_client::Header { key: "h".into(), value: Some("1".into()) }],
+            headers: vec![rill_client::Header {
+                key: "h".into(),
+                value: Some("1".into()),
+            }],
         };
         assert_eq!(
-            render("{partition}:{offset}\\t{key}={value} [{headers}] {x}\\n", &r),
+            render(
+                "{partition}:{offset}\\t{key}={value} [{headers}] {x}\\n",
+                &r
+            ),
             "2:9\t{value}=v [h=1] {x}\n"
         );
     }

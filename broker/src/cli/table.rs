@@ -32,7 +32,10 @@ mod tests {
     fn columns_line_up() {
         let t = super::render(
             &["NAME", "PARTITIONS"],
-            &[vec!["a".into(), "3".into()], vec!["longer".into(), "12".into()]],
+            &[
+                vec!["a".into(), "3".into()],
+                vec!["longer".into(), "12".into()],
+            ],
         );
         assert_eq!(t, "NAME    PARTITIONS\na       3\nlonger  12\n");
     }

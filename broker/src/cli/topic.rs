@@ -147,12 +147,22 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                     .collect();
                 let configs: serde_json::Map<String, serde_json::Value> = configs
                     .iter()
-                    .map(|c| (c.name.clone(), json!({"value": c.value, "override": c.is_override})))
+                    .map(|c| {
+                        (
+                            c.name.clone(),
+                            json!({"value": c.value, "override": c.is_override}),
+                        )
+                    })
                     .collect();
                 let v = json!({"name": t.name, "id": t.id, "partitions": partitions, "configs": configs});
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("topic {} (id {}), {} partitions\n", t.name, t.id, t.partitions.len());
+                println!(
+                    "topic {} (id {}), {} partitions\n",
+                    t.name,
+                    t.id,
+                    t.partitions.len()
+                );
                 let rows: Vec<Vec<String>> = t
                     .partitions
                     .iter()
@@ -171,7 +181,14 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                 print!(
                     "{}",
                     table::render(
-                        &["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK"],
+                        &[
+                            "PARTITION",
+                            "LEADER",
+                            "REPLICAS",
+                            "ISR",
+                            "LOG-START",
+                            "HIGH-WATERMARK"
+                        ],
                         &rows
                     )
                 );
@@ -258,7 +275,10 @@ pub async fn offsets(a: OffsetsArgs) -> anyhow::Result<()> {
     } else {
         print!(
             "{}",
-            table::render(&["PARTITION", "LOG-START", "HIGH-WATERMARK", "RECORDS"], &rows)
+            table::render(
+                &["PARTITION", "LOG-START", "HIGH-WATERMARK", "RECORDS"],
+                &rows
+            )
         );
     }
     Ok(())

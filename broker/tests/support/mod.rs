@@ -161,3 +161,34 @@ pub fn python() -> &'static str {
 pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
+
+/// Like [`run`], with `input` written to the command's standard input.
+pub fn run_with_input(cmd: &mut Command, input: &[u8], limit: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let t_in = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut stdin, &input);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).ok();
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).ok();
+        s
+    });
+    let status = wait_timeout(&mut child, limit);
+    let _ = t_in.join();
+    let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
+    (status.is_some_and(|s| s.success()), o, e)
+}
