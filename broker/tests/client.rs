@@ -304,7 +304,7 @@ fn seek_by_offset_timestamp_beginning_and_end() {
 
         let tp = TopicPartition::new("seek", 0);
         let mut c = Consumer::new(client.clone(), ConsumerConfig::default());
-        c.assign(&[tp.clone()]).await.unwrap();
+        c.assign(std::slice::from_ref(&tp)).await.unwrap();
         let r = first(&mut c, &tp, Offset::At(537)).await.unwrap();
         assert_eq!((r.offset, text(&r.value)), (537, "v537".to_string()));
         let r = first(&mut c, &tp, Offset::Timestamp(base + 2501))
@@ -522,7 +522,7 @@ fn broker_restart_during_a_produce_loop_loses_no_acknowledged_record() {
                 let r = Record::new("restart", format!("r{i}")).key(format!("k{}", i % 50));
                 pending.push((i, producer.send(r).await.unwrap()));
                 i += 1;
-                if i % 1000 == 0 {
+                if i.is_multiple_of(1000) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -561,4 +561,36 @@ fn broker_restart_during_a_produce_loop_loses_no_acknowledged_record() {
             "acknowledged record {i} at {p}/{o}"
         );
     }
+}
+
+/// The crate's documented example (`client/examples/round_trip.rs`) runs
+/// against a real broker.
+#[test]
+fn the_client_example_runs() {
+    let rill = std::path::PathBuf::from(env!("CARGO_BIN_EXE_rill"));
+    let example = rill.parent().unwrap().join("examples/round_trip");
+    if !example.exists() {
+        // `cargo test --workspace` builds it; a narrower run may not have.
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "rill-client",
+                "--example",
+                "round_trip",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let (ok, out, err) = run(
+        Command::new(&example).env("RILL_BROKERS", broker.addr()),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "example failed: {err}");
+    assert_eq!(out.lines().count(), 10, "{out}");
+    assert!(out.contains("value=hello 9"), "{out}");
 }

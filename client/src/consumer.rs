@@ -186,11 +186,15 @@ impl Consumer {
             let key: Tp = (tp.topic.as_str().into(), tp.partition);
             if !self.parts.contains_key(&key) {
                 let generation = self.bump();
+                let (position, pending_seek) = match self.config.start {
+                    Offset::At(o) if o >= 0 => (Some(o), None),
+                    other => (None, Some(other)),
+                };
                 self.parts.insert(
                     key,
                     PartState {
-                        position: None,
-                        pending_seek: Some(self.config.start),
+                        position,
+                        pending_seek,
                         fetching: false,
                         generation,
                         high_watermark: -1,
@@ -232,7 +236,7 @@ impl Consumer {
         let key = self
             .parts
             .keys()
-            .find(|(t, p)| &**t == tp.topic && *p == tp.partition)
+            .find(|(t, p)| **t == tp.topic && *p == tp.partition)
             .cloned()
             .ok_or_else(|| Error::InvalidArgument(format!("{tp} is not assigned")))?;
         let state = self.parts.get_mut(&key).expect("found");
@@ -248,7 +252,7 @@ impl Consumer {
             }
         }
         self.ready
-            .retain(|r| !(&*r.topic == tp.topic && r.partition == tp.partition));
+            .retain(|r| !(*r.topic == tp.topic && r.partition == tp.partition));
         Ok(())
     }
 
@@ -261,7 +265,7 @@ impl Consumer {
         let buffered = self
             .ready
             .iter()
-            .find(|r| &*r.topic == tp.topic && r.partition == tp.partition)
+            .find(|r| *r.topic == tp.topic && r.partition == tp.partition)
             .map(|r| r.offset);
         buffered.or(state.position)
     }
