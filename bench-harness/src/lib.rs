@@ -1,4 +1,13 @@
-//! Rill's benchmark harness: workload files, load generation, latency
-//! histograms and reports.
-//!
-//! Nothing is implemented here yet; it needs the native client first.
+//! Rill's benchmark harness (`rill-bench`, also `rill bench`): workloads from
+//! TOML files, producers and consumers driven through `rill-client` against
+//! any Kafka-API broker (or an embedded `rill broker`), HDR latency
+//! histograms, and JSON + HTML reports that state every throughput as a
+//! fraction of the hardware limit measured in the same run.
+
+pub mod cli;
+pub mod embedded;
+pub mod limits;
+pub mod report;
+pub mod runner;
+pub mod stats;
+pub mod workload;

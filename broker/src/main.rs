@@ -33,6 +33,8 @@ enum Command {
     Consume(rill_broker::cli::ConsumeArgs),
     /// Log start and end offsets of each partition of a topic.
     Offsets(rill_broker::cli::OffsetsArgs),
+    /// Run benchmark workloads (the same as `rill-bench`).
+    Bench(Box<rill_bench_harness::cli::BenchArgs>),
 }
 
 #[derive(Subcommand)]
@@ -130,6 +132,7 @@ fn main() {
         Command::Produce(args) => rill_broker::cli::produce(args),
         Command::Consume(args) => rill_broker::cli::consume(args),
         Command::Offsets(args) => rill_broker::cli::offsets(args),
+        Command::Bench(args) => rill_bench_harness::cli::run(*args),
     };
     if let Err(e) = result {
         eprintln!("rill: {e:#}");

@@ -1,0 +1,134 @@
+//! The `rill-bench` / `rill bench` command.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::embedded::EmbeddedBroker;
+use crate::report::Report;
+use crate::runner::{self, RunOptions};
+use crate::workload::{Rate, Workload};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Workload files (TOML), run one after another.
+    #[arg(required = true)]
+    pub workloads: Vec<PathBuf>,
+    /// Start a local `rill broker` on a temporary data directory for the run
+    /// (--brokers is then ignored).
+    #[arg(long)]
+    pub embedded: bool,
+    /// Bootstrap brokers of any Kafka-API cluster.
+    #[arg(long, env = "RILL_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Where the embedded broker keeps its data (a temporary directory is
+    /// made inside) and where the disk is probed.
+    #[arg(long, default_value = ".")]
+    pub data_dir: PathBuf,
+    /// With --brokers: the broker's data directory, if on this machine, to
+    /// measure its disk.
+    #[arg(long)]
+    pub disk_dir: Option<PathBuf>,
+    /// Skip measuring the disk and loopback limits.
+    #[arg(long)]
+    pub skip_limits: bool,
+    /// Directory for the JSON and HTML reports.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+    /// Override the measured duration of every workload (seconds).
+    #[arg(long)]
+    pub duration_secs: Option<u64>,
+    /// Override the warm-up of every workload (seconds).
+    #[arg(long)]
+    pub warmup_secs: Option<u64>,
+    /// Override the rate of every workload (messages per second, or "max").
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// Worker threads of the load generator.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mut workloads = Vec::new();
+    for path in &args.workloads {
+        let mut w = Workload::load(path)?;
+        if let Some(d) = args.duration_secs {
+            w.duration_secs = d;
+        }
+        if let Some(d) = args.warmup_secs {
+            w.warmup_secs = d;
+        }
+        if let Some(r) = &args.rate {
+            w.rate = match r.as_str() {
+                "max" => Rate::Max("max".into()),
+                n => Rate::Fixed(n.parse().with_context(|| format!("--rate {n}"))?),
+            };
+        }
+        workloads.push(w);
+    }
+    let broker = if args.embedded {
+        Some(EmbeddedBroker::start(&args.data_dir)?)
+    } else {
+        None
+    };
+    let (brokers, target) = match &broker {
+        Some(b) => (
+            b.addr.clone(),
+            format!("embedded rill broker at {}", b.addr),
+        ),
+        None => (args.brokers.clone(), format!("brokers {}", args.brokers)),
+    };
+    let limits = if args.skip_limits {
+        crate::limits::Limits::default()
+    } else {
+        let dir: Option<&Path> = match &broker {
+            Some(b) => Some(b.data_dir()),
+            None => args.disk_dir.as_deref(),
+        };
+        eprintln!("rill-bench: measuring the hardware limits (disk write, loopback TCP)…");
+        let l = crate::limits::measure(dir);
+        eprintln!(
+            "rill-bench: disk O_DIRECT write {}, loopback TCP {}",
+            l.disk_write_mb_s
+                .map_or("not measured".into(), |v| format!("{v:.1} MB/s")),
+            l.loopback_tcp_mb_s
+                .map_or("not measured".into(), |v| format!("{v:.0} MB/s"))
+        );
+        l
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    let options = RunOptions {
+        brokers,
+        progress: !args.quiet,
+        drain_timeout: Duration::from_secs(30),
+    };
+    for w in workloads {
+        eprintln!(
+            "rill-bench: running {} ({} s warm-up, {} s measured)",
+            w.name, w.warmup_secs, w.duration_secs
+        );
+        let result = rt.block_on(runner::run(&w, &options))?;
+        let report = Report::new(w.clone(), target.clone(), limits.clone(), result);
+        let json = args.out.join(format!("{}.json", w.name));
+        let html = args.out.join(format!("{}.html", w.name));
+        std::fs::write(&json, report.json())
+            .with_context(|| format!("writing {}", json.display()))?;
+        std::fs::write(&html, report.html())
+            .with_context(|| format!("writing {}", html.display()))?;
+        print!("{}", report.text());
+        println!("reports: {} {}\n", json.display(), html.display());
+    }
+    drop(broker);
+    Ok(())
+}

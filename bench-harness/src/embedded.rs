@@ -1,0 +1,107 @@
+//! `--embedded`: a `rill broker` child process on a temporary data
+//! directory and a free loopback port, stopped when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+pub struct EmbeddedBroker {
+    child: Child,
+    pub addr: String,
+    dir: tempfile::TempDir,
+}
+
+/// The `rill` binary: `$RILL_BIN`, this executable if it is `rill`, a
+/// `rill` next to it (target/release), or `rill` on the PATH.
+pub fn rill_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("RILL_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Ok(me) = std::env::current_exe() {
+        if me.file_name().is_some_and(|n| n == "rill") {
+            return me;
+        }
+        if let Some(sibling) = me.parent().map(|d| d.join("rill")) {
+            if sibling.exists() {
+                return sibling;
+            }
+        }
+    }
+    PathBuf::from("rill")
+}
+
+impl EmbeddedBroker {
+    /// Starts a broker with its data in a new directory under `parent`.
+    pub fn start(parent: &Path) -> anyhow::Result<EmbeddedBroker> {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("rill-bench-")
+            .tempdir_in(parent)
+            .with_context(|| format!("creating a data directory in {}", parent.display()))?;
+        let bin = rill_binary();
+        let mut child = Command::new(&bin)
+            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env(
+                "RILL_LOG",
+                std::env::var("RILL_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (build it with cargo build --release)",
+                    bin.display()
+                )
+            })?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("rill broker listening on ") {
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the embedded broker did not start within 30 s");
+            }
+        };
+        Ok(EmbeddedBroker { child, addr, dir })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        // SIGTERM for a clean stop, then make sure.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,28 @@
+//! `rill-bench`: run benchmark workloads and write reports.
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "rill-bench",
+    version,
+    about = "Benchmark Rill (or any Kafka-API broker) with workload files"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: rill_bench_harness::cli::BenchArgs,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = rill_bench_harness::cli::run(Cli::parse().args) {
+        eprintln!("rill-bench: {e:#}");
+        std::process::exit(1);
+    }
+}

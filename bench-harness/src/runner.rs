@@ -1,0 +1,428 @@
+//! Running one workload against a cluster: topics, producer and consumer
+//! tasks, the progress line, and the numbers at the end.
+//!
+//! Every message carries its (intended) send time in its first 8 bytes as
+//! microseconds since the run's start, so consumers compute end-to-end
+//! latency. At a fixed rate the send time is when the message was due, not
+//! when it went out, so a stalled producer shows up in the latencies
+//! (coordinated omission corrected); at "max" rate it is the moment of `send`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rill_client::{
+    Admin, Client, ClientConfig, Consumer, ConsumerConfig, Delivery, NewTopic, Offset, Producer,
+    ProducerConfig, Record, TopicPartition,
+};
+use serde::Serialize;
+
+use crate::stats::{LatencySummary, RunStats};
+use crate::workload::{Sampler, Workload};
+
+/// One second of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Second {
+    pub t: u64,
+    pub measuring: bool,
+    pub produce_msgs: u64,
+    pub produce_mb: f64,
+    pub consume_msgs: u64,
+    pub consume_mb: f64,
+    pub publish_p99_ms: Option<f64>,
+    pub e2e_p99_ms: Option<f64>,
+    pub backlog: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub messages: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub msgs_per_s: f64,
+    pub mb_per_s: f64,
+}
+
+impl Throughput {
+    fn of(messages: u64, bytes: u64, seconds: f64) -> Throughput {
+        let s = seconds.max(1e-9);
+        Throughput {
+            messages,
+            bytes,
+            seconds,
+            msgs_per_s: messages as f64 / s,
+            mb_per_s: bytes as f64 / 1e6 / s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub produce: Throughput,
+    /// Over all subscriptions.
+    pub consume: Throughput,
+    pub publish_latency: LatencySummary,
+    pub end_to_end_latency: LatencySummary,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Messages produced but not consumed by every subscription when the run
+    /// ended (0 when consumers kept up and drained).
+    pub undelivered: u64,
+    pub timeline: Vec<Second>,
+}
+
+pub struct RunOptions {
+    pub brokers: String,
+    /// Printed every second to stderr.
+    pub progress: bool,
+    /// Longest wait for consumers to catch up after producers stop.
+    pub drain_timeout: Duration,
+}
+
+fn now_us(base: Instant) -> u64 {
+    base.elapsed().as_micros() as u64
+}
+
+pub async fn run(w: &Workload, o: &RunOptions) -> anyhow::Result<RunResult> {
+    let client = Client::connect(ClientConfig::new(&o.brokers)).await?;
+    let admin = Admin::new(client.clone());
+    let prefix = format!(
+        "bench-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
+    let topics = w.topic_names(&prefix);
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, w.partitions_per_topic))
+        .collect();
+    for (name, r) in admin.create_topics(&new).await? {
+        r.map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
+    }
+    for t in &topics {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.ensure_topic(t).await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "topic {t} did not appear");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let result = drive(w, o, &client, &topics).await;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    if let Err(e) = admin.delete_topics(&names).await {
+        eprintln!("rill-bench: deleting the benchmark topics failed: {e}");
+    }
+    result
+}
+
+async fn drive(
+    w: &Workload,
+    o: &RunOptions,
+    client: &Client,
+    topics: &[String],
+) -> anyhow::Result<RunResult> {
+    let stats = Arc::new(RunStats::default());
+    let base = Instant::now();
+    let warmup_us = w.warmup().as_micros() as u64;
+    let end_us = warmup_us + w.duration().as_micros() as u64;
+    let producing_done = Arc::new(AtomicBool::new(false));
+    let stop_consumers = Arc::new(AtomicBool::new(false));
+    let last_consumed_us = Arc::new(AtomicU64::new(0));
+    let first_measured_consumed_us = Arc::new(AtomicU64::new(u64::MAX));
+
+    // Consumers first, reading from the beginning of the fresh topics.
+    let all_partitions: Vec<TopicPartition> = topics
+        .iter()
+        .flat_map(|t| (0..w.partitions_per_topic).map(move |p| TopicPartition::new(t, p)))
+        .collect();
+    let per_subscription: Vec<Arc<AtomicU64>> = (0..w.subscriptions)
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
+    let mut consumer_tasks = Vec::new();
+    for s in 0..w.subscriptions {
+        for c in 0..w.consumers_per_subscription {
+            let mine: Vec<TopicPartition> = all_partitions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i as u32 % w.consumers_per_subscription == c)
+                .map(|(_, tp)| tp.clone())
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut consumer = Consumer::new(
+                client.clone(),
+                ConsumerConfig {
+                    start: Offset::Beginning,
+                    fetch_max_wait: Duration::from_millis(100),
+                    // One fetch per broker is in flight; under load its round
+                    // trip grows, so each must carry more.
+                    max_partition_fetch_bytes: 4 << 20,
+                    fetch_max_bytes: 8 << 20,
+                    ..ConsumerConfig::default()
+                },
+            );
+            consumer.assign(&mine).await?;
+            let (stats, stop, seen, last, first) = (
+                stats.clone(),
+                stop_consumers.clone(),
+                per_subscription[s as usize].clone(),
+                last_consumed_us.clone(),
+                first_measured_consumed_us.clone(),
+            );
+            consumer_tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let records = match consumer.poll(Duration::from_millis(200)).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            stats.error(format!("consume: {e}"));
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let now = now_us(base);
+                    for r in &records {
+                        let value = r.value.as_deref().unwrap_or_default();
+                        let Some(sent) = value
+                            .get(..8)
+                            .map(|b| u64::from_be_bytes(b.try_into().expect("8")))
+                        else {
+                            stats.error("consume: a message without its send time");
+                            continue;
+                        };
+                        let measured = sent >= warmup_us && sent < end_us;
+                        stats.consumed.add(value.len(), measured);
+                        stats.end_to_end.record(now.saturating_sub(sent), measured);
+                        if measured {
+                            first.fetch_min(now, Ordering::Relaxed);
+                            last.fetch_max(now, Ordering::Relaxed);
+                        }
+                    }
+                    seen.fetch_add(records.len() as u64, Ordering::Relaxed);
+                }
+            }));
+        }
+    }
+
+    // Producers, each with an acker task awaiting its deliveries in order.
+    let rate_per_producer = w.rate.per_second().map(|r| r / w.producers as f64);
+    let max_measured = w.max_messages.map(|m| m / w.producers as u64);
+    let mut producer_tasks = Vec::new();
+    for p in 0..w.producers {
+        let producer = Arc::new(Producer::new(
+            client.clone(),
+            ProducerConfig {
+                acks: w.acks.parse()?,
+                compression: w.compression.parse()?,
+                linger: Duration::from_millis(w.linger_ms),
+                batch_size: w.batch_size,
+                // Enough for the batches in flight, not so much that a
+                // saturated broker turns it into seconds of queueing.
+                buffer_memory: (w.batch_size * 8).max(8 << 20),
+                ..ProducerConfig::default()
+            },
+        )?);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Delivery, u64, usize)>(100_000);
+        let acker_stats = stats.clone();
+        let acker = tokio::spawn(async move {
+            while let Some((d, sent, size)) = rx.recv().await {
+                match d.await {
+                    Ok(_) => {
+                        let measured = sent >= warmup_us && sent < end_us;
+                        acker_stats.produced.add(size, measured);
+                        acker_stats
+                            .publish
+                            .record(now_us(base).saturating_sub(sent), measured);
+                    }
+                    Err(e) => acker_stats.error(format!("produce: {e}")),
+                }
+            }
+        });
+        let mut sampler = Sampler::new(w, 0x5eed + p as u64);
+        let topics = topics.to_vec();
+        let stats = stats.clone();
+        let filler = Bytes::from(vec![b'r'; w.size_bounds().1]);
+        producer_tasks.push(tokio::spawn(async move {
+            let interval_us = rate_per_producer.map(|r| 1e6 / r);
+            let mut i: u64 = 0;
+            let mut measured_sent = 0u64;
+            loop {
+                let now = now_us(base);
+                if now >= end_us || max_measured.is_some_and(|m| measured_sent >= m) {
+                    break;
+                }
+                let sent = match interval_us {
+                    None => now,
+                    Some(iv) => {
+                        let due = (i as f64 * iv) as u64;
+                        if due > now {
+                            tokio::time::sleep(Duration::from_micros((due - now).min(1000))).await;
+                            continue;
+                        }
+                        due
+                    }
+                };
+                let size = sampler.size();
+                let mut value = BytesMut::with_capacity(size);
+                value.put_u64(sent);
+                value.put_slice(&filler[..size - 8]);
+                let topic = &topics[(i % topics.len() as u64) as usize];
+                let mut record = Record::new(topic.clone(), value.freeze());
+                if let Some(k) = sampler.key() {
+                    record = record.key(format!("key-{k}"));
+                }
+                match producer.send(record).await {
+                    Ok(d) => {
+                        if tx.send((d, sent, size)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => stats.error(format!("produce: {e}")),
+                }
+                if sent >= warmup_us {
+                    measured_sent += 1;
+                }
+                i += 1;
+                if i.is_multiple_of(256) {
+                    // send() rarely waits; let the acker and consumers run.
+                    tokio::task::yield_now().await;
+                }
+            }
+            drop(tx);
+            producer.flush().await;
+            let _ = acker.await;
+            producer.close().await;
+        }));
+    }
+
+    // Progress, once a second, until consumers are done.
+    let reporter = {
+        let (stats, done, subs) = (
+            stats.clone(),
+            producing_done.clone(),
+            per_subscription.clone(),
+        );
+        let progress = o.progress;
+        let total_secs = (end_us / 1_000_000) as f64;
+        tokio::spawn(async move {
+            let mut timeline = Vec::new();
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            ticker.tick().await;
+            let (mut last_p, mut last_pb, mut last_c, mut last_cb) = (0u64, 0u64, 0u64, 0u64);
+            let mut t = 0u64;
+            loop {
+                ticker.tick().await;
+                t += 1;
+                let p_all = stats.produced.all_msgs.load(Ordering::Relaxed);
+                let pb = stats.produced.all_bytes.load(Ordering::Relaxed);
+                let c_all = stats.consumed.all_msgs.load(Ordering::Relaxed);
+                let cb = stats.consumed.all_bytes.load(Ordering::Relaxed);
+                let slowest = subs
+                    .iter()
+                    .map(|s| s.load(Ordering::Relaxed))
+                    .min()
+                    .unwrap_or(0);
+                let s = Second {
+                    t,
+                    measuring: t * 1_000_000 > warmup_us && t * 1_000_000 <= end_us + 1_000_000,
+                    produce_msgs: p_all - last_p,
+                    produce_mb: pb.saturating_sub(last_pb) as f64 / 1e6,
+                    consume_msgs: c_all - last_c,
+                    consume_mb: cb.saturating_sub(last_cb) as f64 / 1e6,
+                    publish_p99_ms: stats.publish.take_interval_p99_ms(),
+                    e2e_p99_ms: stats.end_to_end.take_interval_p99_ms(),
+                    // Acknowledgements can trail the consumers: never below 0.
+                    backlog: (p_all as i64 - slowest as i64).max(0),
+                };
+                if progress {
+                    eprintln!(
+                        "[{t:>4}s/{total_secs:.0}s] {:<7} produce {:>9} msg/s {:>8.1} MB/s | consume {:>9} msg/s {:>8.1} MB/s | p99 publish {:>8} e2e {:>8} | backlog {:>8} | errors {}",
+                        if s.measuring { "measure" } else if t * 1_000_000 <= warmup_us { "warm-up" } else { "drain" },
+                        s.produce_msgs,
+                        s.produce_mb,
+                        s.consume_msgs,
+                        s.consume_mb,
+                        s.publish_p99_ms.map_or("-".into(), |v| format!("{v:.2}ms")),
+                        s.e2e_p99_ms.map_or("-".into(), |v| format!("{v:.2}ms")),
+                        s.backlog,
+                        stats.errors.load(Ordering::Relaxed),
+                    );
+                }
+                timeline.push(s);
+                (last_p, last_pb, last_c, last_cb) = (p_all, pb, c_all, cb);
+                if done.load(Ordering::Relaxed) && slowest >= p_all {
+                    break;
+                }
+                if t > total_secs as u64 + 600 {
+                    break; // a hard bound whatever happens
+                }
+            }
+            timeline
+        })
+    };
+
+    for t in producer_tasks {
+        t.await?;
+    }
+    let produced_all = stats.produced.all_msgs.load(Ordering::Relaxed);
+    producing_done.store(true, Ordering::Relaxed);
+    let produce_end_us = now_us(base).min(end_us).max(warmup_us + 1);
+    // Let consumers drain what was produced, bounded.
+    let drain_deadline = Instant::now() + o.drain_timeout;
+    while per_subscription
+        .iter()
+        .any(|s| s.load(Ordering::Relaxed) < produced_all)
+        && Instant::now() < drain_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_consumers.store(true, Ordering::Relaxed);
+    for t in consumer_tasks {
+        t.await?;
+    }
+    let slowest = per_subscription
+        .iter()
+        .map(|s| s.load(Ordering::Relaxed))
+        .min()
+        .unwrap_or(0);
+    let timeline = reporter.await?;
+
+    let measured_secs = (produce_end_us - warmup_us) as f64 / 1e6;
+    let consume_secs = {
+        let first = first_measured_consumed_us.load(Ordering::Relaxed);
+        let last = last_consumed_us.load(Ordering::Relaxed);
+        if first == u64::MAX || last <= warmup_us {
+            measured_secs
+        } else {
+            // From the start of the measured phase to the last measured
+            // message consumed.
+            (last - warmup_us) as f64 / 1e6
+        }
+    };
+    let first_error = stats
+        .first_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Ok(RunResult {
+        produce: Throughput::of(
+            stats.produced.msgs.load(Ordering::Relaxed),
+            stats.produced.bytes.load(Ordering::Relaxed),
+            measured_secs,
+        ),
+        consume: Throughput::of(
+            stats.consumed.msgs.load(Ordering::Relaxed),
+            stats.consumed.bytes.load(Ordering::Relaxed),
+            consume_secs,
+        ),
+        publish_latency: LatencySummary::of(&stats.publish.whole()),
+        end_to_end_latency: LatencySummary::of(&stats.end_to_end.whole()),
+        errors: stats.errors.load(Ordering::Relaxed),
+        first_error,
+        undelivered: produced_all.saturating_sub(slowest),
+        timeline,
+    })
+}

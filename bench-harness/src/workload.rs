@@ -1,0 +1,377 @@
+//! Workload files: what to produce and consume, how fast, for how long.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rand::Rng;
+use rand_distr::Distribution;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// Message sizes in bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageSize {
+    Fixed(usize),
+    Distribution(SizeDistribution),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "distribution", rename_all = "lowercase")]
+pub enum SizeDistribution {
+    Uniform {
+        min: usize,
+        max: usize,
+    },
+    /// Normal around `mean`, clamped to [min, max].
+    Normal {
+        mean: f64,
+        stddev: f64,
+        min: usize,
+        max: usize,
+    },
+}
+
+/// Record keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Keys {
+    /// "none": keyless records (sticky partitioning).
+    None(String),
+    Distribution(KeyDistribution),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "distribution", rename_all = "lowercase")]
+pub enum KeyDistribution {
+    Uniform { count: u64 },
+    Zipf { count: u64, exponent: f64 },
+}
+
+/// Messages per second over all producers, or "max".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Rate {
+    Max(String),
+    Fixed(f64),
+}
+
+impl Rate {
+    /// Messages per second, None for as fast as possible.
+    pub fn per_second(&self) -> Option<f64> {
+        match self {
+            Rate::Max(_) => None,
+            Rate::Fixed(r) => Some(*r),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "one")]
+    pub topics: u32,
+    pub partitions_per_topic: i32,
+    pub message_size: MessageSize,
+    #[serde(default = "no_keys")]
+    pub keys: Keys,
+    /// Producer tasks (over all topics).
+    #[serde(default = "one")]
+    pub producers: u32,
+    /// Independent subscriptions, each reading everything (pub-sub). Within
+    /// one, partitions are split among its consumers (queue).
+    #[serde(default = "one")]
+    pub subscriptions: u32,
+    /// Consumer tasks per subscription.
+    #[serde(default = "one")]
+    pub consumers_per_subscription: u32,
+    pub rate: Rate,
+    #[serde(default = "acks_all")]
+    pub acks: String,
+    #[serde(default = "no_compression")]
+    pub compression: String,
+    #[serde(default = "linger")]
+    pub linger_ms: u64,
+    #[serde(default = "batch")]
+    pub batch_size: usize,
+    #[serde(default = "warmup")]
+    pub warmup_secs: u64,
+    pub duration_secs: u64,
+    /// Stop producing after this many messages (in the measured phase).
+    #[serde(default)]
+    pub max_messages: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn no_keys() -> Keys {
+    Keys::None("none".into())
+}
+fn acks_all() -> String {
+    "all".into()
+}
+fn no_compression() -> String {
+    "none".into()
+}
+fn linger() -> u64 {
+    5
+}
+fn batch() -> usize {
+    512 << 10
+}
+fn warmup() -> u64 {
+    5
+}
+
+impl Workload {
+    pub fn load(path: &Path) -> Result<Workload, WorkloadError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        Workload::parse(&text, &p)
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Workload, WorkloadError> {
+        let w: Workload = toml::from_str(text).map_err(|source| WorkloadError::Parse {
+            path: path.to_string(),
+            source: Box::new(source),
+        })?;
+        w.validate().map_err(|reason| WorkloadError::Invalid {
+            path: path.to_string(),
+            reason,
+        })?;
+        Ok(w)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.topics == 0 || self.partitions_per_topic < 1 {
+            return Err("topics and partitions_per_topic must be at least 1".into());
+        }
+        if self.producers == 0 {
+            return Err("producers must be at least 1".into());
+        }
+        if self.duration_secs == 0 || self.duration_secs > 24 * 3600 {
+            return Err("duration_secs must be between 1 and 86400".into());
+        }
+        let (min, max) = self.size_bounds();
+        if min < 8 || max > 16 << 20 || min > max {
+            return Err(
+                "message sizes must lie in 8 B ..= 16 MiB (8 bytes carry the send time)".into(),
+            );
+        }
+        match &self.keys {
+            Keys::None(s) if s == "none" => {}
+            Keys::None(s) => return Err(format!("keys = {s:?}: use \"none\" or a distribution")),
+            Keys::Distribution(KeyDistribution::Uniform { count })
+            | Keys::Distribution(KeyDistribution::Zipf { count, .. })
+                if *count == 0 =>
+            {
+                return Err("a key distribution needs count >= 1".into())
+            }
+            Keys::Distribution(KeyDistribution::Zipf { exponent, .. }) if *exponent <= 0.0 => {
+                return Err("zipf exponent must be positive".into())
+            }
+            _ => {}
+        }
+        match &self.rate {
+            Rate::Max(s) if s == "max" => {}
+            Rate::Max(s) => {
+                return Err(format!("rate = {s:?}: use \"max\" or messages per second"))
+            }
+            Rate::Fixed(r) if *r <= 0.0 => return Err("rate must be positive".into()),
+            _ => {}
+        }
+        self.acks
+            .parse::<rill_client::Acks>()
+            .map_err(|e| e.to_string())?;
+        self.compression
+            .parse::<rill_client::Compression>()
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Smallest and largest message size.
+    pub fn size_bounds(&self) -> (usize, usize) {
+        match &self.message_size {
+            MessageSize::Fixed(n) => (*n, *n),
+            MessageSize::Distribution(SizeDistribution::Uniform { min, max })
+            | MessageSize::Distribution(SizeDistribution::Normal { min, max, .. }) => (*min, *max),
+        }
+    }
+
+    pub fn warmup(&self) -> Duration {
+        Duration::from_secs(self.warmup_secs)
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs(self.duration_secs)
+    }
+
+    pub fn topic_names(&self, prefix: &str) -> Vec<String> {
+        (0..self.topics)
+            .map(|i| format!("{prefix}-{}-{i}", self.name))
+            .collect()
+    }
+}
+
+/// Draws message sizes and keys for one producer task.
+pub struct Sampler {
+    size: MessageSize,
+    normal: Option<rand_distr::Normal<f64>>,
+    keys: Option<KeySampler>,
+    rng: rand::rngs::SmallRng,
+}
+
+enum KeySampler {
+    Uniform(u64),
+    Zipf(rand_distr::Zipf<f64>),
+}
+
+impl Sampler {
+    pub fn new(w: &Workload, seed: u64) -> Sampler {
+        use rand::SeedableRng;
+        let normal = match &w.message_size {
+            MessageSize::Distribution(SizeDistribution::Normal { mean, stddev, .. }) => {
+                rand_distr::Normal::new(*mean, *stddev).ok()
+            }
+            _ => None,
+        };
+        let keys = match &w.keys {
+            Keys::None(_) => None,
+            Keys::Distribution(KeyDistribution::Uniform { count }) => {
+                Some(KeySampler::Uniform(*count))
+            }
+            Keys::Distribution(KeyDistribution::Zipf { count, exponent }) => {
+                rand_distr::Zipf::new(*count, *exponent)
+                    .ok()
+                    .map(KeySampler::Zipf)
+            }
+        };
+        Sampler {
+            size: w.message_size.clone(),
+            normal,
+            keys,
+            rng: rand::rngs::SmallRng::seed_from_u64(seed),
+        }
+    }
+
+    pub fn size(&mut self) -> usize {
+        match &self.size {
+            MessageSize::Fixed(n) => *n,
+            MessageSize::Distribution(SizeDistribution::Uniform { min, max }) => {
+                self.rng.gen_range(*min..=*max)
+            }
+            MessageSize::Distribution(SizeDistribution::Normal { min, max, .. }) => {
+                let v = self
+                    .normal
+                    .expect("built with the distribution")
+                    .sample(&mut self.rng);
+                (v.round().max(0.0) as usize).clamp(*min, *max)
+            }
+        }
+    }
+
+    /// A key index, or None for keyless records.
+    pub fn key(&mut self) -> Option<u64> {
+        match &self.keys {
+            None => None,
+            Some(KeySampler::Uniform(n)) => Some(self.rng.gen_range(0..*n)),
+            Some(KeySampler::Zipf(z)) => Some(z.sample(&mut self.rng) as u64 - 1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_workload_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let w = Workload::load(&path).unwrap();
+            assert_eq!(
+                path.file_stem().unwrap().to_str().unwrap(),
+                w.name,
+                "file name and workload name agree"
+            );
+            names.push(w.name);
+        }
+        names.sort();
+        for required in [
+            "fanout-4-consumers",
+            "latency-1kb-fixed-rate",
+            "many-partitions-1000",
+            "max-throughput-1kb-16p",
+            "max-throughput-1kb-1p",
+            "small-100b-16p",
+        ] {
+            assert!(names.iter().any(|n| n == required), "{required} missing");
+        }
+    }
+
+    #[test]
+    fn distributions_and_errors() {
+        let w = Workload::parse(
+            r#"
+            name = "t"
+            partitions_per_topic = 4
+            message_size = { distribution = "uniform", min = 100, max = 200 }
+            keys = { distribution = "zipf", count = 100, exponent = 1.1 }
+            rate = 5000
+            duration_secs = 10
+            "#,
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(w.rate.per_second(), Some(5000.0));
+        let mut s = Sampler::new(&w, 7);
+        let mut low_keys = 0;
+        for _ in 0..10_000 {
+            let n = s.size();
+            assert!((100..=200).contains(&n));
+            let k = s.key().unwrap();
+            assert!(k < 100);
+            if k < 10 {
+                low_keys += 1;
+            }
+        }
+        assert!(low_keys > 5_000, "zipf favours the first keys: {low_keys}");
+        let bad = Workload::parse(
+            "name='x'\npartitions_per_topic=1\nmessage_size=4\nrate='max'\nduration_secs=1",
+            "x.toml",
+        );
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("8 bytes carry the send time"));
+        let bad = Workload::parse(
+            "name='x'\npartitions_per_topic=1\nmessage_size=100\nrate='fast'\nduration_secs=1",
+            "x.toml",
+        );
+        assert!(bad.is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! `rill bench`: a small workload end to end, embedded and against a running
+//! broker; the reports hold what the run did.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{run, Broker};
+
+fn workload(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, format!("name = \"{name}\"\n{body}")).unwrap();
+    path
+}
+
+fn report(out: &std::path::Path, name: &str) -> serde_json::Value {
+    let json = std::fs::read_to_string(out.join(format!("{name}.json"))).unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+#[test]
+fn an_embedded_fixed_rate_run_reports_throughput_latency_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = workload(
+        dir.path(),
+        "tiny-fixed",
+        r#"
+partitions_per_topic = 4
+message_size = { distribution = "uniform", min = 64, max = 512 }
+keys = { distribution = "zipf", count = 50, exponent = 1.2 }
+producers = 2
+subscriptions = 2
+consumers_per_subscription = 2
+rate = 2000
+warmup_secs = 1
+duration_secs = 3
+"#,
+    );
+    let out = dir.path().join("reports");
+    let (ok, stdout, stderr) = run(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["bench", "--embedded", "--data-dir"])
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out)
+            .arg(&w),
+        Duration::from_secs(180),
+    );
+    assert!(ok, "rill bench failed: {stderr}");
+    assert!(stdout.contains("end-to-end"), "{stdout}");
+    assert!(
+        stderr.contains("measure produce"),
+        "a progress line every second: {stderr}"
+    );
+    let r = report(&out, "tiny-fixed");
+    let produced = r["result"]["produce"]["messages"].as_u64().unwrap();
+    // 2,000 msgs/s for 3 s, within the slack of a shared machine.
+    assert!((4_500..=6_600).contains(&produced), "produced {produced}");
+    assert_eq!(
+        r["result"]["consume"]["messages"].as_u64().unwrap(),
+        2 * produced,
+        "both subscriptions read everything"
+    );
+    assert_eq!(r["result"]["errors"], 0);
+    assert_eq!(r["result"]["undelivered"], 0);
+    for l in ["publish_latency", "end_to_end_latency"] {
+        let s = &r["result"][l];
+        assert!(s["count"].as_u64().unwrap() > 0, "{l}");
+        let p50 = s["p50_ms"].as_f64().unwrap();
+        let p99 = s["p99_ms"].as_f64().unwrap();
+        let max = s["max_ms"].as_f64().unwrap();
+        assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{l}: {s}");
+    }
+    assert!(r["limits"]["disk_write_mb_s"].as_f64().unwrap() > 1.0);
+    assert!(r["limits"]["loopback_tcp_mb_s"].as_f64().unwrap() > 1.0);
+    assert!(r["produce_fraction_of_disk"].as_f64().unwrap() > 0.0);
+    assert!(r["result"]["timeline"].as_array().unwrap().len() >= 4);
+    let html = std::fs::read_to_string(out.join("tiny-fixed.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2, "two charts");
+    assert!(html.contains("Throughput over time") && html.contains("p99.99"));
+}
+
+#[test]
+fn a_max_rate_run_against_a_running_broker_stops_at_its_message_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let w = workload(
+        dir.path(),
+        "tiny-max",
+        r#"
+topics = 2
+partitions_per_topic = 3
+message_size = 200
+rate = "max"
+compression = "lz4"
+warmup_secs = 0
+duration_secs = 30
+max_messages = 20000
+"#,
+    );
+    let out = dir.path().join("reports");
+    let (ok, stdout, stderr) = run(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args([
+                "bench",
+                "--skip-limits",
+                "--quiet",
+                "--brokers",
+                &broker.addr(),
+                "--out",
+            ])
+            .arg(&out)
+            .arg(&w),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "rill bench failed: {stderr}");
+    assert!(stdout.contains("not measured"), "{stdout}");
+    let r = report(&out, "tiny-max");
+    let produced = r["result"]["produce"]["messages"].as_u64().unwrap();
+    assert!((20_000..20_000 + 1000).contains(&produced), "{produced}");
+    assert_eq!(
+        r["result"]["consume"]["messages"].as_u64().unwrap(),
+        produced
+    );
+    assert!(r["result"]["produce"]["seconds"].as_f64().unwrap() < 30.0);
+    // The benchmark cleans up its topics.
+    let (_, topics, _) = run(
+        Command::new(env!("CARGO_BIN_EXE_rill")).args([
+            "topic",
+            "list",
+            "--brokers",
+            &broker.addr(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(!topics.contains("tiny-max"), "{topics}");
+}
+
+#[test]
+fn a_bad_workload_file_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = workload(
+        dir.path(),
+        "bad",
+        "partitions_per_topic = 1\nmessage_size = 100\nrate = \"fast\"\nduration_secs = 1\n",
+    );
+    let (ok, _, stderr) = run(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["bench", "--skip-limits"])
+            .arg(&w),
+        Duration::from_secs(30),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("rate"),
+        "{stderr}"
+    );
+}
