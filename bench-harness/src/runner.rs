@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use rill_client::{
     Admin, Client, ClientConfig, Consumer, ConsumerConfig, Delivery, NewTopic, Offset, Producer,
     ProducerConfig, Record, TopicPartition,
@@ -227,17 +228,28 @@ async fn drive(
         )?);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Delivery, u64, usize)>(100_000);
         let acker_stats = stats.clone();
+        // Deliveries complete out of order across partitions: await them
+        // all at once, so one slow partition does not delay the others'
+        // latency measurement.
         let acker = tokio::spawn(async move {
-            while let Some((d, sent, size)) = rx.recv().await {
-                match d.await {
-                    Ok(_) => {
-                        let measured = sent >= warmup_us && sent < end_us;
-                        acker_stats.produced.add(size, measured);
-                        acker_stats
-                            .publish
-                            .record(now_us(base).saturating_sub(sent), measured);
-                    }
-                    Err(e) => acker_stats.error(format!("produce: {e}")),
+            let mut waiting = FuturesUnordered::new();
+            let mut open = true;
+            while open || !waiting.is_empty() {
+                tokio::select! {
+                    next = rx.recv(), if open => match next {
+                        Some((d, sent, size)) => waiting.push(async move { (d.await, sent, size) }),
+                        None => open = false,
+                    },
+                    Some((result, sent, size)) = waiting.next(), if !waiting.is_empty() => match result {
+                        Ok(_) => {
+                            let measured = sent >= warmup_us && sent < end_us;
+                            acker_stats.produced.add(size, measured);
+                            acker_stats
+                                .publish
+                                .record(now_us(base).saturating_sub(sent), measured);
+                        }
+                        Err(e) => acker_stats.error(format!("produce: {e}")),
+                    },
                 }
             }
         });
