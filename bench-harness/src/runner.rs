@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use rill_client::{
     Admin, Client, ClientConfig, Consumer, ConsumerConfig, Delivery, NewTopic, Offset, Producer,
     ProducerConfig, Record, TopicPartition,
@@ -228,28 +227,24 @@ async fn drive(
         )?);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Delivery, u64, usize)>(100_000);
         let acker_stats = stats.clone();
-        // Deliveries complete out of order across partitions: await them
-        // all at once, so one slow partition does not delay the others'
-        // latency measurement.
+        // Deliveries are awaited in order (cheap: most are already done
+        // when reached); the latency is taken from when each batch's answer
+        // arrived, so a slow earlier partition does not inflate later ones.
         let acker = tokio::spawn(async move {
-            let mut waiting = FuturesUnordered::new();
-            let mut open = true;
-            while open || !waiting.is_empty() {
-                tokio::select! {
-                    next = rx.recv(), if open => match next {
-                        Some((d, sent, size)) => waiting.push(async move { (d.await, sent, size) }),
-                        None => open = false,
-                    },
-                    Some((result, sent, size)) = waiting.next(), if !waiting.is_empty() => match result {
-                        Ok(_) => {
-                            let measured = sent >= warmup_us && sent < end_us;
-                            acker_stats.produced.add(size, measured);
-                            acker_stats
-                                .publish
-                                .record(now_us(base).saturating_sub(sent), measured);
-                        }
-                        Err(e) => acker_stats.error(format!("produce: {e}")),
-                    },
+            while let Some((d, sent, size)) = rx.recv().await {
+                match d.await {
+                    Ok(m) => {
+                        let measured = sent >= warmup_us && sent < end_us;
+                        acker_stats.produced.add(size, measured);
+                        let acked = m
+                            .acknowledged_at
+                            .saturating_duration_since(base)
+                            .as_micros() as u64;
+                        acker_stats
+                            .publish
+                            .record(acked.saturating_sub(sent), measured);
+                    }
+                    Err(e) => acker_stats.error(format!("produce: {e}")),
                 }
             }
         });

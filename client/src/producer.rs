@@ -149,10 +149,15 @@ pub struct RecordMetadata {
     /// -1 with `acks = none`.
     pub offset: i64,
     pub timestamp: i64,
+    /// When the producer learned the outcome (the answer to the batch's
+    /// request): publish latency without the delay of awaiting deliveries
+    /// in order.
+    pub acknowledged_at: Instant,
 }
 
-/// A batch's outcome: (base offset, log append time or -1).
-type Outcome = Option<Result<(i64, i64)>>;
+/// A batch's outcome: (base offset, log append time or -1), and when it
+/// was known.
+type Outcome = Option<(Result<(i64, i64)>, Instant)>;
 
 /// The pending result of one sent record; await it.
 #[derive(Debug)]
@@ -168,8 +173,8 @@ impl Delivery {
         self.partition
     }
 
-    fn resolve(&self, outcome: &Result<(i64, i64)>) -> Result<RecordMetadata> {
-        let (base, append_time) = outcome.clone()?;
+    fn resolve(&self, outcome: &(Result<(i64, i64)>, Instant)) -> Result<RecordMetadata> {
+        let (base, append_time) = outcome.0.clone()?;
         Ok(RecordMetadata {
             partition: self.partition,
             offset: if base < 0 {
@@ -182,6 +187,7 @@ impl Delivery {
             } else {
                 self.timestamp
             },
+            acknowledged_at: outcome.1,
         })
     }
 }
@@ -256,7 +262,7 @@ impl Shared {
     }
 
     fn complete(&self, batch: Batch, outcome: Result<(i64, i64)>) {
-        let _ = batch.completion.send(Some(outcome));
+        let _ = batch.completion.send(Some((outcome, Instant::now())));
         self.memory.add_permits(batch.reserved);
     }
 }
