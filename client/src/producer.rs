@@ -760,7 +760,8 @@ mod tests {
             delta: 7,
             timestamp: 55,
         };
-        tx.send(Some(Ok((100, -1)))).unwrap();
+        let at = Instant::now();
+        tx.send(Some((Ok((100, -1)), at))).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -770,7 +771,8 @@ mod tests {
             RecordMetadata {
                 partition: 3,
                 offset: 107,
-                timestamp: 55
+                timestamp: 55,
+                acknowledged_at: at,
             }
         );
     }
