@@ -1,6 +1,10 @@
 //! The Kafka listener of one shard and its connections. Requests on one
-//! connection are answered one at a time, in order, as Kafka does.
+//! connection take effect in order and are answered in order, as Kafka
+//! does; a produce request lets the next request start once its batches are
+//! appended, so its wait for the disk overlaps the next one's work (up to
+//! [`PIPELINE_DEPTH`] requests per connection).
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -16,6 +20,7 @@ use rill_net::response::encode_response;
 use rill_net::versions;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::api::Admission;
 use crate::shard::Shard;
 
 /// A listening socket with `SO_REUSEPORT`, so every shard binds the same
@@ -62,8 +67,38 @@ pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
 /// Bytes read from the socket at a time when no frame size is known yet.
 const READ_CHUNK: usize = 64 << 10;
 
-async fn connection(shard: &Rc<Shard>, mut stream: TcpStream) -> io::Result<()> {
+/// Requests of one connection started and not yet answered, at most.
+pub const PIPELINE_DEPTH: usize = 8;
+
+async fn connection(shard: &Rc<Shard>, stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    let (mut stream, mut writer) = futures_lite::io::split(stream);
+    // Answers leave in request order: the writer awaits each request's task
+    // in turn.
+    let (tx, rx) = async_channel::bounded::<glommio::Task<Reply>>(PIPELINE_DEPTH);
+    let writer_task = glommio::spawn_local(async move {
+        while let Ok(task) = rx.recv().await {
+            match task.await {
+                Reply::Send(out) => writer.write_all(&out).await?,
+                Reply::Nothing => {}
+                Reply::Close(_) => break,
+            }
+        }
+        writer.close().await
+    });
+    let closing = Rc::new(Cell::new(false));
+    let read_result = read_requests(shard, &mut stream, &tx, &closing).await;
+    drop(tx);
+    let write_result = writer_task.await;
+    read_result.and(write_result)
+}
+
+async fn read_requests(
+    shard: &Rc<Shard>,
+    stream: &mut futures_lite::io::ReadHalf<TcpStream>,
+    tx: &async_channel::Sender<glommio::Task<Reply>>,
+    closing: &Rc<Cell<bool>>,
+) -> io::Result<()> {
     let max_request = shard.config.max_request_bytes;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
@@ -107,13 +142,24 @@ async fn connection(shard: &Rc<Shard>, mut stream: TcpStream) -> io::Result<()> 
                 return Ok(());
             }
         };
-        match respond(shard, frame).await {
-            Reply::Send(out) => stream.write_all(&out).await?,
-            Reply::Nothing => {}
-            Reply::Close(reason) => {
-                tracing::warn!(shard = shard.id, %reason, "closing connection");
-                return Ok(());
+        let (admission, admitted) = Admission::new();
+        let (task_shard, task_closing) = (shard.clone(), closing.clone());
+        let task = glommio::spawn_local(async move {
+            let reply = respond_admitting(&task_shard, frame, admission).await;
+            if let Reply::Close(reason) = &reply {
+                tracing::warn!(shard = task_shard.id, %reason, "closing connection");
+                task_closing.set(true);
             }
+            reply
+        });
+        if tx.send(task).await.is_err() {
+            return Ok(()); // the writer stopped
+        }
+        // Until this request admits the next one (Produce: once appended;
+        // anything else: once answered).
+        let _ = admitted.recv().await;
+        if closing.get() {
+            return Ok(());
         }
     }
 }
@@ -131,6 +177,17 @@ pub enum Reply {
 /// Decodes one request frame, handles it and encodes the answer. Never
 /// panics on any input (the fuzz target drives this function).
 pub async fn respond(shard: &Rc<Shard>, frame: bytes::Bytes) -> Reply {
+    respond_admitting(shard, frame, Admission::default()).await
+}
+
+/// [`respond`], admitting the connection's next request as early as the
+/// request allows (see [`Admission`]); the admission is dropped, at the
+/// latest, with the answer.
+pub async fn respond_admitting(
+    shard: &Rc<Shard>,
+    frame: bytes::Bytes,
+    mut admission: Admission,
+) -> Reply {
     let request = match decode_request(frame) {
         Ok(r) => r,
         Err(RequestError::UnsupportedVersion {
@@ -155,7 +212,7 @@ pub async fn respond(shard: &Rc<Shard>, frame: bytes::Bytes) -> Reply {
         request.version,
         request.header.correlation_id,
     );
-    let Some(body) = crate::api::handle(shard, request).await else {
+    let Some(body) = crate::api::handle_admitting(shard, request, &mut admission).await else {
         return Reply::Nothing;
     };
     match encode_response(api_key, version, correlation_id, &body) {

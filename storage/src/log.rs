@@ -229,6 +229,19 @@ impl PartitionLog {
         Ok(info)
     }
 
+    /// Appends a validated batch without waiting for it to be durable, even
+    /// under `flush = always`: the caller establishes the order of appends
+    /// now and waits with [`PartitionLog::make_durable`] before it tells
+    /// anyone the batch is stored (a broker pipelining produce requests).
+    pub async fn append_validated_unsynced(
+        &self,
+        batch: Bytes,
+        header: BatchHeader,
+    ) -> Result<AppendInfo> {
+        debug_assert!(batch::check_integrity(&batch).is_ok());
+        self.append_unsynced(batch, header).await
+    }
+
     /// Waits until every batch before `offset` is on stable storage, syncing
     /// if needed (acks=all under an interval flush policy).
     pub async fn make_durable(&self, offset: i64) -> Result<()> {

@@ -24,8 +24,38 @@ use rill_net::versions;
 
 use crate::shard::Shard;
 
+/// Lets a connection start its next request before this one is answered.
+/// Requests are admitted when done, except Produce, which admits as soon as
+/// its batches are appended (their order fixed) and then waits for the disk.
+/// Kafka clients rely on a connection's requests taking effect in order; this
+/// keeps that while overlapping one request's fdatasync with the next.
+#[derive(Debug, Default)]
+pub struct Admission(Option<async_channel::Sender<()>>);
+
+impl Admission {
+    /// An admission and the receiver that resolves once it is given (or the
+    /// request is finished and the admission dropped).
+    pub fn new() -> (Admission, async_channel::Receiver<()>) {
+        let (tx, rx) = async_channel::bounded(1);
+        (Admission(Some(tx)), rx)
+    }
+
+    pub fn admit(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// Answers one request; `None` means no response is sent (acks=0).
 pub async fn handle(shard: &Rc<Shard>, req: Request) -> Option<ResponseKind> {
+    handle_admitting(shard, req, &mut Admission::default()).await
+}
+
+/// [`handle`], admitting the connection's next request as early as allowed.
+pub async fn handle_admitting(
+    shard: &Rc<Shard>,
+    req: Request,
+    admission: &mut Admission,
+) -> Option<ResponseKind> {
     let v = req.version;
     Some(match req.body {
         RequestKind::ApiVersions(_) => {
@@ -33,7 +63,7 @@ pub async fn handle(shard: &Rc<Shard>, req: Request) -> Option<ResponseKind> {
         }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(shard, r, v).await),
         RequestKind::Produce(r) => {
-            return produce::handle(shard, r, v)
+            return produce::handle(shard, r, v, admission)
                 .await
                 .map(ResponseKind::Produce)
         }

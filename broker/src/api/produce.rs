@@ -1,5 +1,8 @@
 //! Produce: validate every batch of a partition, then append them on the
-//! partition's shard. acks=all waits until the data is on stable storage.
+//! partition's shard. acks=all (or a topic with `flush.ms=0`) waits until the
+//! data is on stable storage — in a second phase, after the request has
+//! admitted the connection's next request, so the disk wait of one request
+//! overlaps the appends of the next while appends keep request order.
 
 use std::rc::Rc;
 
@@ -9,7 +12,7 @@ use rill_net::kafka_protocol::messages::produce_response::{
 };
 use rill_net::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use rill_net::kafka_protocol::ResponseError;
-use rill_storage::batch;
+use rill_storage::{batch, FlushPolicy};
 
 use super::join_all;
 use crate::error_code::storage_error;
@@ -34,6 +37,7 @@ pub async fn handle(
     shard: &Rc<Shard>,
     req: ProduceRequest,
     version: i16,
+    admission: &mut super::Admission,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let refuse = if !matches!(acks, -1..=1) {
@@ -56,20 +60,37 @@ pub async fn handle(
     }
 
     let mut work = Vec::new();
+    let mut names = Vec::new();
     for t in &req.topic_data {
         for p in &t.partition_data {
             let (topic, partition, records) =
                 (t.name.as_str().to_string(), p.index, p.records.clone());
+            names.push((topic.clone(), partition));
             let shard = shard.clone();
             work.push(async move {
                 match refuse {
-                    Some(e) => failed(e),
-                    None => produce_partition(&shard, topic, partition, records, acks).await,
+                    Some(e) => Appended {
+                        outcome: failed(e),
+                        sync: None,
+                    },
+                    None => append_partition(&shard, topic, partition, records, acks).await,
                 }
             });
         }
     }
-    let mut outcomes = join_all(work).await.into_iter();
+    let appended = join_all(work).await;
+    // The appends of this request are in place: the connection may start
+    // the next request while this one waits for the disk.
+    admission.admit();
+    let durable: Vec<_> = appended
+        .into_iter()
+        .zip(names)
+        .map(|(a, (topic, partition))| {
+            let shard = shard.clone();
+            async move { make_durable(&shard, topic, partition, a).await }
+        })
+        .collect();
+    let mut outcomes = join_all(durable).await.into_iter();
     if acks == 0 {
         return None;
     }
@@ -120,42 +141,60 @@ fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, ResponseError> {
     Ok(out)
 }
 
-async fn produce_partition(
+/// A partition's appends done, durability possibly still to wait for.
+struct Appended {
+    outcome: Outcome,
+    /// (owner shard, offset everything before which must be durable).
+    sync: Option<(usize, i64)>,
+}
+
+/// Phase one on the owner shard: validate every batch, then append them
+/// without waiting for the disk. The order of appends is fixed here.
+async fn append_partition(
     shard: &Rc<Shard>,
     topic: String,
     partition: i32,
     records: Option<Bytes>,
     acks: i16,
-) -> Outcome {
+) -> Appended {
     let owner = match shard.owner(&topic, partition) {
         Owner::Shard(s) => s,
-        Owner::UnknownTopicOrPartition => return failed(ResponseError::UnknownTopicOrPartition),
+        Owner::UnknownTopicOrPartition => {
+            return Appended {
+                outcome: failed(ResponseError::UnknownTopicOrPartition),
+                sync: None,
+            }
+        }
+    };
+    let done = |outcome| Appended {
+        outcome,
+        sync: None,
     };
     shard
         .on(owner, move |s| async move {
             let Some(part) = s.partition(&topic, partition) else {
-                return failed(ResponseError::UnknownTopicOrPartition);
+                return done(failed(ResponseError::UnknownTopicOrPartition));
             };
             let batches = match records.as_ref().map(split_batches) {
                 Some(Ok(b)) => b,
-                Some(Err(e)) => return failed(e),
-                None => return failed(ResponseError::CorruptMessage),
+                Some(Err(e)) => return done(failed(e)),
+                None => return done(failed(ResponseError::CorruptMessage)),
             };
-            let max = part.log.config().batch_bytes_max;
+            let config = part.log.config();
             let mut checked = Vec::with_capacity(batches.len());
             for b in batches {
-                match batch::validate(&b, max) {
+                match batch::validate(&b, config.batch_bytes_max) {
                     Ok(h) => checked.push((b, h)),
                     Err(e) => {
                         tracing::debug!(%topic, partition, error = %e, "rejected a batch");
-                        return failed(storage_error(&e.into()));
+                        return done(failed(storage_error(&e.into())));
                     }
                 }
             }
             let mut base_offset = -1;
             let mut next = 0;
             for (b, h) in checked {
-                match part.log.append_validated(b, h).await {
+                match part.log.append_validated_unsynced(b, h).await {
                     Ok(info) => {
                         if base_offset < 0 {
                             base_offset = info.base_offset;
@@ -165,20 +204,39 @@ async fn produce_partition(
                     Err(e) => {
                         tracing::warn!(%topic, partition, error = %e, "append failed");
                         part.appended.notify_all();
-                        return failed(storage_error(&e));
+                        return done(failed(storage_error(&e)));
                     }
                 }
             }
             part.appended.notify_all();
-            if acks == -1 {
-                if let Err(e) = part.log.make_durable(next).await {
-                    return failed(storage_error(&e));
-                }
+            // acks=all, or a topic that syncs every write: durable before the answer.
+            let must_sync = acks == -1 || config.flush == FlushPolicy::Always;
+            Appended {
+                outcome: Outcome {
+                    error: None,
+                    base_offset,
+                    log_start_offset: part.log.log_start_offset(),
+                },
+                sync: must_sync.then_some((owner, next)),
             }
-            Outcome {
-                error: None,
-                base_offset,
-                log_start_offset: part.log.log_start_offset(),
+        })
+        .await
+}
+
+/// Phase two: wait until the appended batches are on stable storage.
+async fn make_durable(shard: &Rc<Shard>, topic: String, partition: i32, a: Appended) -> Outcome {
+    let Some((owner, next)) = a.sync else {
+        return a.outcome;
+    };
+    let outcome = a.outcome;
+    shard
+        .on(owner, move |s| async move {
+            let Some(part) = s.partition(&topic, partition) else {
+                return failed(ResponseError::UnknownTopicOrPartition);
+            };
+            match part.log.make_durable(next).await {
+                Ok(()) => outcome,
+                Err(e) => failed(storage_error(&e)),
             }
         })
         .await
