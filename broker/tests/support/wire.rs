@@ -47,6 +47,35 @@ impl Wire {
         ResponseKind::decode(api, &mut frame, version).unwrap()
     }
 
+    /// Sends a request without waiting for its answer; returns its
+    /// correlation id (for pipelining tests).
+    pub fn send_request<T: Encodable>(&mut self, api: ApiKey, version: i16, body: &T) -> i32 {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = self.correlation;
+        h.client_id = Some(StrBytes::from_static_str("wire-test"));
+        h.encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        self.send_frame(&buf);
+        self.correlation
+    }
+
+    /// Reads the next answer, which must be to `api` at `version`; returns
+    /// its correlation id and body.
+    pub fn read_response(&mut self, api: ApiKey, version: i16) -> (i32, ResponseKind) {
+        let mut frame = self.read_frame().expect("a response");
+        let header =
+            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+        (
+            header.correlation_id,
+            ResponseKind::decode(api, &mut frame, version).unwrap(),
+        )
+    }
+
     /// Writes `body` with a correct size prefix.
     pub fn send_frame(&mut self, body: &[u8]) {
         let mut out = (body.len() as i32).to_be_bytes().to_vec();
