@@ -158,10 +158,8 @@ async fn drive(
                 ConsumerConfig {
                     start: Offset::Beginning,
                     fetch_max_wait: Duration::from_millis(100),
-                    // One fetch per broker is in flight; under load its round
-                    // trip grows, so each must carry more.
-                    max_partition_fetch_bytes: 4 << 20,
-                    fetch_max_bytes: 8 << 20,
+                    max_partition_fetch_bytes: w.fetch_partition_bytes,
+                    fetch_max_bytes: w.fetch_response_bytes,
                     ..ConsumerConfig::default()
                 },
             );

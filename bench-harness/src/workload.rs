@@ -118,6 +118,21 @@ pub struct Workload {
     /// Stop producing after this many messages (in the measured phase).
     #[serde(default)]
     pub max_messages: Option<u64>,
+    /// Consumer fetch limits: bytes per partition and per response. One
+    /// fetch per broker is in flight, so these bound how fast one consumer
+    /// can follow a partition (4 MiB trailed a saturated partition here;
+    /// 8 MiB kept up).
+    #[serde(default = "partition_fetch")]
+    pub fetch_partition_bytes: i32,
+    #[serde(default = "response_fetch")]
+    pub fetch_response_bytes: i32,
+}
+
+fn partition_fetch() -> i32 {
+    8 << 20
+}
+fn response_fetch() -> i32 {
+    16 << 20
 }
 
 fn one() -> u32 {
@@ -167,6 +182,14 @@ impl Workload {
     fn validate(&self) -> Result<(), String> {
         if self.topics == 0 || self.partitions_per_topic < 1 {
             return Err("topics and partitions_per_topic must be at least 1".into());
+        }
+        if self.fetch_partition_bytes < 1024
+            || self.fetch_response_bytes < self.fetch_partition_bytes
+        {
+            return Err(
+                "fetch_partition_bytes must be at least 1024 and at most fetch_response_bytes"
+                    .into(),
+            );
         }
         if self.producers == 0 {
             return Err("producers must be at least 1".into());
