@@ -594,3 +594,77 @@ fn the_client_example_runs() {
     assert_eq!(out.lines().count(), 10, "{out}");
     assert!(out.contains("value=hello 9"), "{out}");
 }
+
+/// `buffer_memory` bounds what the producer holds: with the broker frozen,
+/// `send` stops returning once the buffer is full, and resumes when the
+/// broker answers again; nothing is lost.
+#[test]
+fn a_full_buffer_makes_send_wait_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = client(&broker).await;
+        create(&client, "pressure", 1).await;
+        client.ensure_topic("pressure").await.unwrap(); // metadata cached before the freeze
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                buffer_memory: 1 << 20,
+                batch_size: 64 << 10,
+                linger: Duration::from_millis(1),
+                ..ProducerConfig::default()
+            },
+        )
+        .unwrap();
+        let signal = |sig: &str| {
+            let ok = Command::new("kill")
+                .args([sig, &broker.pid().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "kill {sig}");
+        };
+        signal("-STOP");
+        let value = vec![b'p'; 10 << 10];
+        let mut deliveries = Vec::new();
+        let mut blocked = None;
+        for i in 0..1000 {
+            let record = Record::new("pressure", value.clone()).key(format!("{i}"));
+            match tokio::time::timeout(Duration::from_millis(500), producer.send(record)).await {
+                Ok(d) => deliveries.push(d.unwrap()),
+                Err(_) => {
+                    blocked = Some(i);
+                    break;
+                }
+            }
+        }
+        let accepted = blocked.expect("send never waited: the buffer is unbounded");
+        assert!(
+            (90..=110).contains(&accepted),
+            "about 1 MiB of 10 KiB records buffered, not {accepted}"
+        );
+        signal("-CONT");
+        // The record that waited goes through now, and so does everything before it.
+        let last = tokio::time::timeout(
+            Duration::from_secs(30),
+            producer.send(Record::new("pressure", value.clone()).key("last")),
+        )
+        .await
+        .expect("send resumes once the broker answers")
+        .unwrap();
+        deliveries.push(last);
+        let mut offsets = Vec::new();
+        for d in deliveries {
+            offsets.push(d.await.unwrap().offset);
+        }
+        offsets.sort_unstable();
+        offsets.dedup();
+        assert_eq!(
+            offsets.len(),
+            accepted + 1,
+            "every accepted record stored once"
+        );
+        producer.close().await;
+    });
+}
