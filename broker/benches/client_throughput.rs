@@ -106,6 +106,10 @@ async fn rust_consume(client: &Client, topic: &str, partitions: i32, count: usiz
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(ConsumerConfig::default().fetch_max_bytes),
+            max_partition_fetch_bytes: std::env::var("RILL_BENCH_PARTITION_FETCH_MAX")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(ConsumerConfig::default().max_partition_fetch_bytes),
             ..ConsumerConfig::default()
         },
     );
