@@ -43,7 +43,8 @@ pub struct BenchArgs {
     /// Override the warm-up of every workload (seconds).
     #[arg(long)]
     pub warmup_secs: Option<u64>,
-    /// Override the rate of every workload (messages per second, or "max").
+    /// Override the rate of every workload (messages per second, "max", or
+    /// "max*F" for a fraction of a calibrated maximum).
     #[arg(long)]
     pub rate: Option<String>,
     /// Worker threads of the load generator.
@@ -52,6 +53,9 @@ pub struct BenchArgs {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Seconds of the max-rate calibration run for "max*F" rates.
+    #[arg(long, default_value_t = 8)]
+    pub calibration_secs: u64,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -66,7 +70,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         if let Some(r) = &args.rate {
             w.rate = match r.as_str() {
-                "max" => Rate::Max("max".into()),
+                m if m == "max" || m.starts_with("max*") => Rate::Max(m.to_string()),
                 n => Rate::Fixed(n.parse().with_context(|| format!("--rate {n}"))?),
             };
         }
@@ -113,13 +117,44 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         progress: !args.quiet,
         drain_timeout: Duration::from_secs(30),
     };
-    for w in workloads {
+    for mut w in workloads {
+        let mut calibrated = None;
+        if let Some(fraction) = w.rate.fraction_of_max() {
+            // A short max-rate run of the same workload sets the rate.
+            let mut probe = w.clone();
+            probe.rate = Rate::Max("max".into());
+            probe.warmup_secs = probe.warmup_secs.min(2);
+            probe.duration_secs = args.calibration_secs.max(1);
+            probe.max_messages = None;
+            eprintln!(
+                "rill-bench: calibrating {} at max rate for {} s",
+                w.name, probe.duration_secs
+            );
+            let quiet = RunOptions {
+                progress: false,
+                ..options.clone()
+            };
+            let max = rt.block_on(runner::run(&probe, &quiet))?.produce.msgs_per_s;
+            anyhow::ensure!(
+                max > 0.0,
+                "the calibration run of {} produced nothing",
+                w.name
+            );
+            eprintln!(
+                "rill-bench: max {max:.0} msgs/s; running at {:.0} % = {:.0} msgs/s",
+                fraction * 100.0,
+                fraction * max
+            );
+            calibrated = Some(max);
+            w.rate = Rate::Fixed(fraction * max);
+        }
         eprintln!(
             "rill-bench: running {} ({} s warm-up, {} s measured)",
             w.name, w.warmup_secs, w.duration_secs
         );
         let result = rt.block_on(runner::run(&w, &options))?;
-        let report = Report::new(w.clone(), target.clone(), limits.clone(), result);
+        let mut report = Report::new(w.clone(), target.clone(), limits.clone(), result);
+        report.calibrated_max_msgs_per_s = calibrated;
         let json = args.out.join(format!("{}.json", w.name));
         let html = args.out.join(format!("{}.html", w.name));
         std::fs::write(&json, report.json())

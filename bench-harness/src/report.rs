@@ -20,6 +20,8 @@ pub struct Report {
     pub produce_fraction_of_disk: Option<f64>,
     /// (produce + consume) MB/s ÷ loopback TCP MB/s (both cross loopback).
     pub traffic_fraction_of_loopback: Option<f64>,
+    /// For a "max*F" rate: the msgs/s of the calibration run.
+    pub calibrated_max_msgs_per_s: Option<f64>,
     pub result: RunResult,
 }
 
@@ -36,6 +38,7 @@ impl Report {
             limits,
             produce_fraction_of_disk,
             traffic_fraction_of_loopback,
+            calibrated_max_msgs_per_s: None,
             result,
         }
     }
@@ -45,6 +48,13 @@ impl Report {
         let r = &self.result;
         let mut s = String::new();
         let _ = writeln!(s, "workload {} against {}", self.workload.name, self.target);
+        if let Some(max) = self.calibrated_max_msgs_per_s {
+            let _ = writeln!(
+                s,
+                "rate {:.0} msgs/s, from a calibration run at max rate: {max:.0} msgs/s",
+                self.workload.rate.per_second().unwrap_or(0.0)
+            );
+        }
         let pct = |f: Option<f64>| f.map_or("n/a".to_string(), |f| format!("{:.1} %", f * 100.0));
         let _ = writeln!(
             s,
@@ -112,12 +122,19 @@ th{{background:#f2f2f2}}td:first-child,th:first-child{{text-align:left}}
 .muted{{color:#666}} h2{{margin-top:1.5em}}
 </style></head><body>
 <h1>rill-bench: {name}</h1>
-<p class="muted">{desc}<br>target {target} · started {started}</p>
+<p class="muted">{desc}<br>target {target} · started {started}{calibration}</p>
 "#,
             name = esc(&w.name),
             desc = esc(&w.description),
             target = esc(&self.target),
             started = esc(&self.started_at),
+            calibration = self
+                .calibrated_max_msgs_per_s
+                .map(|m| format!(
+                    "<br>rate {:.0} msgs/s, set from a calibration run at max rate ({m:.0} msgs/s)",
+                    w.rate.per_second().unwrap_or(0.0)
+                ))
+                .unwrap_or_default(),
         );
         let pct = |f: Option<f64>| f.map_or("n/a".to_string(), |f| format!("{:.1} %", f * 100.0));
         let _ = write!(

@@ -72,6 +72,7 @@ pub struct RunResult {
     pub timeline: Vec<Second>,
 }
 
+#[derive(Clone)]
 pub struct RunOptions {
     pub brokers: String,
     /// Printed every second to stderr.

@@ -63,7 +63,9 @@ pub enum KeyDistribution {
     Zipf { count: u64, exponent: f64 },
 }
 
-/// Messages per second over all producers, or "max".
+/// Messages per second over all producers, "max", or "max*F": a fraction of
+/// the maximum, measured by a short max-rate calibration run of the same
+/// workload first (so "half of max throughput" means that on any machine).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Rate {
@@ -72,11 +74,20 @@ pub enum Rate {
 }
 
 impl Rate {
-    /// Messages per second, None for as fast as possible.
+    /// Messages per second, None for as fast as possible (or not yet
+    /// calibrated).
     pub fn per_second(&self) -> Option<f64> {
         match self {
             Rate::Max(_) => None,
             Rate::Fixed(r) => Some(*r),
+        }
+    }
+
+    /// F of "max*F".
+    pub fn fraction_of_max(&self) -> Option<f64> {
+        match self {
+            Rate::Max(s) => s.strip_prefix("max*").and_then(|f| f.trim().parse().ok()),
+            Rate::Fixed(_) => None,
         }
     }
 }
@@ -219,9 +230,14 @@ impl Workload {
         }
         match &self.rate {
             Rate::Max(s) if s == "max" => {}
-            Rate::Max(s) => {
-                return Err(format!("rate = {s:?}: use \"max\" or messages per second"))
-            }
+            Rate::Max(s) => match self.rate.fraction_of_max() {
+                Some(f) if f > 0.0 && f <= 1.0 => {}
+                _ => {
+                    return Err(format!(
+                        "rate = {s:?}: use \"max\", \"max*F\" (0 < F <= 1) or messages per second"
+                    ))
+                }
+            },
             Rate::Fixed(r) if *r <= 0.0 => return Err("rate must be positive".into()),
             _ => {}
         }
@@ -396,5 +412,17 @@ mod tests {
             "x.toml",
         );
         assert!(bad.is_err());
+        let half = Workload::parse(
+            "name='x'\npartitions_per_topic=1\nmessage_size=100\nrate='max*0.5'\nduration_secs=1",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(half.rate.fraction_of_max(), Some(0.5));
+        assert_eq!(half.rate.per_second(), None);
+        assert!(Workload::parse(
+            "name='x'\npartitions_per_topic=1\nmessage_size=100\nrate='max*2'\nduration_secs=1",
+            "x.toml",
+        )
+        .is_err());
     }
 }

@@ -157,3 +157,49 @@ fn a_bad_workload_file_is_one_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_fraction_of_max_rate_is_calibrated_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let w = workload(
+        dir.path(),
+        "tiny-half",
+        r#"
+partitions_per_topic = 2
+message_size = 512
+rate = "max*0.25"
+warmup_secs = 0
+duration_secs = 2
+"#,
+    );
+    let out = dir.path().join("reports");
+    let (ok, _, stderr) = run(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args([
+                "bench",
+                "--skip-limits",
+                "--quiet",
+                "--calibration-secs",
+                "2",
+            ])
+            .args(["--brokers", &broker.addr(), "--out"])
+            .arg(&out)
+            .arg(&w),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "rill bench failed: {stderr}");
+    assert!(stderr.contains("calibrating tiny-half"), "{stderr}");
+    let r = report(&out, "tiny-half");
+    let max = r["calibrated_max_msgs_per_s"].as_f64().unwrap();
+    let rate = r["workload"]["rate"].as_f64().unwrap();
+    assert!(
+        (rate - max / 4.0).abs() < 1.0,
+        "rate {rate} is a quarter of {max}"
+    );
+    let achieved = r["result"]["produce"]["msgs_per_s"].as_f64().unwrap();
+    assert!(
+        achieved < max * 0.6,
+        "the run holds its rate ({achieved} msgs/s) well below the max ({max})"
+    );
+}
