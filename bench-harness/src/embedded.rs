@@ -34,16 +34,21 @@ pub fn rill_binary() -> PathBuf {
 }
 
 impl EmbeddedBroker {
-    /// Starts a broker with its data in a new directory under `parent`.
+    /// Starts a broker ([`rill_binary`]) with its data in a new directory
+    /// under `parent`.
     pub fn start(parent: &Path) -> anyhow::Result<EmbeddedBroker> {
+        EmbeddedBroker::start_binary(&rill_binary(), parent)
+    }
+
+    /// Starts the `rill` binary at `bin`.
+    pub fn start_binary(bin: &Path, parent: &Path) -> anyhow::Result<EmbeddedBroker> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
         let dir = tempfile::Builder::new()
             .prefix("rill-bench-")
             .tempdir_in(parent)
             .with_context(|| format!("creating a data directory in {}", parent.display()))?;
-        let bin = rill_binary();
-        let mut child = Command::new(&bin)
+        let mut child = Command::new(bin)
             .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env(

@@ -12,52 +12,11 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rill_bench_harness::embedded::EmbeddedBroker;
 use rill_client::{
     Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Offset, Producer,
     ProducerConfig, Record, TopicPartition,
 };
-
-struct Broker {
-    child: std::process::Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let dir =
-            tempfile::tempdir_in(std::env::var("RILL_BENCH_DIR").unwrap_or_else(|_| ".".into()))
-                .expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("RILL_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start broker");
-        let out = child.stdout.take().unwrap();
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
-        let addr = loop {
-            let line = lines.next().expect("broker output").unwrap();
-            if let Some(rest) = line.strip_prefix("rill broker listening on ") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Broker {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -189,7 +148,12 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let broker = Broker::start();
+    let parent = std::env::var("RILL_BENCH_DIR").unwrap_or_else(|_| ".".into());
+    let broker = EmbeddedBroker::start_binary(
+        std::path::Path::new(env!("CARGO_BIN_EXE_rill")),
+        std::path::Path::new(&parent),
+    )
+    .expect("start the broker");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -12,7 +12,7 @@ use rill_client::{
     Acks, Admin, Client, ClientConfig, Compression, ConfigChange, Consumer, ConsumerConfig,
     ConsumerRecord, NewTopic, Offset, OffsetSpec, Producer, ProducerConfig, Record, TopicPartition,
 };
-use support::{clients_dir, python, run, run_with_input, Broker};
+use support::{clients_dir, kcat_read, python, run, run_with_input, Broker};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -172,21 +172,7 @@ fn every_codec_is_read_back_by_rust_kcat_and_confluent_kafka() {
             }
         });
         // librdkafka reads what the Rust producer compressed.
-        let (ok, out, err) = run(
-            Command::new("kcat").args([
-                "-b",
-                &broker.addr(),
-                "-C",
-                "-t",
-                &topic,
-                "-e",
-                "-q",
-                "-f",
-                "%k|%s|%h\n",
-            ]),
-            Duration::from_secs(60),
-        );
-        assert!(ok, "kcat {codec}: {err}");
+        let out = kcat_read(&broker.addr(), &topic, "%k|%s|%h\n", &[]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2000, "kcat {codec}");
         for l in &lines {

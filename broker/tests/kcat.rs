@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{run, Broker};
+use support::{kcat_read, run, Broker};
 
 fn produce(broker: &Broker, topic: &str, lines: &str, keyed: bool) {
     let mut cmd = Command::new("kcat");
@@ -39,23 +39,7 @@ fn produce(broker: &Broker, topic: &str, lines: &str, keyed: bool) {
 
 /// (partition, offset, key, value) of every message kcat reads.
 fn consume(broker: &Broker, topic: &str, extra: &[&str]) -> Vec<(i32, i64, String, String)> {
-    let (ok, out, err) = run(
-        Command::new("kcat")
-            .args([
-                "-b",
-                &broker.addr(),
-                "-C",
-                "-t",
-                topic,
-                "-e",
-                "-q",
-                "-f",
-                "%p\t%o\t%k\t%s\n",
-            ])
-            .args(extra),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "kcat -C failed: {err}");
+    let out = kcat_read(&broker.addr(), topic, "%p\t%o\t%k\t%s\n", extra);
     out.lines()
         .map(|l| {
             let mut f = l.splitn(4, '\t');

@@ -10,27 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rill_storage::checkpoint::Checkpoint;
-use support::{clients_dir, python, run, Broker};
+use support::{clients_dir, kcat_read, python, run, Broker};
 
 /// (partition, offset, value) of every message in `topic`.
 fn read_all(broker: &Broker, topic: &str) -> HashSet<(i32, i64, String)> {
-    let (ok, out, err) = run(
-        Command::new("kcat").args([
-            "-b",
-            &broker.addr(),
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%p\t%o\t%s\n",
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "kcat failed: {err}");
+    let out = kcat_read(&broker.addr(), topic, "%p\t%o\t%s\n", &["-o", "beginning"]);
     out.lines()
         .map(|l| {
             let mut f = l.splitn(3, '\t');

@@ -136,11 +136,30 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::Exit
 
 /// Runs a command to completion with a time limit; returns (status ok, stdout, stderr).
 pub fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
+    run_piped(cmd, None, limit)
+}
+
+/// Like [`run`], with `input` written to the command's standard input.
+pub fn run_with_input(cmd: &mut Command, input: &[u8], limit: Duration) -> (bool, String, String) {
+    run_piped(cmd, Some(input), limit)
+}
+
+fn run_piped(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> (bool, String, String) {
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let t_in = input.map(|input| {
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        })
+    });
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let t_out = std::thread::spawn(move || {
@@ -154,8 +173,24 @@ pub fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
         s
     });
     let status = wait_timeout(&mut child, limit);
+    if let Some(t) = t_in {
+        let _ = t.join();
+    }
     let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
     (status.is_some_and(|s| s.success()), o, e)
+}
+
+/// Every message of `topic` as kcat prints it with `format` (`kcat -C -e`
+/// plus `extra` flags); fails the test if kcat fails.
+pub fn kcat_read(addr: &str, topic: &str, format: &str, extra: &[&str]) -> String {
+    let (ok, out, err) = run(
+        Command::new("kcat")
+            .args(["-b", addr, "-C", "-t", topic, "-e", "-q", "-f", format])
+            .args(extra),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "kcat -C {topic} failed: {err}");
+    out
 }
 
 /// Debian's python, where python3-confluent-kafka is installed.
@@ -165,35 +200,4 @@ pub fn python() -> &'static str {
 
 pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// Like [`run`], with `input` written to the command's standard input.
-pub fn run_with_input(cmd: &mut Command, input: &[u8], limit: Duration) -> (bool, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let t_in = std::thread::spawn(move || {
-        let _ = std::io::Write::write_all(&mut stdin, &input);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut out, &mut s).ok();
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut err, &mut s).ok();
-        s
-    });
-    let status = wait_timeout(&mut child, limit);
-    let _ = t_in.join();
-    let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
-    (status.is_some_and(|s| s.success()), o, e)
 }

@@ -29,22 +29,10 @@ impl Wire {
 
     /// Sends a request and decodes the response at the same version.
     pub fn call<T: Encodable>(&mut self, api: ApiKey, version: i16, body: &T) -> ResponseKind {
-        self.correlation += 1;
-        let mut buf = BytesMut::new();
-        let mut h = RequestHeader::default();
-        h.request_api_key = api as i16;
-        h.request_api_version = version;
-        h.correlation_id = self.correlation;
-        h.client_id = Some(StrBytes::from_static_str("wire-test"));
-        h.encode(&mut buf, api.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        self.send_frame(&buf);
-        let mut frame = self.read_frame().expect("a response");
-        let header =
-            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
-        ResponseKind::decode(api, &mut frame, version).unwrap()
+        let id = self.send_request(api, version, body);
+        let (got, response) = self.read_response(api, version);
+        assert_eq!(got, id);
+        response
     }
 
     /// Sends a request without waiting for its answer; returns its

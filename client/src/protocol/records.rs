@@ -438,11 +438,6 @@ fn decompress(c: Compression, mut data: Bytes) -> std::result::Result<Bytes, Str
     r.map_err(|e| format!("{e:#}"))
 }
 
-/// Patches nothing; reads the number of records a finished batch declares.
-pub fn batch_record_count(batch: &[u8]) -> i32 {
-    i32::from_be_bytes(batch[57..61].try_into().expect("a whole batch header"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
