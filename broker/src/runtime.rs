@@ -18,9 +18,13 @@ use crate::server;
 use crate::shard::{Job, Router, Shard, JOB_QUEUE_MAX};
 
 /// Runs the broker until a shutdown signal; returns after a clean shutdown.
-pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
+pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // Resolved once, so logs name one real place and no later change of the
+    // working directory can move the data.
+    config.data_dir = std::fs::canonicalize(&config.data_dir)
+        .with_context(|| format!("resolving data directory {}", config.data_dir.display()))?;
     let mut meta = ClusterMeta::load_or_init(&config.data_dir)?;
     if meta.fit_to_shards(config.cores) {
         meta.save(&config.data_dir)?;

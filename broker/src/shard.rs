@@ -52,6 +52,15 @@ pub struct Partition {
     pub appended: Signal,
 }
 
+/// A partition the metadata places on a shard that the shard could not open.
+#[derive(Debug, Clone)]
+pub struct OpenFailure {
+    pub topic: String,
+    pub partition: i32,
+    pub topic_id: Uuid,
+    pub error: String,
+}
+
 /// Where a topic-partition lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -164,9 +173,12 @@ impl Shard {
     }
 
     /// Makes this shard serve `meta`: opens partitions newly placed here,
-    /// closes those that left, deletes the data of deleted topics, and applies
-    /// config changes. Returns once done, so callers can answer the client.
-    pub async fn apply_metadata(self: &Rc<Self>, meta: Arc<ClusterMeta>) {
+    /// closes those that left, deletes the data of deleted topics (and of
+    /// partitions past a topic's count), and applies config changes. Returns
+    /// once done, with the partitions that could not be opened, so callers can
+    /// refuse the change before answering the client.
+    pub async fn apply_metadata(self: &Rc<Self>, meta: Arc<ClusterMeta>) -> Vec<OpenFailure> {
+        let mut failures = Vec::new();
         let cache = self.cache_bytes_per_partition(&meta);
         let mut wanted: HashMap<(String, i32), (Uuid, PathBuf, rill_storage::LogConfig)> =
             HashMap::new();
@@ -198,10 +210,10 @@ impl Shard {
                 tracing::warn!(shard = self.id, topic = %key.0, partition = key.1, error = %e, "closing a partition failed");
             }
             part.appended.notify_all();
-            let deleted = meta
-                .topics
-                .get(&key.0)
-                .is_none_or(|t| t.id != part.topic_id);
+            let deleted = meta.topics.get(&key.0).is_none_or(|t| {
+                t.id != part.topic_id
+                    || usize::try_from(key.1).is_ok_and(|i| i >= t.partitions.len())
+            });
             if deleted {
                 let dir = partition_dir(&self.config.data_dir, &key.0, key.1);
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -226,10 +238,17 @@ impl Shard {
                 }
                 Err(e) => {
                     // Served as UNKNOWN_TOPIC_OR_PARTITION until repaired; never truncated.
-                    tracing::error!(shard = self.id, topic = %key.0, partition = key.1, error = %e, "cannot open partition");
+                    tracing::error!(shard = self.id, topic = %key.0, partition = key.1, dir = %dir.display(), error = %e, "cannot open partition");
+                    failures.push(OpenFailure {
+                        topic: key.0,
+                        partition: key.1,
+                        topic_id,
+                        error: e.to_string(),
+                    });
                 }
             }
         }
+        failures
     }
 
     /// Enforces retention on every partition this shard owns.

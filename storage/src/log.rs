@@ -610,7 +610,12 @@ impl PartitionLog {
 
 /// Makes directory entries (new or removed segment files) durable.
 async fn sync_dir(dir: &Path) -> Result<()> {
-    let d = glommio::io::Directory::open(dir)
+    // glommio's `Directory::open` hands a relative path to openat(-1, …),
+    // which fails with EBADF; its file opens resolve relative paths, this
+    // does not. An absolute path works for both.
+    let dir =
+        std::path::absolute(dir).map_err(|e| StorageError::io("resolving the log directory", e))?;
+    let d = glommio::io::Directory::open(&dir)
         .await
         .map_err(|e| StorageError::io("opening the log directory", e))?;
     d.sync()

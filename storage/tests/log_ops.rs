@@ -297,3 +297,22 @@ fn concurrent_appends_share_syncs_and_keep_offsets_contiguous() {
         assert_eq!(log.durable_offset(), 800);
     });
 }
+
+/// A relative directory (as `--data-dir data` gives) opens, takes appends
+/// (which sync the directory) and reopens.
+#[test]
+fn relative_log_directory() {
+    // Tests run in the crate directory; a temp dir under it gives a relative path.
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let name = dir.path().file_name().unwrap().to_owned();
+    let rel = std::path::PathBuf::from(".").join(name).join("p-0");
+    run(move || async move {
+        let log = PartitionLog::open(&rel, small_config()).await.unwrap();
+        fill(&log, 50, 1000).await;
+        let end = log.log_end_offset();
+        log.close().await.unwrap();
+        let log = PartitionLog::open(&rel, small_config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), end);
+        log.close().await.unwrap();
+    });
+}

@@ -49,6 +49,8 @@ pub enum TopicCommand {
     Delete(topic::DeleteArgs),
     /// Set or reset topic configs.
     AlterConfig(topic::AlterConfigArgs),
+    /// Raise a topic's partition count (Kafka never lowers it).
+    AddPartitions(topic::AddPartitionsArgs),
 }
 
 #[derive(Args, Debug)]

@@ -67,6 +67,16 @@ pub struct AlterConfigArgs {
     pub connect: ConnectArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct AddPartitionsArgs {
+    pub name: String,
+    /// The partition count the topic should have afterwards.
+    #[arg(long)]
+    pub total: i32,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
 fn key_value(s: &str) -> anyhow::Result<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -239,6 +249,14 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("altering the configs of {}", a.name))?;
             println!("updated {} config(s) of {}", changes.len(), a.name);
+        }
+        TopicCommand::AddPartitions(a) => {
+            let admin = Admin::new(a.connect.connect().await?);
+            admin
+                .create_partitions(&a.name, a.total)
+                .await
+                .with_context(|| format!("adding partitions to {}", a.name))?;
+            println!("topic {} now has {} partitions", a.name, a.total);
         }
     }
     Ok(())

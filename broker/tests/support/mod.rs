@@ -11,6 +11,9 @@ pub struct Broker {
     pub port: u16,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
+    /// Set for a broker started as the README says: `rill broker` with no
+    /// `--data-dir`, in this working directory.
+    literal_cwd: Option<PathBuf>,
 }
 
 impl Broker {
@@ -23,49 +26,76 @@ impl Broker {
         )
     }
 
+    /// Starts `rill broker` with exactly `args` (none: the README's quick
+    /// start) in the working directory `cwd`; its data goes where the
+    /// defaults put it, `cwd/data` unless `args` say otherwise.
+    pub fn start_literal(cwd: &Path, args: &[&str]) -> Broker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
+        cmd.arg("broker").args(args).current_dir(cwd);
+        let (child, port) = spawn_and_wait(cmd);
+        Broker {
+            child: Some(child),
+            port,
+            data_dir: cwd.join("data"),
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            literal_cwd: Some(cwd.to_path_buf()),
+        }
+    }
+
     fn start_on(data_dir: &Path, port: u16, extra_args: Vec<String>) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
-            .arg("broker")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
+        cmd.arg("broker")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .args(&extra_args)
-            .env(
-                "RILL_LOG",
-                std::env::var("RILL_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start rill broker");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("rill broker listening on ") {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("broker did not report its address");
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+            .args(&extra_args);
+        let (child, port) = spawn_and_wait(cmd);
         Broker {
             child: Some(child),
             port,
             data_dir: data_dir.to_path_buf(),
             extra_args,
+            literal_cwd: None,
         }
     }
+}
 
+/// Spawns the broker command and waits for its "listening on" line; returns
+/// the child and the port it bound.
+fn spawn_and_wait(mut cmd: Command) -> (Child, u16) {
+    let mut child = cmd
+        .env(
+            "RILL_LOG",
+            std::env::var("RILL_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start rill broker");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("rill broker listening on ") {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("broker did not report its address");
+    let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+    (child, port)
+}
+
+impl Broker {
     /// The process id (to SIGSTOP/SIGCONT it).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
@@ -93,7 +123,13 @@ impl Broker {
     /// Starts the broker again on the same port and data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
-        let mut again = Broker::start_on(&self.data_dir, self.port, self.extra_args.clone());
+        let mut again = match &self.literal_cwd {
+            Some(cwd) => {
+                let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+                Broker::start_literal(cwd, &args)
+            }
+            None => Broker::start_on(&self.data_dir, self.port, self.extra_args.clone()),
+        };
         self.child = again.child.take();
     }
 
