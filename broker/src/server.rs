@@ -212,6 +212,14 @@ pub async fn respond_admitting(
         request.version,
         request.header.correlation_id,
     );
+    if request.trailing_bytes > 0 {
+        tracing::debug!(
+            api = ?api_key,
+            version,
+            trailing = request.trailing_bytes,
+            "ignoring bytes after a well-formed request body"
+        );
+    }
     let Some(body) = crate::api::handle_admitting(shard, request, &mut admission).await else {
         return Reply::Nothing;
     };

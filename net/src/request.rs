@@ -14,6 +14,10 @@ pub struct Request {
     pub api_key: ApiKey,
     pub version: i16,
     pub body: RequestKind,
+    /// Bytes left in the frame after a well-formed body. Apache Kafka ignores
+    /// them, and current librdkafka (2.16) sends a few after a Metadata v12
+    /// request, so they are counted, not refused.
+    pub trailing_bytes: usize,
 }
 
 /// Why a frame could not become a [`Request`], in the terms a server acts on.
@@ -81,19 +85,12 @@ pub fn decode_request(frame: Bytes) -> Result<Request, RequestError> {
         RequestKind::decode(api_key, &mut buf, version).map_err(|e| RequestError::Malformed {
             reason: format!("bad {api_key:?} v{version} body: {e}"),
         })?;
-    if buf.has_remaining() {
-        return Err(RequestError::Malformed {
-            reason: format!(
-                "{} trailing bytes after a {api_key:?} v{version} request",
-                buf.remaining()
-            ),
-        });
-    }
     Ok(Request {
         header,
         api_key,
         version,
         body,
+        trailing_bytes: buf.remaining(),
     })
 }
 
@@ -145,8 +142,16 @@ mod tests {
             decode_request(f.into()),
             Err(RequestError::UnknownApi { api_key: 999, .. })
         ));
-        let mut f = frame(ApiKey::Metadata, 9, &MetadataRequest::default()).to_vec();
-        f.push(0);
+        // Bytes after a well-formed body are counted and ignored, as Kafka does
+        // (librdkafka 2.16 sends 3 after Metadata v12)…
+        let mut f = frame(ApiKey::Metadata, 12, &MetadataRequest::default()).to_vec();
+        f.extend_from_slice(&[0, 0, 0]);
+        let r = decode_request(f.into()).unwrap();
+        assert!(matches!(r.body, RequestKind::Metadata(_)));
+        assert_eq!(r.trailing_bytes, 3);
+        // …but a body cut short is still refused.
+        let mut f = frame(ApiKey::Metadata, 12, &MetadataRequest::default()).to_vec();
+        f.pop();
         assert!(matches!(
             decode_request(f.into()),
             Err(RequestError::Malformed { .. })
