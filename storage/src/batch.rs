@@ -16,7 +16,13 @@
 //! 57 recordCount i32       | 61 records…
 //! ```
 
+use std::borrow::Cow;
+
 use thiserror::Error;
+
+pub mod codec;
+
+pub use codec::CodecError;
 
 /// Bytes before the `batchLength` field's coverage begins (baseOffset + batchLength).
 pub const LOG_OVERHEAD: usize = 12;
@@ -38,6 +44,8 @@ const OFF_PRODUCER_ID: usize = 43;
 const OFF_PRODUCER_EPOCH: usize = 51;
 const OFF_BASE_SEQUENCE: usize = 53;
 const OFF_RECORD_COUNT: usize = 57;
+const ATTR_COMPRESSION: i16 = 0x07;
+const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 
 /// Which validation check a batch failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -62,7 +70,13 @@ pub enum BatchError {
     TooLarge { len: usize, max: usize },
     #[error("unknown compression codec {codec}")]
     UnknownCompression { codec: u8 },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
 }
+
+/// Bound on a records section after decompression (Kafka's broker has none
+/// beyond memory; 64 MiB is 64 full 1 MiB batches compressed 64:1).
+pub const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 /// Compression codec named by the low three attribute bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +86,19 @@ pub enum Compression {
     Snappy,
     Lz4,
     Zstd,
+}
+
+impl Compression {
+    /// The attribute bits naming this codec.
+    pub fn attribute(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
 }
 
 /// The decoded fixed header of a v2 batch. Cheap to copy; holds no data.
@@ -142,7 +169,7 @@ impl BatchHeader {
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {
-        match (self.attributes & 0x7) as u8 {
+        match (self.attributes & ATTR_COMPRESSION) as u8 {
             0 => Ok(Compression::None),
             1 => Ok(Compression::Gzip),
             2 => Ok(Compression::Snappy),
@@ -269,19 +296,33 @@ fn walk_records(mut records: &[u8], declared: i32) -> Result<(), BatchError> {
     Ok(())
 }
 
-/// The first record of an uncompressed batch whose timestamp is at or after
-/// `timestamp`, as (offset, timestamp). `None` for compressed batches (their
-/// records are not decoded here) or when no record qualifies.
+/// The records section of a batch, decompressed when the batch is
+/// compressed (borrowed as is when it is not).
+pub fn records_section(batch: &[u8]) -> Result<Cow<'_, [u8]>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let records = batch.get(HEADER_BYTES..).unwrap_or_default();
+    Ok(match header.compression()? {
+        Compression::None => Cow::Borrowed(records),
+        c => Cow::Owned(codec::decompress(c, records, DECOMPRESSED_BYTES_MAX)?),
+    })
+}
+
+/// The first record of a batch whose timestamp is at or after `timestamp`,
+/// as (offset, timestamp), for every codec (compressed records are
+/// decompressed). With LogAppendTime every record carries the batch's max
+/// timestamp. `None` when no record qualifies or the records do not decode.
 pub fn first_record_at_or_after(batch: &[u8], timestamp: i64) -> Option<(i64, i64)> {
     let header = BatchHeader::parse(batch).ok()?;
-    if header.compression().ok()? != Compression::None {
-        return None;
+    if header.attributes & ATTR_LOG_APPEND_TIME != 0 {
+        return (header.max_timestamp >= timestamp)
+            .then_some((header.base_offset, header.max_timestamp));
     }
-    let mut records = batch.get(HEADER_BYTES..)?;
+    let section = records_section(batch).ok()?;
+    let mut records: &[u8] = &section;
     for _ in 0..header.record_count {
         let (len, used) = varint::read_i32(records)?;
         records = records.get(used..)?;
-        let body = records.get(..len as usize)?;
+        let body = records.get(..usize::try_from(len).ok()?)?;
         let (ts_delta, used_ts) = varint::read_i64(body.get(1..)?)?;
         let (offset_delta, _) = varint::read_i32(body.get(1 + used_ts..)?)?;
         let ts = header.base_timestamp + ts_delta;
@@ -291,6 +332,28 @@ pub fn first_record_at_or_after(batch: &[u8], timestamp: i64) -> Option<(i64, i6
         records = &records[len as usize..];
     }
     None
+}
+
+/// The same batch with its records compressed by `to` instead: records,
+/// offsets, timestamps and producer fields unchanged, the attributes' codec
+/// bits, the length and the CRC rewritten. The records are checked as
+/// [`validate`] checks uncompressed ones. This is the one place the broker
+/// re-encodes a batch: a topic whose `compression.type` names a codec.
+pub fn recompress(batch: &[u8], to: Compression) -> Result<Vec<u8>, BatchError> {
+    let header = check_integrity(batch)?;
+    let section = records_section(batch)?;
+    walk_records(&section, header.record_count)?;
+    let body = codec::compress(to, &section)?;
+    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
+    out.extend_from_slice(&batch[..HEADER_BYTES]);
+    out.extend_from_slice(&body);
+    let batch_length = (out.len() - LOG_OVERHEAD) as i32;
+    out[OFF_BATCH_LENGTH..OFF_BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let attributes = (header.attributes & !ATTR_COMPRESSION) | to.attribute();
+    out[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
 }
 
 /// Writes `baseOffset` in place. The CRC does not cover it.

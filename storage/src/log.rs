@@ -560,7 +560,7 @@ impl PartitionLog {
 
     /// The first record whose timestamp is at or after `timestamp` (Kafka's
     /// ListOffsets by time), or `None` when every record is older. Exact for
-    /// uncompressed batches; for compressed ones the batch's base offset.
+    /// every codec: the batch holding the answer is decompressed.
     pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
         let mut offset = {
             let s = self.inner.shared.borrow();

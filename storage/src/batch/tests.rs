@@ -244,3 +244,65 @@ proptest! {
         prop_assert_eq!(varint::read_i64(&out), Some((v64, out.len())));
     }
 }
+
+const KAFKA_CODECS: [(KCompression, Compression); 5] = [
+    (KCompression::None, Compression::None),
+    (KCompression::Gzip, Compression::Gzip),
+    (KCompression::Snappy, Compression::Snappy),
+    (KCompression::Lz4, Compression::Lz4),
+    (KCompression::Zstd, Compression::Zstd),
+];
+
+/// Records at 1_700_000_000_000 + i: every codec answers the exact record.
+#[test]
+fn timestamp_lookup_is_exact_for_every_codec() {
+    for (k, ours) in KAFKA_CODECS {
+        let mut b = kafka_batch(20, k);
+        set_base_offset(&mut b, 1000);
+        assert_eq!(BatchHeader::parse(&b).unwrap().compression().unwrap(), ours);
+        for i in 0..20 {
+            assert_eq!(
+                first_record_at_or_after(&b, 1_700_000_000_000 + i),
+                Some((1000 + i, 1_700_000_000_000 + i)),
+                "{k:?} record {i}"
+            );
+        }
+        assert_eq!(first_record_at_or_after(&b, 1_700_000_000_020), None);
+    }
+}
+
+/// Recompressing into any codec keeps every record, offset and timestamp as
+/// the kafka-protocol decoder reads them, and the result validates.
+#[test]
+fn recompress_between_every_pair_of_codecs() {
+    for (from_k, _) in KAFKA_CODECS {
+        let original = kafka_batch(30, from_k);
+        let want = RecordBatchDecoder::decode(&mut Bytes::from(original.clone()))
+            .unwrap()
+            .records;
+        for (to_k, to) in KAFKA_CODECS {
+            let re = recompress(&original, to).unwrap();
+            let h = validate(&re, usize::MAX).unwrap();
+            assert_eq!(h.compression().unwrap(), to, "{from_k:?} -> {to_k:?}");
+            let got = RecordBatchDecoder::decode(&mut Bytes::from(re)).unwrap();
+            assert_eq!(got.records.len(), want.len());
+            for (g, w) in got.records.iter().zip(&want) {
+                assert_eq!(
+                    (g.offset, g.timestamp, &g.key, &g.value, &g.headers),
+                    (w.offset, w.timestamp, &w.key, &w.value, &w.headers),
+                    "{from_k:?} -> {to_k:?}"
+                );
+            }
+        }
+    }
+    // A compressed batch whose records do not match its count is refused.
+    let mut b = kafka_batch(3, KCompression::Gzip);
+    b[OFF_RECORD_COUNT..OFF_RECORD_COUNT + 4].copy_from_slice(&4i32.to_be_bytes());
+    b[OFF_LAST_OFFSET_DELTA..OFF_LAST_OFFSET_DELTA + 4].copy_from_slice(&3i32.to_be_bytes());
+    let crc = compute_crc(&b);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        recompress(&b, Compression::Lz4),
+        Err(BatchError::RecordCountMismatch { .. })
+    ));
+}
