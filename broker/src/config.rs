@@ -110,6 +110,8 @@ pub struct TopicDefaults {
     pub segment_ms: i64,
     pub max_message_bytes: i64,
     pub flush_ms: i64,
+    /// `compression.type` of topics that do not set it.
+    pub compression_type: String,
 }
 
 /// Resolved broker settings.
@@ -202,6 +204,7 @@ impl BrokerConfig {
                 .default_flush_ms
                 .or(file.default_flush_ms)
                 .unwrap_or(1000),
+            compression_type: "producer".into(),
         };
         if d.partitions < 1 {
             bail!("--default-partitions must be at least 1");

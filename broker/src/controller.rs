@@ -107,6 +107,8 @@ pub struct Placement {
     pub shards: usize,
     /// Partition count for topics created without one.
     pub default_partitions: i32,
+    /// This broker's id.
+    pub node_id: i32,
 }
 
 impl Shard {
@@ -120,7 +122,8 @@ impl Shard {
         self.on(0, move |s0| async move {
             let placement = Placement {
                 shards: s0.router.shards(),
-                default_partitions: s0.config.topic_defaults.partitions,
+                default_partitions: s0.topic_defaults_of(&s0.meta()).partitions,
+                node_id: s0.config.node_id,
             };
             let controller = s0
                 .controller

@@ -1,12 +1,18 @@
 //! Storage outcomes as Kafka error codes: the one place they are mapped.
 
 use rill_net::kafka_protocol::ResponseError;
-use rill_storage::batch::BatchError;
+use rill_storage::batch::{BatchError, CodecError};
 use rill_storage::StorageError;
 
 pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
-        StorageError::InvalidBatch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+        StorageError::InvalidBatch(BatchError::TooLarge { .. })
+        | StorageError::InvalidBatch(BatchError::Codec(CodecError::TooLarge { .. })) => {
+            ResponseError::MessageTooLarge
+        }
+        StorageError::InvalidBatch(BatchError::Codec(CodecError::Compress { .. })) => {
+            ResponseError::KafkaStorageError
+        }
         StorageError::InvalidBatch(_) => ResponseError::CorruptMessage,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Corrupt { .. } => ResponseError::CorruptMessage,

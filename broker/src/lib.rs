@@ -10,6 +10,7 @@
 //! - [`config`]: flags and the TOML config file.
 
 pub mod api;
+pub mod broker_config;
 pub mod cli;
 pub mod config;
 pub mod controller;

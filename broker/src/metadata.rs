@@ -31,6 +31,10 @@ pub struct ClusterMeta {
     /// Bumped on every change.
     pub version: u64,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Dynamic broker configs by resource name: `""` for the cluster-wide
+    /// default, a node id for one broker (see `broker_config`).
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 const FILE: &str = "cluster.json";
@@ -45,6 +49,16 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 }
 
 impl ClusterMeta {
+    /// A cluster with no topics and no dynamic configs.
+    pub fn empty(cluster_id: &str) -> ClusterMeta {
+        ClusterMeta {
+            cluster_id: cluster_id.to_string(),
+            version: 0,
+            topics: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
+        }
+    }
+
     /// Reads the metadata, or starts a new cluster id for an empty data dir.
     pub fn load_or_init(data_dir: &Path) -> anyhow::Result<ClusterMeta> {
         let path = meta_dir(data_dir).join(FILE);
@@ -52,11 +66,7 @@ impl ClusterMeta {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("parsing {}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let meta = ClusterMeta {
-                    cluster_id: Uuid::new_v4().simple().to_string()[..22].to_string(),
-                    version: 0,
-                    topics: BTreeMap::new(),
-                };
+                let meta = ClusterMeta::empty(&Uuid::new_v4().simple().to_string()[..22]);
                 meta.save(data_dir)?;
                 Ok(meta)
             }
@@ -165,11 +175,7 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "sp ace", &"x".repeat(250)] {
             assert!(validate_topic_name(bad).is_err(), "{bad}");
         }
-        let mut meta = ClusterMeta {
-            cluster_id: "c".into(),
-            version: 0,
-            topics: BTreeMap::new(),
-        };
+        let mut meta = ClusterMeta::empty("c");
         let parts = meta.place(5, 2);
         assert_eq!(
             parts.iter().map(|p| p.shard).collect::<Vec<_>>(),

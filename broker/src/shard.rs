@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use rill_storage::batch::Compression;
 use rill_storage::signal::Signal;
 use rill_storage::PartitionLog;
 use uuid::Uuid;
@@ -50,6 +51,9 @@ pub struct Partition {
     pub log: PartitionLog,
     /// Notified after every append, for fetches waiting on new data.
     pub appended: Signal,
+    /// The topic's `compression.type` codec, when it names one: batches in
+    /// another codec are recompressed on append. `None` stores them as sent.
+    pub recompress_to: Cell<Option<Compression>>,
 }
 
 /// A partition the metadata places on a shard that the shard could not open.
@@ -121,6 +125,16 @@ impl Shard {
         }
     }
 
+    /// The topic defaults in force under `meta`: the broker's static ones
+    /// with the dynamic broker configs over them.
+    pub fn topic_defaults_of(&self, meta: &ClusterMeta) -> crate::config::TopicDefaults {
+        crate::broker_config::effective_defaults(
+            &self.config.topic_defaults,
+            meta,
+            self.config.node_id,
+        )
+    }
+
     /// A partition this shard owns and has open.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         self.partitions
@@ -180,19 +194,20 @@ impl Shard {
     pub async fn apply_metadata(self: &Rc<Self>, meta: Arc<ClusterMeta>) -> Vec<OpenFailure> {
         let mut failures = Vec::new();
         let cache = self.cache_bytes_per_partition(&meta);
-        let mut wanted: HashMap<(String, i32), (Uuid, PathBuf, rill_storage::LogConfig)> =
-            HashMap::new();
+        let defaults = self.topic_defaults_of(&meta);
+        type Wanted = (Uuid, PathBuf, rill_storage::LogConfig, Option<Compression>);
+        let mut wanted: HashMap<(String, i32), Wanted> = HashMap::new();
         for t in meta.topics.values() {
-            let log_config = topic_config::log_config(
-                &t.configs,
-                &self.config.topic_defaults,
-                cache,
-                self.config.write_sizing,
-            );
+            let log_config =
+                topic_config::log_config(&t.configs, &defaults, cache, self.config.write_sizing);
+            let codec = topic_config::compression(&t.configs, &defaults);
             for (i, p) in t.partitions.iter().enumerate() {
                 if p.shard == self.id {
                     let dir = partition_dir(&self.config.data_dir, &t.name, i as i32);
-                    wanted.insert((t.name.clone(), i as i32), (t.id, dir, log_config.clone()));
+                    wanted.insert(
+                        (t.name.clone(), i as i32),
+                        (t.id, dir, log_config.clone(), codec),
+                    );
                 }
             }
         }
@@ -201,7 +216,7 @@ impl Shard {
             .partitions
             .borrow()
             .iter()
-            .filter(|(key, p)| wanted.get(*key).is_none_or(|(id, _, _)| *id != p.topic_id))
+            .filter(|(key, p)| wanted.get(*key).is_none_or(|w| w.0 != p.topic_id))
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect();
         for (key, part) in leaving {
@@ -222,9 +237,10 @@ impl Shard {
             }
         }
         *self.meta.borrow_mut() = meta;
-        for (key, (topic_id, dir, log_config)) in wanted {
+        for (key, (topic_id, dir, log_config, codec)) in wanted {
             if let Some(existing) = self.partition(&key.0, key.1) {
                 existing.log.reconfigure(log_config);
+                existing.recompress_to.set(codec);
                 continue;
             }
             match PartitionLog::open(&dir, log_config).await {
@@ -233,6 +249,7 @@ impl Shard {
                         topic_id,
                         log,
                         appended: Signal::default(),
+                        recompress_to: Cell::new(codec),
                     });
                     self.partitions.borrow_mut().insert(key, part);
                 }

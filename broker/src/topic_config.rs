@@ -69,7 +69,11 @@ pub const KNOWN: &[Known] = &[
         Kind::Choice(&["CreateTime"]),
         true,
     ),
-    k("compression.type", Kind::Choice(&["producer"]), true),
+    k(
+        "compression.type",
+        Kind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        true,
+    ),
     k(
         "min.insync.replicas",
         Kind::Int {
@@ -153,7 +157,7 @@ pub fn default_value(name: &str, d: &TopicDefaults) -> String {
         "flush.ms" => d.flush_ms.to_string(),
         "index.interval.bytes" => "4096".into(),
         "message.timestamp.type" => "CreateTime".into(),
-        "compression.type" => "producer".into(),
+        "compression.type" => d.compression_type.clone(),
         "min.insync.replicas" => "1".into(),
         "unclean.leader.election.enable" => "false".into(),
         "delete.retention.ms" => "86400000".into(),
@@ -189,6 +193,27 @@ fn get(overrides: &BTreeMap<String, String>, d: &TopicDefaults, name: &str) -> i
         .get(name)
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| default_value(name, d).parse().expect("numeric default"))
+}
+
+/// The codec a topic stores batches in: `None` keeps the producer's
+/// (`producer`, the default), `Some` recompresses batches that differ.
+pub fn compression(
+    overrides: &BTreeMap<String, String>,
+    d: &TopicDefaults,
+) -> Option<rill_storage::batch::Compression> {
+    use rill_storage::batch::Compression;
+    let v = overrides
+        .get("compression.type")
+        .cloned()
+        .unwrap_or_else(|| d.compression_type.clone());
+    match v.trim() {
+        "uncompressed" => Some(Compression::None),
+        "gzip" => Some(Compression::Gzip),
+        "snappy" => Some(Compression::Snappy),
+        "lz4" => Some(Compression::Lz4),
+        "zstd" => Some(Compression::Zstd),
+        _ => None,
+    }
 }
 
 /// The storage settings of a partition of a topic with these overrides.
@@ -242,6 +267,7 @@ mod tests {
             segment_ms: 60_000,
             max_message_bytes: 1 << 20,
             flush_ms: 0,
+            compression_type: "producer".into(),
         }
     }
 

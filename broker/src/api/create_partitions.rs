@@ -9,20 +9,26 @@ use rill_net::kafka_protocol::messages::{
 };
 use rill_net::kafka_protocol::ResponseError;
 
-use super::str_bytes;
+use super::{replica_assignment, str_bytes};
 use crate::shard::Shard;
 
 const PARTITIONS_MAX: i32 = 100_000;
 
 pub async fn handle(shard: &Rc<Shard>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let wanted: Vec<(String, i32, bool)> = req
+    // (topic, new count, replica lists of the new partitions if given)
+    type Wanted = (String, i32, Option<Vec<Vec<i32>>>);
+    let wanted: Vec<Wanted> = req
         .topics
         .iter()
         .map(|t| {
             (
                 t.name.as_str().to_string(),
                 t.count,
-                t.assignments.is_some(),
+                t.assignments.as_ref().map(|a| {
+                    a.iter()
+                        .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                }),
             )
         })
         .collect();
@@ -36,9 +42,6 @@ pub async fn handle(shard: &Rc<Shard>, req: CreatePartitionsRequest) -> CreatePa
                         let current = meta.topics.get(name).map(|t| t.partitions.len() as i32);
                         let error = match current {
                             None => Some((ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist"))),
-                            Some(_) if *manual => {
-                                Some((ResponseError::InvalidReplicaAssignment, "manual replica assignment is not supported".into()))
-                            }
                             Some(c) if *count <= c => Some((
                                 ResponseError::InvalidPartitions,
                                 format!("topic `{name}` has {c} partitions; the new count must be larger, not {count}"),
@@ -46,14 +49,28 @@ pub async fn handle(shard: &Rc<Shard>, req: CreatePartitionsRequest) -> CreatePa
                             Some(_) if *count > PARTITIONS_MAX => {
                                 Some((ResponseError::InvalidPartitions, format!("at most {PARTITIONS_MAX} partitions")))
                             }
-                            Some(c) => {
+                            Some(c) if manual.as_ref().is_some_and(|a| a.len() as i32 != *count - c) => Some((
+                                ResponseError::InvalidReplicaAssignment,
+                                format!(
+                                    "increasing the partition count of `{name}` by {} needs that many assignments, not {}",
+                                    *count - c,
+                                    manual.as_ref().map_or(0, |a| a.len())
+                                ),
+                            )),
+                            Some(c) => match manual.as_ref().map(|a| replica_assignment::check(a, c, &[placement.node_id])) {
+                                Some(Err(e)) => Some(e),
+                                Some(Ok(factor)) if factor != 1 => Some((
+                                    ResponseError::InvalidReplicaAssignment,
+                                    format!("`{name}` has 1 replica per partition; the new partitions are assigned {factor}"),
+                                )),
+                                _ => {
                                 if !validate_only {
                                     let added = meta.place((*count - c) as usize, placement.shards);
                                     meta.topics.get_mut(name).expect("exists").partitions.extend(added);
                                     changed = true;
                                 }
                                 None
-                            }
+                            }},
                         };
                         out.push((name.clone(), error));
                     }

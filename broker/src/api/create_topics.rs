@@ -9,7 +9,8 @@ use rill_net::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsRespon
 use rill_net::kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::str_bytes;
+use super::{replica_assignment, str_bytes};
+use crate::controller::Placement;
 use crate::metadata::{validate_topic_name, ClusterMeta, TopicMeta};
 use crate::shard::Shard;
 use crate::topic_config;
@@ -19,7 +20,8 @@ struct Spec {
     name: String,
     partitions: i32,
     replication_factor: i16,
-    has_assignments: bool,
+    /// Manual replica assignment: (partition index, broker ids).
+    assignments: Vec<(i32, Vec<i32>)>,
     configs: Vec<(String, Option<String>)>,
 }
 
@@ -54,8 +56,9 @@ const PARTITIONS_MAX: i32 = 100_000;
 fn check(
     spec: &Spec,
     meta: &ClusterMeta,
-    default_partitions: i32,
+    placement: &Placement,
 ) -> Result<(i32, BTreeMap<String, String>), (ResponseError, String)> {
+    let default_partitions = placement.default_partitions;
     validate_topic_name(&spec.name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
     if meta.topics.contains_key(&spec.name) {
         return Err((
@@ -63,13 +66,27 @@ fn check(
             format!("topic `{}` already exists", spec.name),
         ));
     }
-    if spec.has_assignments {
-        return Err((
-            ResponseError::InvalidReplicaAssignment,
-            "manual replica assignment is not supported".into(),
-        ));
-    }
-    let partitions = if spec.partitions == -1 {
+    let mut replication_factor = spec.replication_factor;
+    let partitions = if !spec.assignments.is_empty() {
+        let lists = replica_assignment::in_partition_order(spec.assignments.clone())?;
+        let factor = replica_assignment::check(&lists, 0, &[placement.node_id])?;
+        let n = lists.len() as i32;
+        // Kafka wants -1 for both with an assignment; the matching numbers are
+        // accepted too, since they say the same thing.
+        if !(spec.partitions == -1 || spec.partitions == n)
+            || !(spec.replication_factor == -1 || spec.replication_factor as usize == factor)
+        {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!(
+                    "the replica assignment gives {n} partitions of {factor} replicas, but the request also asks for {} partitions of {} replicas; give one or the other",
+                    spec.partitions, spec.replication_factor
+                ),
+            ));
+        }
+        replication_factor = factor as i16;
+        n
+    } else if spec.partitions == -1 {
         default_partitions
     } else {
         spec.partitions
@@ -80,12 +97,11 @@ fn check(
             format!("partition count must be 1..={PARTITIONS_MAX}, not {partitions}"),
         ));
     }
-    if !(spec.replication_factor == -1 || spec.replication_factor == 1) {
+    if !(replication_factor == -1 || replication_factor == 1) {
         return Err((
             ResponseError::InvalidReplicationFactor,
             format!(
-                "replication factor {} is larger than the 1 broker available",
-                spec.replication_factor
+                "replication factor {replication_factor} is larger than the 1 broker available"
             ),
         ));
     }
@@ -115,7 +131,16 @@ pub async fn handle(
             name: t.name.as_str().to_string(),
             partitions: t.num_partitions,
             replication_factor: t.replication_factor,
-            has_assignments: !t.assignments.is_empty(),
+            assignments: t
+                .assignments
+                .iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect(),
             configs: t
                 .configs
                 .iter()
@@ -135,24 +160,17 @@ pub async fn handle(
             let mut changed = false;
             let mut results = Vec::new();
             for spec in &specs {
-                let r =
-                    check(spec, meta, placement.default_partitions).map(|(partitions, configs)| {
-                        if validate_only {
-                            (Uuid::nil(), partitions)
-                        } else {
-                            changed = true;
-                            (
-                                insert_topic(
-                                    meta,
-                                    &spec.name,
-                                    partitions,
-                                    configs,
-                                    placement.shards,
-                                ),
-                                partitions,
-                            )
-                        }
-                    });
+                let r = check(spec, meta, placement).map(|(partitions, configs)| {
+                    if validate_only {
+                        (Uuid::nil(), partitions)
+                    } else {
+                        changed = true;
+                        (
+                            insert_topic(meta, &spec.name, partitions, configs, placement.shards),
+                            partitions,
+                        )
+                    }
+                });
                 results.push((spec.name.clone(), r));
             }
             (results, changed)

@@ -9,6 +9,7 @@ use rill_net::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigs
 use rill_net::kafka_protocol::ResponseError;
 
 use super::str_bytes;
+use crate::broker_config::{self, Layer};
 use crate::shard::Shard;
 use crate::topic_config::{self, KNOWN};
 
@@ -41,7 +42,15 @@ pub fn handle(
     version: i16,
 ) -> DescribeConfigsResponse {
     let meta = shard.meta();
-    let defaults = &shard.config.topic_defaults;
+    let node_id = shard.config.node_id;
+    let defaults = &shard.topic_defaults_of(&meta);
+    // A topic config without an override takes its default from a dynamic
+    // broker config when one is set (and says so), else the static default.
+    let default_source = |topic_config: &str| {
+        broker_config::for_topic_config(topic_config)
+            .and_then(|c| broker_config::dynamic_value(&meta, node_id, c.name))
+            .map_or(SOURCE_DEFAULT, |(_, layer)| layer.source())
+    };
     let mut resp = DescribeConfigsResponse::default();
     resp.results = req
         .resources
@@ -76,7 +85,7 @@ pub fn handle(
                                 None => entry(
                                     c.name,
                                     topic_config::default_value(c.name, defaults),
-                                    SOURCE_DEFAULT,
+                                    default_source(c.name),
                                     topic_config::config_type(c),
                                     version,
                                 ),
@@ -89,9 +98,14 @@ pub fn handle(
                         || r.resource_name.as_str() == shard.config.node_id.to_string() =>
                 {
                     let c = &shard.config;
-                    let settings = [
+                    // The cluster-default resource ("") shows only what is set
+                    // at that layer, as Kafka does; the broker shows everything.
+                    let cluster_default = r.resource_name.is_empty();
+                    let read_only = [
                         ("broker.id", c.node_id.to_string(), 3),
-                        ("num.partitions", defaults.partitions.to_string(), 3),
+                        ("node.id", c.node_id.to_string(), 3),
+                        ("log.dirs", c.data_dir.display().to_string(), 2),
+                        ("listeners", format!("PLAINTEXT://{}", c.listen), 2),
                         (
                             "auto.create.topics.enable",
                             c.auto_create_topics.to_string(),
@@ -102,26 +116,46 @@ pub fn handle(
                             c.max_request_bytes.to_string(),
                             3,
                         ),
-                        ("log.retention.ms", defaults.retention_ms.to_string(), 5),
-                        (
-                            "log.retention.bytes",
-                            defaults.retention_bytes.to_string(),
-                            5,
-                        ),
-                        ("log.segment.bytes", defaults.segment_bytes.to_string(), 3),
-                        ("log.roll.ms", defaults.segment_ms.to_string(), 5),
-                        (
-                            "message.max.bytes",
-                            defaults.max_message_bytes.to_string(),
-                            3,
-                        ),
-                        ("log.flush.interval.ms", defaults.flush_ms.to_string(), 5),
                     ];
-                    out.configs = settings
-                        .into_iter()
-                        .filter(|(n, _, _)| wanted(n))
-                        .map(|(n, v, ty)| entry(n, v, SOURCE_STATIC_BROKER, ty, version))
-                        .collect();
+                    let mut configs: Vec<_> = Vec::new();
+                    if !cluster_default {
+                        configs.extend(read_only.into_iter().filter(|(n, _, _)| wanted(n)).map(
+                            |(n, v, ty)| {
+                                let mut e = entry(n, v, SOURCE_STATIC_BROKER, ty, version);
+                                e.read_only = true;
+                                e
+                            },
+                        ));
+                    }
+                    for d in broker_config::DYNAMIC.iter().filter(|d| wanted(d.name)) {
+                        let set = if cluster_default {
+                            meta.broker_configs
+                                .get("")
+                                .and_then(|m| m.get(d.name))
+                                .map(|v| (v.clone(), Layer::ClusterDefault))
+                        } else {
+                            broker_config::dynamic_value(&meta, node_id, d.name)
+                                .map(|(v, l)| (v.to_string(), l))
+                        };
+                        match set {
+                            Some((v, layer)) => configs.push(entry(
+                                d.name,
+                                v,
+                                layer.source(),
+                                d.config_type,
+                                version,
+                            )),
+                            None if !cluster_default => configs.push(entry(
+                                d.name,
+                                broker_config::current_value(d, defaults),
+                                Layer::Static.source(),
+                                d.config_type,
+                                version,
+                            )),
+                            None => {}
+                        }
+                    }
+                    out.configs = configs;
                 }
                 RESOURCE_BROKER => {
                     out.error_code = ResponseError::InvalidRequest.code();

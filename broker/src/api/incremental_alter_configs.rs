@@ -1,7 +1,8 @@
-//! IncrementalAlterConfigs for topics: SET, DELETE (back to the default),
-//! APPEND/SUBTRACT (list configs; none of Rill's topic configs are lists).
-//! Also the shared machinery of the legacy AlterConfigs, which replaces a
-//! topic's whole set of overrides.
+//! IncrementalAlterConfigs for topics and for the broker's dynamic configs
+//! (resource name `""` for the cluster-wide default, or this broker's id):
+//! SET, DELETE (back to the default), APPEND/SUBTRACT (list configs; none of
+//! Rill's are lists). Also the shared machinery of the legacy AlterConfigs,
+//! which replaces a resource's whole set of overrides.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -12,8 +13,9 @@ use rill_net::kafka_protocol::messages::{
 };
 use rill_net::kafka_protocol::ResponseError;
 
-use super::describe_configs::RESOURCE_TOPIC;
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{str_bytes, Failure};
+use crate::broker_config;
 use crate::shard::Shard;
 use crate::topic_config;
 
@@ -34,15 +36,45 @@ pub(super) struct Alter {
     pub change: Change,
 }
 
+/// Which configs a resource takes.
+#[derive(Clone, Copy)]
+enum Kind {
+    Topic,
+    Broker,
+}
+
+impl Kind {
+    fn validate(self, name: &str, value: &str) -> Result<(), String> {
+        match self {
+            Kind::Topic => topic_config::validate(name, value),
+            Kind::Broker => broker_config::validate(name, value),
+        }
+    }
+
+    fn unknown(self, name: &str) -> Option<String> {
+        match self {
+            Kind::Topic if topic_config::known(name).is_none() => {
+                Some(format!("unknown topic config `{name}`"))
+            }
+            Kind::Broker if broker_config::dynamic(name).is_none() => {
+                broker_config::validate(name, "").err()
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The overrides after `change`, or why it is refused.
 fn changed_configs(
+    kind: Kind,
     current: &BTreeMap<String, String>,
     change: &Change,
 ) -> Result<BTreeMap<String, String>, Failure> {
     let set =
         |configs: &mut BTreeMap<String, String>, name: &str, value: &Option<String>| match value {
             Some(v) => {
-                topic_config::validate(name, v).map_err(|m| (ResponseError::InvalidConfig, m))?;
+                kind.validate(name, v)
+                    .map_err(|m| (ResponseError::InvalidConfig, m))?;
                 configs.insert(name.to_string(), v.trim().to_string());
                 Ok(())
             }
@@ -65,11 +97,8 @@ fn changed_configs(
                 match *op {
                     OP_SET => set(&mut configs, name, value)?,
                     OP_DELETE => {
-                        if topic_config::known(name).is_none() {
-                            return Err((
-                                ResponseError::InvalidConfig,
-                                format!("unknown topic config `{name}`"),
-                            ));
+                        if let Some(why) = kind.unknown(name) {
+                            return Err((ResponseError::InvalidConfig, why));
                         }
                         configs.remove(name);
                     }
@@ -128,7 +157,8 @@ pub async fn handle(
     resp
 }
 
-/// Applies config changes to topics on the controller; one result per resource.
+/// Applies config changes to topics and broker configs on the controller;
+/// one result per resource.
 pub(super) async fn alter(
     shard: &Rc<Shard>,
     alters: Vec<Alter>,
@@ -139,32 +169,50 @@ pub(super) async fn alter(
         .map(|a| (a.resource_type, a.name.clone()))
         .collect();
     let outcome = shard
-        .change_metadata(move |meta, _| {
+        .change_metadata(move |meta, placement| {
             let mut changed = false;
             let mut out = Vec::new();
             for a in &alters {
-                let result = if a.resource_type != RESOURCE_TOPIC {
-                    Err((
-                        ResponseError::InvalidRequest,
-                        "only topic configs can be altered".to_string(),
-                    ))
-                } else {
-                    match meta.topics.get(&a.name) {
+                let result = match a.resource_type {
+                    RESOURCE_TOPIC => match meta.topics.get(&a.name) {
                         None => Err((
                             ResponseError::UnknownTopicOrPartition,
                             format!("topic `{}` does not exist", a.name),
                         )),
-                        Some(topic) => changed_configs(&topic.configs, &a.change),
+                        Some(topic) => changed_configs(Kind::Topic, &topic.configs, &a.change),
+                    },
+                    RESOURCE_BROKER
+                        if a.name.is_empty() || a.name == placement.node_id.to_string() =>
+                    {
+                        let empty = BTreeMap::new();
+                        let current = meta.broker_configs.get(&a.name).unwrap_or(&empty);
+                        changed_configs(Kind::Broker, current, &a.change)
                     }
+                    RESOURCE_BROKER => Err((
+                        ResponseError::InvalidRequest,
+                        format!(
+                            "no broker `{}` (this is broker {}; `\"\"` is the cluster default)",
+                            a.name, placement.node_id
+                        ),
+                    )),
+                    other => Err((
+                        ResponseError::InvalidRequest,
+                        format!("configs of resource type {other} cannot be altered"),
+                    )),
                 };
                 match result {
                     Ok(configs) => {
                         if !validate_only {
-                            let t = meta.topics.get_mut(&a.name).expect("checked");
-                            if t.configs != configs {
-                                t.configs = configs;
+                            let slot = if a.resource_type == RESOURCE_TOPIC {
+                                &mut meta.topics.get_mut(&a.name).expect("checked").configs
+                            } else {
+                                meta.broker_configs.entry(a.name.clone()).or_default()
+                            };
+                            if *slot != configs {
+                                *slot = configs;
                                 changed = true;
                             }
+                            meta.broker_configs.retain(|_, m| !m.is_empty());
                         }
                         out.push((a.resource_type, a.name.clone(), None));
                     }

@@ -13,6 +13,7 @@ mod incremental_alter_configs;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod replica_assignment;
 
 use std::future::Future;
 use std::rc::Rc;

@@ -148,6 +148,25 @@ struct Appended {
     sync: Option<(usize, i64)>,
 }
 
+/// Validates a produced batch and, when the topic names a codec other than
+/// the batch's, recompresses it (the one case where the broker re-encodes a
+/// batch; otherwise the producer's bytes are stored as they came).
+fn accept_batch(
+    b: Bytes,
+    max_bytes: usize,
+    recompress_to: Option<batch::Compression>,
+) -> Result<(Bytes, batch::BatchHeader), batch::BatchError> {
+    let h = batch::validate(&b, max_bytes)?;
+    match recompress_to {
+        Some(codec) if h.compression()? != codec => {
+            let re = Bytes::from(batch::recompress(&b, codec)?);
+            let h = batch::validate(&re, max_bytes)?;
+            Ok((re, h))
+        }
+        _ => Ok((b, h)),
+    }
+}
+
 /// Phase one on the owner shard: validate every batch, then append them
 /// without waiting for the disk. The order of appends is fixed here.
 async fn append_partition(
@@ -181,10 +200,11 @@ async fn append_partition(
                 None => return done(failed(ResponseError::CorruptMessage)),
             };
             let config = part.log.config();
+            let recompress_to = part.recompress_to.get();
             let mut checked = Vec::with_capacity(batches.len());
             for b in batches {
-                match batch::validate(&b, config.batch_bytes_max) {
-                    Ok(h) => checked.push((b, h)),
+                match accept_batch(b, config.batch_bytes_max, recompress_to) {
+                    Ok(checked_batch) => checked.push(checked_batch),
                     Err(e) => {
                         tracing::debug!(%topic, partition, error = %e, "rejected a batch");
                         return done(failed(storage_error(&e.into())));
