@@ -56,7 +56,50 @@ pub struct ConfigEntry {
     pub read_only: bool,
     /// True when set on the topic, false when a default.
     pub is_override: bool,
+    /// Where the value comes from (DescribeConfigs v1+; `Default` on v0).
+    pub source: ConfigSource,
     pub sensitive: bool,
+}
+
+/// Kafka's `ConfigSource`: which layer a config's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic.
+    Topic,
+    /// A dynamic config of this broker.
+    DynamicBroker,
+    /// A dynamic cluster-wide default.
+    DynamicDefaultBroker,
+    /// The broker's configuration file or flags.
+    StaticBroker,
+    /// The built-in default.
+    Default,
+    /// A source this client does not name.
+    Other(i8),
+}
+
+impl ConfigSource {
+    fn from_code(code: i8) -> ConfigSource {
+        match code {
+            1 => ConfigSource::Topic,
+            2 => ConfigSource::DynamicBroker,
+            3 => ConfigSource::DynamicDefaultBroker,
+            4 => ConfigSource::StaticBroker,
+            5 => ConfigSource::Default,
+            other => ConfigSource::Other(other),
+        }
+    }
+
+    /// A short name for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConfigSource::Topic => "topic",
+            ConfigSource::DynamicBroker => "broker (dynamic)",
+            ConfigSource::DynamicDefaultBroker => "cluster default (dynamic)",
+            ConfigSource::StaticBroker => "broker (static)",
+            ConfigSource::Default | ConfigSource::Other(_) => "default",
+        }
+    }
 }
 
 /// Which offset [`Admin::list_offsets`] asks for.
@@ -266,6 +309,11 @@ impl Admin {
                 read_only: c.read_only,
                 // v1+: source 1 = topic config; v0 had is_default instead.
                 is_override: version >= 1 && c.config_source == 1,
+                source: if version >= 1 {
+                    ConfigSource::from_code(c.config_source)
+                } else {
+                    ConfigSource::Default
+                },
                 sensitive: c.is_sensitive,
             })
             .collect())

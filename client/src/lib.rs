@@ -52,7 +52,7 @@ pub mod producer;
 pub mod protocol;
 pub mod transport;
 
-pub use admin::{Admin, ConfigChange, ConfigEntry, NewTopic, OffsetSpec};
+pub use admin::{Admin, ConfigChange, ConfigEntry, ConfigSource, NewTopic, OffsetSpec};
 pub use cluster::{BrokerInfo, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset, TopicPartition};
 pub use error::{Error, Result};

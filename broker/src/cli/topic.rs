@@ -160,7 +160,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                     .map(|c| {
                         (
                             c.name.clone(),
-                            json!({"value": c.value, "override": c.is_override}),
+                            json!({"value": c.value, "override": c.is_override, "source": c.source.label()}),
                         )
                     })
                     .collect();
@@ -209,7 +209,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                         vec![
                             c.name.clone(),
                             c.value.clone().unwrap_or_else(|| "-".into()),
-                            if c.is_override { "topic" } else { "default" }.into(),
+                            c.source.label().into(),
                         ]
                     })
                     .collect();
