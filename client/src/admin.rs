@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
     DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use crate::cluster::{Client, TopicMetadata};
 use crate::consumer::TopicPartition;
@@ -291,7 +292,7 @@ impl Admin {
             .next()
             .ok_or_else(|| Error::Protocol("empty DescribeConfigs answer".into()))?;
         if result.error_code != 0 {
-            if result.error_code == 3 {
+            if result.error_code == ResponseError::UnknownTopicOrPartition.code() {
                 return Err(Error::UnknownTopicOrPartition(topic.to_string()));
             }
             return Err(Error::kafka(
@@ -352,7 +353,7 @@ impl Admin {
             .into_iter()
             .next()
             .ok_or_else(|| Error::Protocol("empty IncrementalAlterConfigs answer".into()))?;
-        if r.error_code == 3 {
+        if r.error_code == ResponseError::UnknownTopicOrPartition.code() {
             return Err(Error::UnknownTopicOrPartition(topic.to_string()));
         }
         if r.error_code != 0 {
@@ -396,7 +397,13 @@ pub(crate) async fn list_offsets_at(
         };
         match leader {
             Some(l) => by_leader.entry(l).or_default().push(i),
-            None => answers[i] = Some(Err(Error::kafka(5, format!("{tp} has no leader"), None))),
+            None => {
+                answers[i] = Some(Err(Error::kafka(
+                    ResponseError::LeaderNotAvailable.code(),
+                    format!("{tp} has no leader"),
+                    None,
+                )))
+            }
         }
     }
     // A request names each partition once: asking for two offsets of one

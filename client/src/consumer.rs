@@ -580,11 +580,13 @@ async fn fetch(
             } else {
                 let mut records = Vec::new();
                 let data = p.records.clone().unwrap_or_default();
-                decode_batches(&data, offset, &mut records).map(|next| FetchedData {
-                    records,
-                    next,
-                    high_watermark: p.high_watermark,
-                })
+                decode_batches(&data, offset, &mut records)
+                    .map(|next| FetchedData {
+                        records,
+                        next,
+                        high_watermark: p.high_watermark,
+                    })
+                    .map_err(Error::from)
             };
             answers.insert(key, outcome);
         }

@@ -54,7 +54,7 @@ impl Error {
     pub fn kafka(code: i16, context: impl Into<String>, message: Option<String>) -> Error {
         let e = ResponseError::try_from_code(code);
         let (name, retriable) = match e {
-            Some(e) => (response_error_name(e), e.is_retriable()),
+            Some(e) => (rill_net::error_code::name(e), e.is_retriable()),
             None => ("UNKNOWN", false),
         };
         Error::Kafka {
@@ -70,7 +70,7 @@ impl Error {
     pub fn check(code: i16, context: impl FnOnce() -> String) -> Result<()> {
         if code == 0 {
             Ok(())
-        } else if code == 3 {
+        } else if code == ResponseError::UnknownTopicOrPartition.code() {
             Err(Error::UnknownTopicOrPartition(context()))
         } else {
             Err(Error::kafka(code, context(), None))
@@ -88,8 +88,10 @@ impl Error {
     pub fn code(&self) -> Option<i16> {
         match self {
             Error::Kafka { code, .. } => Some(*code),
-            Error::UnknownTopicOrPartition(_) => Some(3),
-            Error::UnsupportedVersion { .. } => Some(35),
+            Error::UnknownTopicOrPartition(_) => {
+                Some(ResponseError::UnknownTopicOrPartition.code())
+            }
+            Error::UnsupportedVersion { .. } => Some(ResponseError::UnsupportedVersion.code()),
             _ => None,
         }
     }
@@ -112,60 +114,21 @@ impl Error {
     }
 }
 
-fn response_error_name(e: ResponseError) -> &'static str {
-    use ResponseError as E;
-    match e {
-        E::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
-        E::CorruptMessage => "CORRUPT_MESSAGE",
-        E::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
-        E::InvalidFetchSize => "INVALID_FETCH_SIZE",
-        E::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
-        E::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
-        E::RequestTimedOut => "REQUEST_TIMED_OUT",
-        E::BrokerNotAvailable => "BROKER_NOT_AVAILABLE",
-        E::MessageTooLarge => "MESSAGE_TOO_LARGE",
-        E::NetworkException => "NETWORK_EXCEPTION",
-        E::InvalidTopicException => "INVALID_TOPIC_EXCEPTION",
-        E::RecordListTooLarge => "RECORD_LIST_TOO_LARGE",
-        E::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
-        E::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-        E::InvalidRequiredAcks => "INVALID_REQUIRED_ACKS",
-        E::TopicAuthorizationFailed => "TOPIC_AUTHORIZATION_FAILED",
-        E::UnsupportedVersion => "UNSUPPORTED_VERSION",
-        E::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
-        E::InvalidPartitions => "INVALID_PARTITIONS",
-        E::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
-        E::NotController => "NOT_CONTROLLER",
-        E::InvalidRequest => "INVALID_REQUEST",
-        E::InvalidConfig => "INVALID_CONFIG",
-        E::InvalidReplicaAssignment => "INVALID_REPLICA_ASSIGNMENT",
-        E::TopicDeletionDisabled => "TOPIC_DELETION_DISABLED",
-        E::ReassignmentInProgress => "REASSIGNMENT_IN_PROGRESS",
-        E::PolicyViolation => "POLICY_VIOLATION",
-        E::KafkaStorageError => "KAFKA_STORAGE_ERROR",
-        E::UnknownServerError => "UNKNOWN_SERVER_ERROR",
-        E::InvalidRecord => "INVALID_RECORD",
-        E::OffsetNotAvailable => "OFFSET_NOT_AVAILABLE",
-        E::UnknownTopicId => "UNKNOWN_TOPIC_ID",
-        E::InvalidTimestamp => "INVALID_TIMESTAMP",
-        E::ThrottlingQuotaExceeded => "THROTTLING_QUOTA_EXCEEDED",
-        E::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
-        E::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
-        _ => "KAFKA_ERROR",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn codes_keep_their_meaning_and_retriability() {
-        let e = Error::kafka(6, "produce t-0", None);
+        let e = Error::kafka(
+            ResponseError::NotLeaderOrFollower.code(),
+            "produce t-0",
+            None,
+        );
         assert_eq!(e.code(), Some(6));
         assert!(e.is_retriable());
         assert!(e.to_string().contains("NOT_LEADER_OR_FOLLOWER"), "{e}");
-        let e = Error::kafka(10, "produce t-0", None);
+        let e = Error::kafka(ResponseError::MessageTooLarge.code(), "produce t-0", None);
         assert!(!e.is_retriable(), "MESSAGE_TOO_LARGE is fatal");
         assert_eq!(
             Error::check(3, || "t-9".into()).unwrap_err().code(),

@@ -324,7 +324,7 @@ impl Producer {
         );
         if size > shared.config.buffer_memory {
             return Err(Error::kafka(
-                10,
+                kafka_protocol::ResponseError::MessageTooLarge.code(),
                 format!("a record of {size} bytes exceeds buffer_memory"),
                 None,
             ));
@@ -617,7 +617,7 @@ async fn send_request(shared: Arc<Shared>, mut out: Outgoing) {
             };
             match builder.finish(config.compression) {
                 Ok(bytes) => b.payload = Payload::Encoded(bytes),
-                Err(e) => fatal.push((i, e)),
+                Err(e) => fatal.push((i, e.into())),
             }
         }
     }

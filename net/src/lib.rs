@@ -1,6 +1,7 @@
 //! Rill's wire protocols, free of any async runtime, so the broker (glommio)
 //! and the client (tokio) share them.
 //!
+//! - [`error_code`]: Kafka's names for its error codes, the one table.
 //! - [`frame`]: the 4-byte length prefix, refusing oversized frames before
 //!   allocating for them.
 //! - [`request`]: request header and body decoding, with the outcomes a
@@ -18,6 +19,7 @@
 //! assert!(matches!(next_frame(&mut buf, 1024), Ok(Frame::Incomplete { .. })));
 //! ```
 
+pub mod error_code;
 pub mod frame;
 pub mod request;
 pub mod response;

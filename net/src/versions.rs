@@ -50,9 +50,33 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
     r
 }
 
+/// For each API in `ours` (API, lowest, highest) that the peer's ApiVersions
+/// answer lists, the highest version both sides speak; APIs without a common
+/// version are left out. The client side of the table above.
+pub fn negotiate(ours: &[(ApiKey, i16, i16)], theirs: &ApiVersionsResponse) -> Vec<(ApiKey, i16)> {
+    ours.iter()
+        .filter_map(|&(api, min, max)| {
+            let t = theirs.api_keys.iter().find(|k| k.api_key == api as i16)?;
+            let v = max.min(t.max_version);
+            (v >= min.max(t.min_version)).then_some((api, v))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negotiation_takes_the_highest_common_version() {
+        let ours = [
+            (ApiKey::Fetch, 4, 12),
+            (ApiKey::ListOffsets, 1, 7),
+            (ApiKey::DescribeGroups, 5, 5),
+        ];
+        let chosen = negotiate(&ours, &api_versions_response(0));
+        assert_eq!(chosen, vec![(ApiKey::Fetch, 12), (ApiKey::ListOffsets, 6)]);
+    }
 
     #[test]
     fn every_advertised_range_is_one_the_codec_handles() {

@@ -4,7 +4,8 @@
 //! RecordBatch v2 batches, stored as segments in a directory and written with
 //! `O_DIRECT` through io_uring (glommio). Principal pieces:
 //!
-//! - [`batch`]: validating and patching batches without re-encoding them.
+//! - [`batch`]: the RecordBatch v2 format, re-exported from `rill-record`
+//!   (validating and patching batches without re-encoding them).
 //! - [`appender`]: aligned direct-I/O writes with several in flight.
 //! - [`segment`], [`offset_index`], [`time_index`], [`index_file`]: segments and their sparse indexes.
 //! - [`checkpoint`], [`scan`], and [`log`]'s recovery: torn tails are cut, synced data is never.
@@ -26,7 +27,8 @@
 //! ```
 
 pub mod appender;
-pub mod batch;
+/// The RecordBatch v2 format (the `rill-record` crate).
+pub use rill_record as batch;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

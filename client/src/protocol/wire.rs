@@ -26,29 +26,22 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
 /// What a broker said it supports, intersected with [`CLIENT_VERSIONS`].
 #[derive(Debug, Clone, Default)]
 pub struct Versions {
-    chosen: Vec<(i16, i16)>, // (api key, version)
+    chosen: Vec<(ApiKey, i16)>,
 }
 
 impl Versions {
     /// The highest version both sides speak for every API the broker lists.
     pub fn negotiate(response: &ApiVersionsResponse) -> Versions {
-        let mut chosen = Vec::new();
-        for &(api, min, max) in CLIENT_VERSIONS {
-            if let Some(theirs) = response.api_keys.iter().find(|k| k.api_key == api as i16) {
-                let v = max.min(theirs.max_version);
-                if v >= min.max(theirs.min_version) {
-                    chosen.push((api as i16, v));
-                }
-            }
+        Versions {
+            chosen: rill_net::versions::negotiate(CLIENT_VERSIONS, response),
         }
-        Versions { chosen }
     }
 
     /// The version to use for `api`, or an error naming what is missing.
     pub fn get(&self, api: ApiKey) -> Result<i16> {
         self.chosen
             .iter()
-            .find(|(k, _)| *k == api as i16)
+            .find(|(k, _)| *k == api)
             .map(|&(_, v)| v)
             .ok_or_else(|| {
                 let (min, max) = CLIENT_VERSIONS

@@ -10,9 +10,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use rill_net::frame::{next_frame, Frame};
 
 use crate::error::{Error, Result};
 use crate::protocol::wire::{self, Versions};
@@ -103,7 +106,7 @@ impl Connection {
         request.client_software_name = StrBytes::from_static_str("rill-client");
         request.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
         let response: ApiVersionsResponse = self.send_versioned(&request, 3).await?;
-        let response = if response.error_code == 35 {
+        let response = if response.error_code == ResponseError::UnsupportedVersion.code() {
             // A broker older than v3: it answered v0 with what it supports.
             self.send_versioned(&ApiVersionsRequest::default(), 0)
                 .await?
@@ -269,20 +272,29 @@ async fn read_loop(
 ) {
     let mut buf = BytesMut::with_capacity(64 << 10);
     let error = loop {
-        while buf.len() >= 4 {
-            let len = i32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
-            if len < 4 || len as usize > max_response_bytes {
-                let e = Error::Protocol(format!("{addr} sent a response frame of {len} bytes"));
-                fail_all(&pending, &alive, e);
-                return;
-            }
-            let len = len as usize;
-            if buf.len() < 4 + len {
-                buf.reserve(4 + len - buf.len());
-                break;
-            }
-            let _ = buf.split_to(4);
-            let frame = buf.split_to(len).freeze();
+        loop {
+            let frame = match next_frame(&mut buf, max_response_bytes) {
+                Ok(Frame::Complete(f)) if f.len() >= 4 => f,
+                Ok(Frame::Complete(f)) => {
+                    let e = Error::Protocol(format!(
+                        "{addr} sent a response frame of {} bytes",
+                        f.len()
+                    ));
+                    fail_all(&pending, &alive, e);
+                    return;
+                }
+                Ok(Frame::Incomplete { frame_bytes }) => {
+                    if let Some(n) = frame_bytes {
+                        buf.reserve(n.saturating_sub(buf.len()));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let e = Error::Protocol(format!("{addr} sent a bad response frame: {e}"));
+                    fail_all(&pending, &alive, e);
+                    return;
+                }
+            };
             let id = wire::peek_correlation_id(&frame).expect("length checked");
             let waiter = pending
                 .lock()

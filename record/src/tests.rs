@@ -1,4 +1,5 @@
-use super::*;
+use crate::header::*;
+use crate::*;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
@@ -305,4 +306,152 @@ fn recompress_between_every_pair_of_codecs() {
         recompress(&b, Compression::Lz4),
         Err(BatchError::RecordCountMismatch { .. })
     ));
+}
+
+/// The builder and decoder (the client's side).
+mod build_and_decode {
+    use crate::*;
+    use bytes::{Bytes, BytesMut};
+
+    fn build(c: Compression, n: usize) -> Bytes {
+        let mut b = BatchBuilder::new(1024);
+        for i in 0..n {
+            let key = format!("k{i}");
+            let value = format!("value {i} {}", "x".repeat(i % 50));
+            let headers = [Header {
+                key: "h".into(),
+                value: Some(Bytes::from(format!("{i}"))),
+            }];
+            b.push(
+                1_000 + i as i64,
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &headers,
+            );
+        }
+        b.finish(c).unwrap()
+    }
+
+    #[test]
+    fn every_codec_round_trips() {
+        for c in Compression::ALL {
+            let batch = build(c, 100);
+            let mut out = Vec::new();
+            let next = decode_batches(&batch, 0, &mut out).unwrap();
+            assert_eq!(next, Some(100), "{c}");
+            assert_eq!(out.len(), 100, "{c}");
+            for (i, r) in out.iter().enumerate() {
+                assert_eq!(r.offset, i as i64);
+                assert_eq!(r.timestamp, 1_000 + i as i64);
+                assert_eq!(r.key.as_deref(), Some(format!("k{i}").as_bytes()));
+                assert_eq!(
+                    r.headers[0].value.as_deref(),
+                    Some(format!("{i}").as_bytes())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn batches_decode_with_the_kafka_protocol_crate() {
+        use kafka_protocol::records::RecordBatchDecoder;
+        for c in Compression::ALL {
+            let mut batch = build(c, 10);
+            let set = RecordBatchDecoder::decode(&mut batch).unwrap();
+            assert_eq!(set.records.len(), 10, "{c}");
+            assert_eq!(set.records[3].key.as_deref(), Some(&b"k3"[..]));
+            assert_eq!(set.records[3].timestamp, 1_003);
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_fails_the_crc_and_a_cut_batch_is_left_for_later() {
+        let batch = build(Compression::None, 5);
+        let mut bad = BytesMut::from(&batch[..]);
+        bad[70] ^= 1;
+        let err = decode_batches(&bad.freeze(), 0, &mut Vec::new()).unwrap_err();
+        assert!(err.reason.contains("CRC"), "{err}");
+        let cut = batch.slice(..batch.len() - 1);
+        let mut out = Vec::new();
+        assert_eq!(decode_batches(&cut, 0, &mut out).unwrap(), None);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn records_before_the_position_are_skipped() {
+        let batch = build(Compression::Lz4, 10);
+        let mut out = Vec::new();
+        decode_batches(&batch, 7, &mut out).unwrap();
+        assert_eq!(
+            out.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![7, 8, 9]
+        );
+    }
+
+    #[test]
+    fn the_size_estimate_bounds_the_encoded_record() {
+        let mut b = BatchBuilder::new(0);
+        let headers = [Header {
+            key: "trace".into(),
+            value: None,
+        }];
+        let before = b.size();
+        b.push(5, Some(b"key"), Some(&[7u8; 300]), &headers);
+        assert!(
+            b.size() - before <= record_size_estimate(Some(b"key"), Some(&[7u8; 300]), &headers)
+        );
+    }
+}
+
+/// Producer id, epoch, sequence, the transactional and control flags land
+/// where the kafka-protocol decoder and our header parser read them.
+#[test]
+fn producer_fields_and_control_flag() {
+    let mut b = BatchBuilder::new(256);
+    b.producer(ProducerFields {
+        id: 4242,
+        epoch: 3,
+        base_sequence: 17,
+        transactional: true,
+    })
+    .control(true);
+    b.push(1000, Some(b"k"), Some(b"v"), &[]);
+    b.push(1001, Some(b"k"), Some(b"v"), &[]);
+    let batch = b.finish(Compression::Zstd).unwrap();
+    let h = validate(&batch, usize::MAX).unwrap();
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (4242, 3, 17)
+    );
+    assert!(h.is_transactional() && h.is_control() && h.has_producer_id());
+    let set = RecordBatchDecoder::decode(&mut Bytes::from(batch.to_vec())).unwrap();
+    assert_eq!(set.records[1].sequence, 18);
+    assert_eq!(set.records[0].producer_id, 4242);
+    assert!(set.records[0].transactional && set.records[0].control);
+    // Control batches are not handed to consumers, but their offsets are passed.
+    let mut out = Vec::new();
+    assert_eq!(decode_batches(&batch, 0, &mut out).unwrap(), Some(2));
+    assert!(out.is_empty());
+}
+
+proptest! {
+    /// Whatever bytes arrive (a hostile producer, a corrupt fetch), every
+    /// reader of batches answers with a value or an error, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..600), codec in 0u8..6) {
+        if bytes.len() >= HEADER_BYTES {
+            // Make the length and magic plausible so the deeper paths run.
+            let len = (bytes.len() - LOG_OVERHEAD) as i32;
+            bytes[8..12].copy_from_slice(&len.to_be_bytes());
+            bytes[16] = 2;
+            bytes[22] = (bytes[22] & !7) | codec;
+            let crc = compute_crc(&bytes);
+            bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        }
+        let _ = validate(&bytes, usize::MAX);
+        let _ = records_section(&bytes);
+        let _ = first_record_at_or_after(&bytes, 0);
+        let _ = recompress(&bytes, Compression::Lz4);
+        let _ = decode_batches(&Bytes::from(bytes.clone()), 0, &mut Vec::new());
+    }
 }
