@@ -16,6 +16,7 @@ pub mod config;
 pub mod controller;
 pub mod error_code;
 pub mod metadata;
+pub mod partition_table;
 pub mod replication;
 pub mod runtime;
 pub mod server;

@@ -51,7 +51,12 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let meta = Arc::new(meta);
 
     let ready = Arc::new(AtomicUsize::new(0));
-    let (stop_tx, stop_rx) = async_channel::unbounded::<()>();
+    // Closed (not sent on) to stop: every shard's receiver sees it.
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    // Each shard drops its sender once its logs are closed; all are dropped
+    // when the last shard is done. Until then every shard keeps serving jobs,
+    // so no shard sends work to one that has already gone.
+    let (closed_tx, closed_rx) = async_channel::bounded::<()>(1);
     let mut listeners = vec![Some(first)];
     for _ in 1..config.cores {
         listeners.push(Some(
@@ -68,6 +73,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         );
         let listener = listeners[id].take().expect("one listener per shard");
         let (ready, stop_rx) = (ready.clone(), stop_rx.clone());
+        let (closed_tx, closed_rx) = (closed_tx.clone(), closed_rx.clone());
         let cpu = cpus[id % cpus.len()];
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
@@ -94,14 +100,16 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
                 }
                 spawn_retention(shard.clone());
                 ready.fetch_add(1, Ordering::SeqCst);
+                // Returns once this shard's connections are done.
                 server::serve(shard.clone(), listener).await;
-                // Let in-flight requests finish, then close every log cleanly.
-                glommio::timer::sleep(Duration::from_millis(50)).await;
                 shard.close_all().await;
+                drop(closed_tx);
+                let _ = closed_rx.recv().await;
             })
             .map_err(|e| anyhow::anyhow!("starting shard {id} on CPU {cpu}: {e}"))?;
         handles.push(handle);
     }
+    drop(closed_tx);
     while ready.load(Ordering::SeqCst) < config.cores {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -125,9 +133,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             seen += 1;
             if seen == 1 {
                 tracing::info!(signal, "shutting down");
-                for _ in 0..64 {
-                    let _ = stop_tx.try_send(());
-                }
+                stop_tx.close();
             } else {
                 tracing::warn!(signal, "second signal: exiting at once");
                 std::process::exit(130);

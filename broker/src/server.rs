@@ -34,10 +34,22 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Accepts connections until shutdown begins.
+/// How long shutdown waits for connections to finish the request they are
+/// reading or running before the logs are closed under them.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// At shutdown, how long a connection may take to finish sending a request
+/// it has begun before it is closed without an answer.
+pub const PARTIAL_REQUEST_GRACE_MS: u64 = 1_000;
+
+/// Accepts connections until shutdown begins, then waits (at most
+/// [`SHUTDOWN_GRACE_MS`]) until every connection has finished its requests
+/// and closed, so the caller can close the logs with nothing in flight.
 pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
     // SAFETY: the fd comes from a listening socket we own and hand over whole.
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    let open = Rc::new(Cell::new(0usize));
+    let closed = Rc::new(rill_storage::signal::Signal::default());
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             shard.stopped().await;
@@ -47,12 +59,15 @@ pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                let shard = shard.clone();
+                let (shard, open, closed) = (shard.clone(), open.clone(), closed.clone());
+                open.set(open.get() + 1);
                 glommio::spawn_local(async move {
                     let peer = stream.peer_addr().ok();
                     if let Err(e) = connection(&shard, stream).await {
                         tracing::debug!(shard = shard.id, ?peer, error = %e, "connection ended");
                     }
+                    open.set(open.get() - 1);
+                    closed.notify_all();
                 })
                 .detach();
             }
@@ -61,6 +76,24 @@ pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
+    }
+    let drained = futures_lite::future::or(
+        async {
+            closed.wait_until(|| (open.get() == 0).then_some(())).await;
+            true
+        },
+        async {
+            glommio::timer::sleep(std::time::Duration::from_millis(SHUTDOWN_GRACE_MS)).await;
+            false
+        },
+    )
+    .await;
+    if !drained {
+        tracing::warn!(
+            shard = shard.id,
+            connections = open.get(),
+            "connections still busy after the shutdown grace period; closing the logs anyway"
+        );
     }
 }
 
@@ -117,13 +150,16 @@ async fn read_requests(
                 let read = futures_lite::future::or(
                     async { Some(stream.read(&mut buf[start..]).await) },
                     async {
-                        // Idle connections close at shutdown; a request being read is finished first.
-                        if start == 0 {
-                            shard.stopped().await;
-                            None
-                        } else {
-                            std::future::pending().await
+                        // Idle connections close at shutdown; a request being
+                        // read gets a moment more to arrive whole.
+                        shard.stopped().await;
+                        if start != 0 {
+                            glommio::timer::sleep(std::time::Duration::from_millis(
+                                PARTIAL_REQUEST_GRACE_MS,
+                            ))
+                            .await;
                         }
+                        None
                     },
                 )
                 .await;

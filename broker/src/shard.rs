@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use rill_net::kafka_protocol::ResponseError;
 use rill_storage::batch::Compression;
 use rill_storage::signal::Signal;
 use rill_storage::PartitionLog;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::controller::Controller;
 use crate::metadata::{partition_dir, ClusterMeta};
+use crate::partition_table::PartitionTable;
 use crate::topic_config;
 
 /// Work sent to a shard: runs there with access to the shard's state.
@@ -79,7 +81,7 @@ pub struct Shard {
     /// Host and port clients are told to connect to.
     pub advertised: (String, u16),
     meta: RefCell<Arc<ClusterMeta>>,
-    partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
+    partitions: RefCell<PartitionTable>,
     /// Present on shard 0: the owner of metadata changes.
     pub controller: Option<Controller>,
     pub stopping: Cell<bool>,
@@ -101,7 +103,7 @@ impl Shard {
             router,
             advertised,
             meta: RefCell::new(meta),
-            partitions: RefCell::new(HashMap::new()),
+            partitions: RefCell::new(PartitionTable::default()),
             controller,
             stopping: Cell::new(false),
             stop_signal: Signal::default(),
@@ -137,10 +139,35 @@ impl Shard {
 
     /// A partition this shard owns and has open.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
-        self.partitions
-            .borrow()
-            .get(&(topic.to_string(), partition))
-            .cloned()
+        self.partitions.borrow().get(topic, partition).cloned()
+    }
+
+    /// Runs `f` with the open partition `topic`-`partition` on the shard that
+    /// owns it. The one place a request for a partition finds its owner:
+    /// unknown topics and partitions not open (yet, or any longer) are
+    /// UNKNOWN_TOPIC_OR_PARTITION; with replication, "not the leader" is
+    /// answered here too.
+    pub async fn on_partition<T, F, Fut>(
+        self: &Rc<Self>,
+        topic: String,
+        partition: i32,
+        f: F,
+    ) -> Result<T, ResponseError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>, Rc<Partition>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let Owner::Shard(owner) = self.owner(&topic, partition) else {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        };
+        self.on(owner, move |s| async move {
+            let part = s
+                .partition(&topic, partition)
+                .ok_or(ResponseError::UnknownTopicOrPartition)?;
+            Ok(f(s, part).await)
+        })
+        .await
     }
 
     /// Runs `f` on shard `shard` and returns its result; runs inline when that
@@ -163,8 +190,10 @@ impl Shard {
         self.router.senders[shard]
             .send(job)
             .await
-            .expect("shard queues live as long as the broker");
-        rx.recv().await.expect("a shard answers every job it takes")
+            .expect("shards serve jobs until every shard has closed (runtime::run)");
+        rx.recv()
+            .await
+            .expect("a job's answer is dropped only with its shard, which outlives every caller")
     }
 
     /// Runs jobs sent by other shards until the queue closes.
@@ -215,12 +244,12 @@ impl Shard {
         let leaving: Vec<((String, i32), Rc<Partition>)> = self
             .partitions
             .borrow()
-            .iter()
-            .filter(|(key, p)| wanted.get(*key).is_none_or(|w| w.0 != p.topic_id))
-            .map(|(k, p)| (k.clone(), p.clone()))
+            .snapshot()
+            .into_iter()
+            .filter(|(key, p)| wanted.get(key).is_none_or(|w| w.0 != p.topic_id))
             .collect();
         for (key, part) in leaving {
-            self.partitions.borrow_mut().remove(&key);
+            self.partitions.borrow_mut().remove(&key.0, key.1);
             if let Err(e) = part.log.close().await {
                 tracing::warn!(shard = self.id, topic = %key.0, partition = key.1, error = %e, "closing a partition failed");
             }
@@ -251,7 +280,7 @@ impl Shard {
                         appended: Signal::default(),
                         recompress_to: Cell::new(codec),
                     });
-                    self.partitions.borrow_mut().insert(key, part);
+                    self.partitions.borrow_mut().insert(key.0, key.1, part);
                 }
                 Err(e) => {
                     // Served as UNKNOWN_TOPIC_OR_PARTITION until repaired; never truncated.
@@ -271,12 +300,7 @@ impl Shard {
     /// Enforces retention on every partition this shard owns.
     pub async fn run_retention(self: &Rc<Self>) {
         let now = rill_storage_now_ms();
-        let parts: Vec<((String, i32), Rc<Partition>)> = self
-            .partitions
-            .borrow()
-            .iter()
-            .map(|(k, p)| (k.clone(), p.clone()))
-            .collect();
+        let parts = self.partitions.borrow().snapshot();
         for ((topic, partition), part) in parts {
             match part.log.enforce_retention(now).await {
                 Ok(out) if out.segments_deleted > 0 => tracing::info!(
@@ -291,8 +315,7 @@ impl Shard {
 
     /// Clean shutdown of every partition: synced, indexes written, clean marker.
     pub async fn close_all(self: &Rc<Self>) {
-        let parts: Vec<((String, i32), Rc<Partition>)> =
-            self.partitions.borrow_mut().drain().collect();
+        let parts = self.partitions.borrow_mut().drain();
         for ((topic, partition), part) in parts {
             if let Err(e) = part.log.close().await {
                 tracing::error!(%topic, partition, error = %e, "closing a partition failed");

@@ -10,7 +10,7 @@ use rill_net::kafka_protocol::ResponseError;
 
 use super::join_all;
 use crate::error_code::storage_error;
-use crate::shard::{Owner, Shard};
+use crate::shard::Shard;
 
 async fn delete(
     shard: &Rc<Shard>,
@@ -18,14 +18,8 @@ async fn delete(
     partition: i32,
     offset: i64,
 ) -> (Option<ResponseError>, i64) {
-    let Owner::Shard(owner) = shard.owner(&topic, partition) else {
-        return (Some(ResponseError::UnknownTopicOrPartition), -1);
-    };
     shard
-        .on(owner, move |s| async move {
-            let Some(part) = s.partition(&topic, partition) else {
-                return (Some(ResponseError::UnknownTopicOrPartition), -1);
-            };
+        .on_partition(topic, partition, move |_, part| async move {
             let target = if offset == -1 {
                 part.log.log_end_offset()
             } else {
@@ -37,6 +31,7 @@ async fn delete(
             }
         })
         .await
+        .unwrap_or_else(|e| (Some(e), -1))
 }
 
 pub async fn handle(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {

@@ -11,7 +11,7 @@ use rill_net::kafka_protocol::messages::{FetchRequest, FetchResponse};
 use rill_net::kafka_protocol::ResponseError;
 
 use crate::error_code::storage_error;
-use crate::shard::{Owner, Shard};
+use crate::shard::Shard;
 
 #[derive(Debug, Clone, Default)]
 struct PartitionRead {
@@ -40,14 +40,8 @@ async fn read(
     max_bytes: usize,
     min_one: bool,
 ) -> PartitionRead {
-    let Owner::Shard(owner) = shard.owner(&topic, partition) else {
-        return unknown();
-    };
     shard
-        .on(owner, move |s| async move {
-            let Some(part) = s.partition(&topic, partition) else {
-                return unknown();
-            };
+        .on_partition(topic, partition, move |_, part| async move {
             let log = &part.log;
             let (high_watermark, log_start_offset) = (log.log_end_offset(), log.log_start_offset());
             let mut out = PartitionRead {
@@ -67,6 +61,7 @@ async fn read(
             out
         })
         .await
+        .unwrap_or_else(|_| unknown())
 }
 
 /// Waits on the owner shard until the partition has data at `offset`, or
@@ -78,21 +73,16 @@ async fn wait_for_data(
     offset: i64,
     deadline: Instant,
 ) {
-    let Owner::Shard(owner) = shard.owner(&topic, partition) else {
-        return;
-    };
-    shard
-        .on(owner, move |s| async move {
-            let Some(part) = s.partition(&topic, partition) else {
-                return;
-            };
+    // An unknown partition has nothing to wait for.
+    let _ = shard
+        .on_partition(topic, partition, move |_, part| async move {
             let ready = part
                 .appended
                 .wait_until(|| (part.log.log_end_offset() > offset).then_some(()));
             let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
             futures_lite::future::or(ready, timeout).await;
         })
-        .await
+        .await;
 }
 
 struct Wanted {

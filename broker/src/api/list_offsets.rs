@@ -11,7 +11,7 @@ use rill_net::kafka_protocol::ResponseError;
 
 use super::join_all;
 use crate::error_code::storage_error;
-use crate::shard::{Owner, Shard};
+use crate::shard::Shard;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -22,14 +22,8 @@ async fn lookup(
     partition: i32,
     timestamp: i64,
 ) -> (Option<ResponseError>, i64, i64) {
-    let Owner::Shard(owner) = shard.owner(&topic, partition) else {
-        return (Some(ResponseError::UnknownTopicOrPartition), -1, -1);
-    };
     shard
-        .on(owner, move |s| async move {
-            let Some(part) = s.partition(&topic, partition) else {
-                return (Some(ResponseError::UnknownTopicOrPartition), -1, -1);
-            };
+        .on_partition(topic, partition, move |_, part| async move {
             let log = &part.log;
             match timestamp {
                 LATEST => (None, log.log_end_offset(), -1),
@@ -43,6 +37,7 @@ async fn lookup(
             }
         })
         .await
+        .unwrap_or_else(|e| (Some(e), -1, -1))
 }
 
 pub async fn handle(

@@ -1,8 +1,9 @@
-//! Produce: validate every batch of a partition, then append them on the
-//! partition's shard. acks=all (or a topic with `flush.ms=0`) waits until the
-//! data is on stable storage — in a second phase, after the request has
-//! admitted the connection's next request, so the disk wait of one request
-//! overlaps the appends of the next while appends keep request order.
+//! Produce: one trip to each partition's owner shard, which validates every
+//! batch, appends them, says so, and then — for acks=all or a topic with
+//! `flush.ms=0` — waits until they are on stable storage before answering.
+//! Once every partition of the request has said "appended", the connection
+//! may start its next request, so one request's disk wait overlaps the
+//! next one's appends while appends keep request order.
 
 use std::rc::Rc;
 
@@ -14,9 +15,8 @@ use rill_net::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use rill_net::kafka_protocol::ResponseError;
 use rill_storage::{batch, FlushPolicy};
 
-use super::join_all;
 use crate::error_code::storage_error;
-use crate::shard::{Owner, Shard};
+use crate::shard::Shard;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Outcome {
@@ -59,38 +59,36 @@ pub async fn handle(
         super::auto_create(shard, missing).await;
     }
 
+    // Each partition's job holds a sender and drops it once its batches are
+    // appended (or refused); when all are dropped the appends are in place.
+    let (appended_tx, appended_rx) = async_channel::bounded::<()>(1);
     let mut work = Vec::new();
-    let mut names = Vec::new();
     for t in &req.topic_data {
         for p in &t.partition_data {
             let (topic, partition, records) =
                 (t.name.as_str().to_string(), p.index, p.records.clone());
-            names.push((topic.clone(), partition));
-            let shard = shard.clone();
+            let (shard, appended) = (shard.clone(), appended_tx.clone());
             work.push(async move {
                 match refuse {
-                    Some(e) => Appended {
-                        outcome: failed(e),
-                        sync: None,
-                    },
-                    None => append_partition(&shard, topic, partition, records, acks).await,
+                    Some(e) => failed(e),
+                    None => {
+                        produce_partition(&shard, topic, partition, records, acks, appended).await
+                    }
                 }
             });
         }
     }
-    let appended = join_all(work).await;
+    drop(appended_tx);
+    let running: Vec<glommio::Task<Outcome>> = work.into_iter().map(glommio::spawn_local).collect();
+    let _ = appended_rx.recv().await;
     // The appends of this request are in place: the connection may start
     // the next request while this one waits for the disk.
     admission.admit();
-    let durable: Vec<_> = appended
-        .into_iter()
-        .zip(names)
-        .map(|(a, (topic, partition))| {
-            let shard = shard.clone();
-            async move { make_durable(&shard, topic, partition, a).await }
-        })
-        .collect();
-    let mut outcomes = join_all(durable).await.into_iter();
+    let mut done = Vec::with_capacity(running.len());
+    for task in running {
+        done.push(task.await);
+    }
+    let mut outcomes = done.into_iter();
     if acks == 0 {
         return None;
     }
@@ -141,13 +139,6 @@ fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, ResponseError> {
     Ok(out)
 }
 
-/// A partition's appends done, durability possibly still to wait for.
-struct Appended {
-    outcome: Outcome,
-    /// (owner shard, offset everything before which must be durable).
-    sync: Option<(usize, i64)>,
-}
-
 /// Validates a produced batch and, when the topic names a codec other than
 /// the batch's, recompresses it (the one case where the broker re-encodes a
 /// batch; otherwise the producer's bytes are stored as they came).
@@ -167,37 +158,22 @@ fn accept_batch(
     }
 }
 
-/// Phase one on the owner shard: validate every batch, then append them
-/// without waiting for the disk. The order of appends is fixed here.
-async fn append_partition(
+/// On the owner shard: validate every batch, append them (their order now
+/// fixed), drop `appended`, then wait for the disk if the answer must.
+async fn produce_partition(
     shard: &Rc<Shard>,
     topic: String,
     partition: i32,
     records: Option<Bytes>,
     acks: i16,
-) -> Appended {
-    let owner = match shard.owner(&topic, partition) {
-        Owner::Shard(s) => s,
-        Owner::UnknownTopicOrPartition => {
-            return Appended {
-                outcome: failed(ResponseError::UnknownTopicOrPartition),
-                sync: None,
-            }
-        }
-    };
-    let done = |outcome| Appended {
-        outcome,
-        sync: None,
-    };
+    appended: async_channel::Sender<()>,
+) -> Outcome {
     shard
-        .on(owner, move |s| async move {
-            let Some(part) = s.partition(&topic, partition) else {
-                return done(failed(ResponseError::UnknownTopicOrPartition));
-            };
+        .on_partition(topic.clone(), partition, move |_, part| async move {
             let batches = match records.as_ref().map(split_batches) {
                 Some(Ok(b)) => b,
-                Some(Err(e)) => return done(failed(e)),
-                None => return done(failed(ResponseError::CorruptMessage)),
+                Some(Err(e)) => return failed(e),
+                None => return failed(ResponseError::CorruptMessage),
             };
             let config = part.log.config();
             let recompress_to = part.recompress_to.get();
@@ -207,7 +183,7 @@ async fn append_partition(
                     Ok(checked_batch) => checked.push(checked_batch),
                     Err(e) => {
                         tracing::debug!(%topic, partition, error = %e, "rejected a batch");
-                        return done(failed(storage_error(&e.into())));
+                        return failed(storage_error(&e.into()));
                     }
                 }
             }
@@ -224,40 +200,24 @@ async fn append_partition(
                     Err(e) => {
                         tracing::warn!(%topic, partition, error = %e, "append failed");
                         part.appended.notify_all();
-                        return done(failed(storage_error(&e)));
+                        return failed(storage_error(&e));
                     }
                 }
             }
             part.appended.notify_all();
+            drop(appended);
             // acks=all, or a topic that syncs every write: durable before the answer.
-            let must_sync = acks == -1 || config.flush == FlushPolicy::Always;
-            Appended {
-                outcome: Outcome {
-                    error: None,
-                    base_offset,
-                    log_start_offset: part.log.log_start_offset(),
-                },
-                sync: must_sync.then_some((owner, next)),
+            if acks == -1 || config.flush == FlushPolicy::Always {
+                if let Err(e) = part.log.make_durable(next).await {
+                    return failed(storage_error(&e));
+                }
+            }
+            Outcome {
+                error: None,
+                base_offset,
+                log_start_offset: part.log.log_start_offset(),
             }
         })
         .await
-}
-
-/// Phase two: wait until the appended batches are on stable storage.
-async fn make_durable(shard: &Rc<Shard>, topic: String, partition: i32, a: Appended) -> Outcome {
-    let Some((owner, next)) = a.sync else {
-        return a.outcome;
-    };
-    let outcome = a.outcome;
-    shard
-        .on(owner, move |s| async move {
-            let Some(part) = s.partition(&topic, partition) else {
-                return failed(ResponseError::UnknownTopicOrPartition);
-            };
-            match part.log.make_durable(next).await {
-                Ok(()) => outcome,
-                Err(e) => failed(storage_error(&e)),
-            }
-        })
-        .await
+        .unwrap_or_else(failed)
 }

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use rill_client::{Admin, ConfigChange, NewTopic, OffsetSpec, TopicPartition};
+use rill_net::kafka_protocol::ResponseError;
 use serde_json::json;
 
 use super::{table, ConnectArgs, OffsetsArgs, TopicCommand};
@@ -99,7 +100,10 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
             let admin = Admin::new(a.connect.connect().await?);
             match admin.create_topic(topic).await {
                 Ok(()) => println!("created topic {} with {} partitions", a.name, a.partitions),
-                Err(e) if a.if_not_exists && e.code() == Some(36) => {
+                Err(e)
+                    if a.if_not_exists
+                        && e.code() == Some(ResponseError::TopicAlreadyExists.code()) =>
+                {
                     println!("topic {} already exists", a.name)
                 }
                 Err(e) => return Err(e.into()),
