@@ -218,4 +218,18 @@ mod tests {
         assert!(validate("no.such", "1").unwrap_err().contains("unknown"));
         assert!(validate("num.partitions", "0").is_err());
     }
+
+    #[test]
+    fn every_dynamic_default_names_a_known_topic_config() {
+        for c in DYNAMIC {
+            if let Some(t) = c.topic_config {
+                assert!(topic_config::known(t).is_some(), "{} -> {t}", c.name);
+                assert!(
+                    validate(c.name, &current_value(c, &base())).is_ok(),
+                    "{}",
+                    c.name
+                );
+            }
+        }
+    }
 }

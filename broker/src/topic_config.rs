@@ -17,27 +17,41 @@ enum Kind {
     Ratio,
 }
 
-/// A topic config Rill accepts. `effective` is false for settings that are
-/// stored and described for client compatibility but change nothing yet.
+/// A topic config Rill accepts: its name, what values it takes, and its
+/// broker-level default, in one row. `effective` is false for settings that
+/// are stored and described for client compatibility but change nothing yet.
 #[derive(Debug, Clone, Copy)]
 pub struct Known {
     pub name: &'static str,
     kind: Kind,
     pub effective: bool,
+    default: fn(&TopicDefaults) -> String,
 }
 
-const fn k(name: &'static str, kind: Kind, effective: bool) -> Known {
+const fn k(
+    name: &'static str,
+    kind: Kind,
+    effective: bool,
+    default: fn(&TopicDefaults) -> String,
+) -> Known {
     Known {
         name,
         kind,
         effective,
+        default,
     }
 }
 
 pub const KNOWN: &[Known] = &[
-    k("cleanup.policy", Kind::Choice(&["delete"]), true),
-    k("retention.ms", Kind::Long { min: -1 }, true),
-    k("retention.bytes", Kind::Long { min: -1 }, true),
+    k("cleanup.policy", Kind::Choice(&["delete"]), true, |_| {
+        "delete".into()
+    }),
+    k("retention.ms", Kind::Long { min: -1 }, true, |d| {
+        d.retention_ms.to_string()
+    }),
+    k("retention.bytes", Kind::Long { min: -1 }, true, |d| {
+        d.retention_bytes.to_string()
+    }),
     k(
         "segment.bytes",
         Kind::Int {
@@ -45,8 +59,11 @@ pub const KNOWN: &[Known] = &[
             max: (1 << 31) - 1,
         },
         true,
+        |d| d.segment_bytes.to_string(),
     ),
-    k("segment.ms", Kind::Long { min: 1 }, true),
+    k("segment.ms", Kind::Long { min: 1 }, true, |d| {
+        d.segment_ms.to_string()
+    }),
     k(
         "max.message.bytes",
         Kind::Int {
@@ -54,8 +71,11 @@ pub const KNOWN: &[Known] = &[
             max: i32::MAX as i64,
         },
         true,
+        |d| d.max_message_bytes.to_string(),
     ),
-    k("flush.ms", Kind::Long { min: 0 }, true),
+    k("flush.ms", Kind::Long { min: 0 }, true, |d| {
+        d.flush_ms.to_string()
+    }),
     k(
         "index.interval.bytes",
         Kind::Int {
@@ -63,16 +83,19 @@ pub const KNOWN: &[Known] = &[
             max: i32::MAX as i64,
         },
         true,
+        |_| "4096".into(),
     ),
     k(
         "message.timestamp.type",
         Kind::Choice(&["CreateTime"]),
         true,
+        |_| "CreateTime".into(),
     ),
     k(
         "compression.type",
         Kind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
         true,
+        |d| d.compression_type.clone(),
     ),
     k(
         "min.insync.replicas",
@@ -81,16 +104,39 @@ pub const KNOWN: &[Known] = &[
             max: i32::MAX as i64,
         },
         false,
+        |_| "1".into(),
     ),
-    k("unclean.leader.election.enable", Kind::Bool, false),
-    k("delete.retention.ms", Kind::Long { min: 0 }, false),
-    k("file.delete.delay.ms", Kind::Long { min: 0 }, false),
-    k("flush.messages", Kind::Long { min: 1 }, false),
-    k("min.compaction.lag.ms", Kind::Long { min: 0 }, false),
-    k("max.compaction.lag.ms", Kind::Long { min: 1 }, false),
-    k("min.cleanable.dirty.ratio", Kind::Ratio, false),
-    k("segment.jitter.ms", Kind::Long { min: 0 }, false),
-    k("preallocate", Kind::Bool, false),
+    k("unclean.leader.election.enable", Kind::Bool, false, |_| {
+        "false".into()
+    }),
+    k("delete.retention.ms", Kind::Long { min: 0 }, false, |_| {
+        "86400000".into()
+    }),
+    k("file.delete.delay.ms", Kind::Long { min: 0 }, false, |_| {
+        "60000".into()
+    }),
+    k("flush.messages", Kind::Long { min: 1 }, false, |_| {
+        i64::MAX.to_string()
+    }),
+    k(
+        "min.compaction.lag.ms",
+        Kind::Long { min: 0 },
+        false,
+        |_| "0".into(),
+    ),
+    k(
+        "max.compaction.lag.ms",
+        Kind::Long { min: 1 },
+        false,
+        |_| i64::MAX.to_string(),
+    ),
+    k("min.cleanable.dirty.ratio", Kind::Ratio, false, |_| {
+        "0.5".into()
+    }),
+    k("segment.jitter.ms", Kind::Long { min: 0 }, false, |_| {
+        "0".into()
+    }),
+    k("preallocate", Kind::Bool, false, |_| "false".into()),
 ];
 
 pub fn known(name: &str) -> Option<&'static Known> {
@@ -145,31 +191,15 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     }
 }
 
-/// The broker-level default of a known config.
+/// The broker-level default of a known config; `None` for an unknown name.
+pub fn default_of(name: &str, d: &TopicDefaults) -> Option<String> {
+    known(name).map(|c| (c.default)(d))
+}
+
+/// The broker-level default of a config known to exist (the names in
+/// [`KNOWN`], or ones already validated).
 pub fn default_value(name: &str, d: &TopicDefaults) -> String {
-    match name {
-        "cleanup.policy" => "delete".into(),
-        "retention.ms" => d.retention_ms.to_string(),
-        "retention.bytes" => d.retention_bytes.to_string(),
-        "segment.bytes" => d.segment_bytes.to_string(),
-        "segment.ms" => d.segment_ms.to_string(),
-        "max.message.bytes" => d.max_message_bytes.to_string(),
-        "flush.ms" => d.flush_ms.to_string(),
-        "index.interval.bytes" => "4096".into(),
-        "message.timestamp.type" => "CreateTime".into(),
-        "compression.type" => d.compression_type.clone(),
-        "min.insync.replicas" => "1".into(),
-        "unclean.leader.election.enable" => "false".into(),
-        "delete.retention.ms" => "86400000".into(),
-        "file.delete.delay.ms" => "60000".into(),
-        "flush.messages" => i64::MAX.to_string(),
-        "min.compaction.lag.ms" => "0".into(),
-        "max.compaction.lag.ms" => i64::MAX.to_string(),
-        "min.cleanable.dirty.ratio" => "0.5".into(),
-        "segment.jitter.ms" => "0".into(),
-        "preallocate" => "false".into(),
-        other => unreachable!("default of unknown config {other}"),
-    }
+    default_of(name, d).unwrap_or_else(|| panic!("`{name}` is not a known topic config"))
 }
 
 /// Checks the broker's topic defaults the same way topic settings are checked.
