@@ -299,7 +299,7 @@ impl Shard {
 
     /// Enforces retention on every partition this shard owns.
     pub async fn run_retention(self: &Rc<Self>) {
-        let now = rill_storage_now_ms();
+        let now = rill_storage::batch::now_ms();
         let parts = self.partitions.borrow().snapshot();
         for ((topic, partition), part) in parts {
             match part.log.enforce_retention(now).await {
@@ -335,11 +335,4 @@ impl Shard {
             .wait_until(|| self.stopping.get().then_some(()))
             .await
     }
-}
-
-pub fn rill_storage_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

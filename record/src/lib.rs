@@ -54,5 +54,15 @@ pub use header::{
 pub use transform::{first_record_at_or_after, recompress, records_section};
 pub use validate::{check_integrity, validate, BatchError, DECOMPRESSED_BYTES_MAX};
 
+/// The wall clock as Kafka timestamps: milliseconds since the Unix epoch
+/// (0 if the clock reads before it). The one definition storage, broker and
+/// client share.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,6 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use glommio::io::DmaFile;
@@ -110,12 +109,7 @@ impl Shared {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use rill_record::now_ms;
 
 fn appender_config(config: &LogConfig) -> AppenderConfig {
     AppenderConfig {
