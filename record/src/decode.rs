@@ -130,7 +130,7 @@ pub fn decode_batches(
             if pos != end {
                 return Err(bad());
             }
-            let offset = base + off_delta;
+            let offset = base.wrapping_add(off_delta);
             if offset < from {
                 continue;
             }
@@ -139,7 +139,7 @@ pub fn decode_batches(
                 timestamp: if log_append {
                     max_ts
                 } else {
-                    base_ts + ts_delta
+                    base_ts.wrapping_add(ts_delta)
                 },
                 timestamp_type: if log_append {
                     TimestampType::LogAppendTime

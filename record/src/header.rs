@@ -173,12 +173,13 @@ impl BatchHeader {
 
     /// Offset of the batch's last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        // Wrapping, as Java longs do: bytes from the network may hold anything.
+        self.base_offset.wrapping_add(self.last_offset_delta as i64)
     }
 
     /// Offset that follows this batch.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().wrapping_add(1)
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {

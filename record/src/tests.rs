@@ -455,3 +455,23 @@ proptest! {
         let _ = decode_batches(&Bytes::from(bytes.clone()), 0, &mut Vec::new());
     }
 }
+
+/// Inputs the fuzzer (`fuzz/fuzz_targets/record_batch.rs`) found panicking:
+/// a base timestamp or offset plus a delta overflowed. Every reader must
+/// answer them without a panic (tests run with overflow checks on).
+#[test]
+fn fuzzer_findings_do_not_panic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fuzz");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let _ = validate(&bytes, 1 << 20);
+        let _ = records_section(&bytes);
+        let _ = first_record_at_or_after(&bytes, 0);
+        let _ = first_record_at_or_after(&bytes, i64::MAX);
+        let _ = recompress(&bytes, Compression::Zstd);
+        let _ = decode_batches(&Bytes::from(bytes), 0, &mut Vec::new());
+        n += 1;
+    }
+    assert!(n >= 2);
+}

@@ -37,9 +37,9 @@ pub fn first_record_at_or_after(batch: &[u8], timestamp: i64) -> Option<(i64, i6
         let body = records.get(..usize::try_from(len).ok()?)?;
         let (ts_delta, used_ts) = varint::read_i64(body.get(1..)?)?;
         let (offset_delta, _) = varint::read_i32(body.get(1 + used_ts..)?)?;
-        let ts = header.base_timestamp + ts_delta;
+        let ts = header.base_timestamp.wrapping_add(ts_delta);
         if ts >= timestamp {
-            return Some((header.base_offset + offset_delta as i64, ts));
+            return Some((header.base_offset.wrapping_add(offset_delta as i64), ts));
         }
         records = &records[len as usize..];
     }
