@@ -25,22 +25,16 @@ fn sigterm_with_busy_idle_and_half_sent_connections() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(dir.path(), &["--cores", "2"]);
     let addr = broker.addr();
-    let (ok, _, err) = run_with_input(
-        Command::new(env!("CARGO_BIN_EXE_rill"))
-            .args(["topic", "create", "t", "-p", "4"])
-            .env("RILL_BROKERS", &addr),
-        b"",
-        Duration::from_secs(30),
-    );
-    assert!(ok, "{err}");
-    let (ok, _, err) = run_with_input(
-        Command::new(env!("CARGO_BIN_EXE_rill"))
-            .args(["topic", "create", "empty", "-p", "4"])
-            .env("RILL_BROKERS", &addr),
-        b"",
-        Duration::from_secs(30),
-    );
-    assert!(ok, "{err}");
+    for topic in ["t", "empty"] {
+        let (ok, _, err) = run_with_input(
+            Command::new(env!("CARGO_BIN_EXE_rill"))
+                .args(["topic", "create", topic, "-p", "4"])
+                .env("RILL_BROKERS", &addr),
+            b"",
+            Duration::from_secs(30),
+        );
+        assert!(ok, "{err}");
+    }
     let input: String = (0..200).map(|i| format!("m{i}\n")).collect();
     let (ok, _, err) = run_with_input(
         Command::new("kcat").args(["-b", &addr, "-P", "-t", "t"]),
