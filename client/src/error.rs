@@ -52,15 +52,10 @@ pub enum Error {
 impl Error {
     /// The error for Kafka error `code` (must be non-zero).
     pub fn kafka(code: i16, context: impl Into<String>, message: Option<String>) -> Error {
-        let e = ResponseError::try_from_code(code);
-        let (name, retriable) = match e {
-            Some(e) => (rill_net::error_code::name(e), e.is_retriable()),
-            None => ("UNKNOWN", false),
-        };
         Error::Kafka {
             code,
-            name,
-            retriable,
+            name: rill_net::error_code::name_of(code),
+            retriable: ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable()),
             context: context.into(),
             message,
         }

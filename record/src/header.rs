@@ -183,14 +183,9 @@ impl BatchHeader {
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {
-        match (self.attributes & ATTR_COMPRESSION) as u8 {
-            0 => Ok(Compression::None),
-            1 => Ok(Compression::Gzip),
-            2 => Ok(Compression::Snappy),
-            3 => Ok(Compression::Lz4),
-            4 => Ok(Compression::Zstd),
-            codec => Err(BatchError::UnknownCompression { codec }),
-        }
+        Compression::from_attributes(self.attributes).ok_or(BatchError::UnknownCompression {
+            codec: (self.attributes & ATTR_COMPRESSION) as u8,
+        })
     }
 
     pub fn is_transactional(&self) -> bool {
