@@ -10,15 +10,15 @@
 //! - [`config`]: flags and the TOML config file.
 
 pub mod api;
-pub mod broker_config;
-pub mod cli;
+pub mod cluster;
 pub mod config;
-pub mod controller;
+pub mod error;
 pub mod error_code;
-pub mod metadata;
-pub mod partition_table;
 pub mod replication;
 pub mod runtime;
 pub mod server;
 pub mod shard;
-pub mod topic_config;
+
+pub use config::BrokerConfig;
+pub use error::{BrokerError, Result};
+pub use runtime::{Broker, BrokerHandle};

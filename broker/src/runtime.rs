@@ -1,151 +1,269 @@
 //! Broker bootstrap: metadata, one pinned executor per core, listeners,
-//! periodic retention, and shutdown on SIGTERM/SIGINT (a second signal exits
-//! at once).
+//! periodic retention, and a clean shutdown when asked.
+//!
+//! [`Broker::start`] runs a whole broker inside the calling process and
+//! returns a [`BrokerHandle`]; the `rill broker` binary is that plus signal
+//! handling. Embedding it gives a Rust application a real broker in its own
+//! tests:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use rill_broker::{Broker, BrokerConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! // Port 0 on loopback, one shard, data in the temporary directory.
+//! let broker = Broker::start(BrokerConfig::ephemeral(dir.path())?)?;
+//! let addr = broker.addr(); // give this to any Kafka client
+//! assert!(addr.ip().is_loopback() && addr.port() != 0);
+//! std::net::TcpStream::connect(addr)?;
+//! futures_lite::future::block_on(broker.shutdown())?;
+//! # Ok(()) }
+//! ```
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
+use crate::cluster::{apply, store, ClusterMeta, Controller};
 use crate::config::BrokerConfig;
-use crate::controller::Controller;
-use crate::metadata::ClusterMeta;
+use crate::error::{BrokerError, IoContext, Result};
 use crate::server;
 use crate::shard::{Job, Router, Shard, JOB_QUEUE_MAX};
 
-/// Runs the broker until a shutdown signal; returns after a clean shutdown.
-pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    // Resolved once, so logs name one real place and no later change of the
-    // working directory can move the data.
-    config.data_dir = std::fs::canonicalize(&config.data_dir)
-        .with_context(|| format!("resolving data directory {}", config.data_dir.display()))?;
-    let mut meta = ClusterMeta::load_or_init(&config.data_dir)?;
-    if meta.fit_to_shards(config.cores) {
-        meta.save(&config.data_dir)?;
-    }
-    // Bind once here to learn the port (the listen address may say port 0),
-    // then every shard binds the same address with SO_REUSEPORT.
-    let first = server::bind_reuseport(config.listen)
-        .with_context(|| format!("binding {}", config.listen))?;
-    let bound: SocketAddr = first.local_addr()?;
-    let advertised = config
-        .advertised_listener
-        .clone()
-        .unwrap_or_else(|| (bound.ip().to_string(), bound.port()));
+/// A broker running in this process.
+pub struct Broker;
 
-    let cpus: Vec<usize> = core_affinity::get_core_ids()
-        .map(|ids| ids.into_iter().map(|c| c.id).collect())
-        .filter(|v: &Vec<usize>| !v.is_empty())
-        .unwrap_or_else(|| (0..config.cores).collect());
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.cores)
-        .map(|_| async_channel::bounded::<Job>(JOB_QUEUE_MAX))
-        .unzip();
-    let router = Router::new(senders);
-    let config = Arc::new(config);
-    let meta = Arc::new(meta);
+/// A running broker: where it listens, and how to stop it.
+pub struct BrokerHandle {
+    addr: SocketAddr,
+    advertised: (String, u16),
+    shards: usize,
+    data_dir: PathBuf,
+    /// Closed (not sent on) to stop: every shard's receiver sees it.
+    stop: async_channel::Sender<()>,
+    threads: Vec<ExecutorJoinHandle<()>>,
+}
 
-    let ready = Arc::new(AtomicUsize::new(0));
-    // Closed (not sent on) to stop: every shard's receiver sees it.
-    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-    // Each shard drops its sender once its logs are closed; all are dropped
-    // when the last shard is done. Until then every shard keeps serving jobs,
-    // so no shard sends work to one that has already gone.
-    let (closed_tx, closed_rx) = async_channel::bounded::<()>(1);
-    let mut listeners = vec![Some(first)];
-    for _ in 1..config.cores {
-        listeners.push(Some(
-            server::bind_reuseport(bound).with_context(|| format!("binding {bound}"))?,
-        ));
-    }
-    let mut handles = Vec::new();
-    for (id, jobs) in receivers.into_iter().enumerate() {
-        let (config, router, meta, advertised) = (
-            config.clone(),
-            router.clone(),
-            meta.clone(),
-            advertised.clone(),
-        );
-        let listener = listeners[id].take().expect("one listener per shard");
-        let (ready, stop_rx) = (ready.clone(), stop_rx.clone());
-        let (closed_tx, closed_rx) = (closed_tx.clone(), closed_rx.clone());
-        let cpu = cpus[id % cpus.len()];
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-            .name(&format!("shard-{id}"))
-            .spawn(move || async move {
-                let controller =
-                    (id == 0).then(|| Controller::new(config.data_dir.clone(), (*meta).clone()));
-                let shard = Rc::new(Shard::new(
-                    id,
-                    config.clone(),
-                    router,
-                    advertised,
-                    meta.clone(),
-                    controller,
-                ));
-                glommio::spawn_local(shard.clone().serve_jobs(jobs)).detach();
-                shard.apply_metadata(meta).await;
-                {
-                    let shard = shard.clone();
-                    glommio::spawn_local(async move {
-                        let _ = stop_rx.recv().await;
-                        shard.stop();
-                    })
-                    .detach();
+impl Broker {
+    /// Starts a broker with `config` and returns once every shard serves.
+    pub fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
+        std::fs::create_dir_all(&config.data_dir)
+            .context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        // Resolved once, so logs name one real place and no later change of
+        // the working directory can move the data.
+        config.data_dir = std::fs::canonicalize(&config.data_dir)
+            .context(|| format!("resolving data directory {}", config.data_dir.display()))?;
+        let meta = load_fitted(&config.data_dir, config.cores)?;
+        // Bind once here to learn the port (the listen address may say port
+        // 0), then every shard binds the same address with SO_REUSEPORT.
+        let first = server::bind_reuseport(config.listen)
+            .context(|| format!("binding {}", config.listen))?;
+        let bound: SocketAddr = first
+            .local_addr()
+            .context(|| "reading the bound address".into())?;
+        let advertised = config
+            .advertised_listener
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()));
+        let mut listeners = vec![first];
+        for _ in 1..config.cores {
+            listeners.push(server::bind_reuseport(bound).context(|| format!("binding {bound}"))?);
+        }
+
+        let cpus: Vec<usize> = core_affinity::get_core_ids()
+            .map(|ids| ids.into_iter().map(|c| c.id).collect())
+            .filter(|v: &Vec<usize>| !v.is_empty())
+            .unwrap_or_else(|| (0..config.cores).collect());
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.cores)
+            .map(|_| async_channel::bounded::<Job>(JOB_QUEUE_MAX))
+            .unzip();
+        let router = Router::new(senders);
+        let shards = config.cores;
+        let data_dir = config.data_dir.clone();
+        let config = Arc::new(config);
+        let meta = Arc::new(meta);
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        // Each shard drops its sender once its logs are closed; all are
+        // dropped when the last shard is done. Until then every shard keeps
+        // serving jobs, so no shard sends work to one that has already gone.
+        let (closed_tx, closed_rx) = async_channel::bounded::<()>(1);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<usize>();
+        let mut threads = Vec::new();
+        for ((id, jobs), listener) in receivers.into_iter().enumerate().zip(listeners) {
+            let (config, router, meta, advertised) = (
+                config.clone(),
+                router.clone(),
+                meta.clone(),
+                advertised.clone(),
+            );
+            let (stop_rx, closed_tx, closed_rx, ready_tx) = (
+                stop_rx.clone(),
+                closed_tx.clone(),
+                closed_rx.clone(),
+                ready_tx.clone(),
+            );
+            let cpu = cpus[id % cpus.len()];
+            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+                .name(&format!("shard-{id}"))
+                .spawn(move || async move {
+                    let controller = (id == 0)
+                        .then(|| Controller::new(config.data_dir.clone(), (*meta).clone()));
+                    let shard = Rc::new(Shard::new(
+                        id,
+                        config.clone(),
+                        router,
+                        advertised,
+                        meta.clone(),
+                        controller,
+                    ));
+                    glommio::spawn_local(shard.clone().serve_jobs(jobs)).detach();
+                    shard.apply_metadata(meta).await;
+                    {
+                        let shard = shard.clone();
+                        glommio::spawn_local(async move {
+                            let _ = stop_rx.recv().await;
+                            shard.stop();
+                        })
+                        .detach();
+                    }
+                    spawn_retention(shard.clone());
+                    let _ = ready_tx.send(id);
+                    drop(ready_tx);
+                    // Returns once this shard's connections are done.
+                    server::serve(shard.clone(), listener).await;
+                    shard.close_all().await;
+                    drop(closed_tx);
+                    let _ = closed_rx.recv().await;
+                });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    stop_tx.close();
+                    return Err(BrokerError::StartShard {
+                        shard: id,
+                        cpu,
+                        reason: e.to_string(),
+                    });
                 }
-                spawn_retention(shard.clone());
-                ready.fetch_add(1, Ordering::SeqCst);
-                // Returns once this shard's connections are done.
-                server::serve(shard.clone(), listener).await;
-                shard.close_all().await;
-                drop(closed_tx);
-                let _ = closed_rx.recv().await;
-            })
-            .map_err(|e| anyhow::anyhow!("starting shard {id} on CPU {cpu}: {e}"))?;
-        handles.push(handle);
-    }
-    drop(closed_tx);
-    while ready.load(Ordering::SeqCst) < config.cores {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // Tests and scripts wait for this line.
-    println!(
-        "rill broker listening on {bound} (advertised {}:{}), {} shards, data in {}",
-        advertised.0,
-        advertised.1,
-        config.cores,
-        config.data_dir.display()
-    );
-    tracing::info!(%bound, shards = config.cores, "broker ready");
-
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
-    std::thread::spawn(move || {
-        let mut seen = 0;
-        for signal in signals.forever() {
-            seen += 1;
-            if seen == 1 {
-                tracing::info!(signal, "shutting down");
-                stop_tx.close();
-            } else {
-                tracing::warn!(signal, "second signal: exiting at once");
-                std::process::exit(130);
             }
         }
-    });
-    for h in handles {
-        h.join()
-            .map_err(|e| anyhow::anyhow!("shard failed: {e:?}"))?;
+        drop((closed_tx, ready_tx));
+        let handle = BrokerHandle {
+            addr: bound,
+            advertised,
+            shards,
+            data_dir,
+            stop: stop_tx,
+            threads,
+        };
+        // Every shard says it is ready, or its thread ended (and with it the
+        // last sender) before it could.
+        for _ in 0..shards {
+            if ready_rx.recv().is_err() {
+                handle.stop.close();
+                return Err(handle.wait().err().unwrap_or(BrokerError::ShardFailed(0)));
+            }
+        }
+        tracing::info!(%bound, shards, "broker ready");
+        Ok(handle)
     }
-    tracing::info!("clean shutdown");
-    Ok(())
+}
+
+impl BrokerHandle {
+    /// The address the Kafka listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The host and port clients are told to connect to.
+    pub fn advertised(&self) -> &(String, u16) {
+        &self.advertised
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// The data directory, absolute.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Starts a clean shutdown without waiting for it: listeners close, and
+    /// requests in flight are answered (within a grace period) before the
+    /// logs are closed.
+    pub fn stop(&self) {
+        self.stop.close();
+    }
+
+    /// A handle that can [`stop`](Self::stop) the broker from elsewhere (a
+    /// signal handler) while this one waits.
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let stop = self.stop.clone();
+        move || {
+            stop.close();
+        }
+    }
+
+    /// Blocks until every shard has shut down (after [`stop`](Self::stop)).
+    pub fn wait(mut self) -> Result<()> {
+        let mut result = Ok(());
+        for (id, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {
+            if thread.join().is_err() && result.is_ok() {
+                result = Err(BrokerError::ShardFailed(id));
+            }
+        }
+        result
+    }
+
+    /// Stops the broker and resolves once it has shut down cleanly. Works
+    /// from any async runtime: the waiting happens on a thread of its own.
+    pub async fn shutdown(self) -> Result<()> {
+        self.stop();
+        let (tx, rx) = async_channel::bounded(1);
+        std::thread::spawn(move || {
+            let _ = tx.send_blocking(self.wait());
+        });
+        rx.recv().await.unwrap_or(Err(BrokerError::ShardFailed(0)))
+    }
+}
+
+impl Drop for BrokerHandle {
+    /// A handle dropped without [`shutdown`](Self::shutdown) still stops the
+    /// broker; its shards finish in the background.
+    fn drop(&mut self) {
+        self.stop.close();
+    }
+}
+
+impl BrokerConfig {
+    /// A broker for tests and embedding: loopback port 0, one shard, the
+    /// other settings at their defaults, data in `data_dir`.
+    pub fn ephemeral(data_dir: &Path) -> Result<BrokerConfig> {
+        let mut config = BrokerConfig::defaults()?;
+        config.data_dir = data_dir.to_path_buf();
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.cores = 1;
+        Ok(config)
+    }
+}
+
+/// The stored cluster state, with partitions of shards that no longer exist
+/// (fewer cores than last run) moved to ones that do, and saved if so.
+fn load_fitted(data_dir: &Path, shards: usize) -> Result<ClusterMeta> {
+    let mut meta = store::load_or_init(data_dir)?;
+    let moves = meta.fit_to_shards(shards);
+    for command in &moves {
+        apply(&mut meta, command).expect("moves fit the state they were made from");
+    }
+    if !moves.is_empty() {
+        store::save(&meta, data_dir)?;
+    }
+    Ok(meta)
 }
 
 fn spawn_retention(shard: Rc<Shard>) {
@@ -175,10 +293,10 @@ fn spawn_retention(shard: Rc<Shard>) {
 /// A broker of one shard inside the current glommio executor, without a
 /// listener: for the fuzz target and in-process tests. Requests go through
 /// [`server::respond`].
-pub async fn local_shard(config: BrokerConfig) -> anyhow::Result<Rc<Shard>> {
-    std::fs::create_dir_all(&config.data_dir)?;
-    let mut meta = ClusterMeta::load_or_init(&config.data_dir)?;
-    meta.fit_to_shards(1);
+pub async fn local_shard(config: BrokerConfig) -> Result<Rc<Shard>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .context(|| format!("creating {}", config.data_dir.display()))?;
+    let meta = load_fitted(&config.data_dir, 1)?;
     let (tx, rx) = async_channel::bounded::<Job>(JOB_QUEUE_MAX);
     let config = Arc::new(BrokerConfig { cores: 1, ..config });
     let meta = Arc::new(meta);

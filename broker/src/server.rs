@@ -20,7 +20,7 @@ use rill_net::response::encode_response;
 use rill_net::versions;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::api::Admission;
+use crate::api::{Admission, Connection};
 use crate::shard::Shard;
 
 /// A listening socket with `SO_REUSEPORT`, so every shard binds the same
@@ -105,6 +105,10 @@ pub const PIPELINE_DEPTH: usize = 8;
 
 async fn connection(shard: &Rc<Shard>, stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    let connection = Rc::new(Connection {
+        peer: stream.peer_addr().ok(),
+        ..Connection::default()
+    });
     let (mut stream, mut writer) = futures_lite::io::split(stream);
     // Answers leave in request order: the writer awaits each request's task
     // in turn.
@@ -120,7 +124,7 @@ async fn connection(shard: &Rc<Shard>, stream: TcpStream) -> io::Result<()> {
         writer.close().await
     });
     let closing = Rc::new(Cell::new(false));
-    let read_result = read_requests(shard, &mut stream, &tx, &closing).await;
+    let read_result = read_requests(shard, &connection, &mut stream, &tx, &closing).await;
     drop(tx);
     let write_result = writer_task.await;
     read_result.and(write_result)
@@ -128,6 +132,7 @@ async fn connection(shard: &Rc<Shard>, stream: TcpStream) -> io::Result<()> {
 
 async fn read_requests(
     shard: &Rc<Shard>,
+    connection: &Rc<Connection>,
     stream: &mut futures_lite::io::ReadHalf<TcpStream>,
     tx: &async_channel::Sender<glommio::Task<Reply>>,
     closing: &Rc<Cell<bool>>,
@@ -179,9 +184,10 @@ async fn read_requests(
             }
         };
         let (admission, admitted) = Admission::new();
-        let (task_shard, task_closing) = (shard.clone(), closing.clone());
+        let (task_shard, task_closing, task_connection) =
+            (shard.clone(), closing.clone(), connection.clone());
         let task = glommio::spawn_local(async move {
-            let reply = respond_admitting(&task_shard, frame, admission).await;
+            let reply = respond_admitting(&task_shard, &task_connection, frame, admission).await;
             if let Reply::Close(reason) = &reply {
                 tracing::warn!(shard = task_shard.id, %reason, "closing connection");
                 task_closing.set(true);
@@ -213,7 +219,7 @@ pub enum Reply {
 /// Decodes one request frame, handles it and encodes the answer. Never
 /// panics on any input (the fuzz target drives this function).
 pub async fn respond(shard: &Rc<Shard>, frame: bytes::Bytes) -> Reply {
-    respond_admitting(shard, frame, Admission::default()).await
+    respond_admitting(shard, &Connection::default(), frame, Admission::default()).await
 }
 
 /// [`respond`], admitting the connection's next request as early as the
@@ -221,6 +227,7 @@ pub async fn respond(shard: &Rc<Shard>, frame: bytes::Bytes) -> Reply {
 /// latest, with the answer.
 pub async fn respond_admitting(
     shard: &Rc<Shard>,
+    connection: &Connection,
     frame: bytes::Bytes,
     mut admission: Admission,
 ) -> Reply {
@@ -256,7 +263,8 @@ pub async fn respond_admitting(
             "ignoring bytes after a well-formed request body"
         );
     }
-    let Some(body) = crate::api::handle_admitting(shard, request, &mut admission).await else {
+    let Some(body) = crate::api::handle_admitting(shard, connection, request, &mut admission).await
+    else {
         return Reply::Nothing;
     };
     match encode_response(api_key, version, correlation_id, &body) {

@@ -5,9 +5,9 @@
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use rill_broker::config::{BrokerArgs, BrokerConfig};
 use rill_broker::server::{respond, Reply};
 use rill_broker::shard::Shard;
+use rill_broker::BrokerConfig;
 use rill_net::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use rill_net::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_net::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -73,11 +73,7 @@ fn seeds() -> Vec<Vec<u8>> {
 #[test]
 fn mutated_requests_never_panic_the_dispatcher() {
     let dir = tempfile::tempdir().unwrap();
-    let args = BrokerArgs {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..BrokerArgs::default()
-    };
-    let config = BrokerConfig::resolve(&args).unwrap();
+    let config = BrokerConfig::ephemeral(dir.path()).unwrap();
     glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
             let shard: Rc<Shard> = rill_broker::runtime::local_shard(config).await.unwrap();

@@ -9,17 +9,16 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::cluster::{Client, TopicMetadata};
-use crate::consumer::TopicPartition;
 use crate::error::{Error, Result};
+use crate::offsets::{list_offsets_at, OffsetSpec, TopicPartition};
 
 const RESOURCE_TOPIC: i8 = 2;
 
@@ -99,25 +98,6 @@ impl ConfigSource {
             ConfigSource::DynamicDefaultBroker => "cluster default (dynamic)",
             ConfigSource::StaticBroker => "broker (static)",
             ConfigSource::Default | ConfigSource::Other(_) => "default",
-        }
-    }
-}
-
-/// Which offset [`Admin::list_offsets`] asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffsetSpec {
-    Earliest,
-    Latest,
-    /// First offset whose record timestamp is at or after this (ms).
-    Timestamp(i64),
-}
-
-impl OffsetSpec {
-    fn wire(self) -> i64 {
-        match self {
-            OffsetSpec::Earliest => -2,
-            OffsetSpec::Latest => -1,
-            OffsetSpec::Timestamp(t) => t,
         }
     }
 }
@@ -373,107 +353,4 @@ impl Admin {
     ) -> Result<Vec<(TopicPartition, Result<(i64, i64)>)>> {
         list_offsets_at(&self.client, partitions).await
     }
-}
-
-/// ListOffsets sent to each partition's leader.
-pub(crate) async fn list_offsets_at(
-    client: &Client,
-    partitions: &[(TopicPartition, OffsetSpec)],
-) -> Result<Vec<(TopicPartition, Result<(i64, i64)>)>> {
-    let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
-    let mut answers: Vec<Option<Result<(i64, i64)>>> = vec![None; partitions.len()];
-    for (i, (tp, _)) in partitions.iter().enumerate() {
-        let n = client.ensure_topic(&tp.topic).await?;
-        if !(0..n).contains(&tp.partition) {
-            answers[i] = Some(Err(Error::UnknownTopicOrPartition(tp.to_string())));
-            continue;
-        }
-        let leader = match client.leader(&tp.topic, tp.partition) {
-            Some(l) => Some(l),
-            None => {
-                client.refresh(Some(&[&tp.topic])).await?;
-                client.leader(&tp.topic, tp.partition)
-            }
-        };
-        match leader {
-            Some(l) => by_leader.entry(l).or_default().push(i),
-            None => {
-                answers[i] = Some(Err(Error::kafka(
-                    ResponseError::LeaderNotAvailable.code(),
-                    format!("{tp} has no leader"),
-                    None,
-                )))
-            }
-        }
-    }
-    // A request names each partition once: asking for two offsets of one
-    // partition takes two requests.
-    let mut rounds: Vec<(i32, Vec<usize>)> = Vec::new();
-    for (leader, indexes) in by_leader {
-        let mut mine: Vec<Vec<usize>> = Vec::new();
-        for i in indexes {
-            let tp = &partitions[i].0;
-            match mine
-                .iter_mut()
-                .find(|r| !r.iter().any(|&j| partitions[j].0 == *tp))
-            {
-                Some(r) => r.push(i),
-                None => mine.push(vec![i]),
-            }
-        }
-        rounds.extend(mine.into_iter().map(|r| (leader, r)));
-    }
-    for (leader, indexes) in rounds {
-        let conn = client.connection(leader).await?;
-        let version = conn.version(ApiKey::ListOffsets)?;
-        let mut request = ListOffsetsRequest::default();
-        request.replica_id = BrokerId(-1);
-        let mut topics: Vec<ListOffsetsTopic> = Vec::new();
-        for &i in &indexes {
-            let (tp, spec) = &partitions[i];
-            let mut p = ListOffsetsPartition::default();
-            p.partition_index = tp.partition;
-            p.timestamp = spec.wire();
-            if version >= 4 {
-                p.current_leader_epoch = -1;
-            }
-            match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
-                Some(t) => t.partitions.push(p),
-                None => {
-                    let mut t = ListOffsetsTopic::default();
-                    t.name = TopicName(StrBytes::from_string(tp.topic.clone()));
-                    t.partitions.push(p);
-                    topics.push(t);
-                }
-            }
-        }
-        request.topics = topics;
-        let response = conn.send_versioned(&request, version).await?;
-        for t in response.topics {
-            for p in t.partitions {
-                let Some(&i) = indexes.iter().find(|&&i| {
-                    partitions[i].0.topic == t.name.0.as_str()
-                        && partitions[i].0.partition == p.partition_index
-                }) else {
-                    continue;
-                };
-                answers[i] = Some(
-                    Error::check(p.error_code, || {
-                        format!("listing offsets of {}", partitions[i].0)
-                    })
-                    .map(|_| (p.offset, p.timestamp)),
-                );
-            }
-        }
-    }
-    Ok(partitions
-        .iter()
-        .zip(answers)
-        .map(|((tp, _), a)| {
-            (
-                tp.clone(),
-                a.unwrap_or_else(|| Err(Error::Protocol(format!("no answer for {tp}")))),
-            )
-        })
-        .collect())
 }

@@ -48,13 +48,15 @@ pub mod admin;
 pub mod cluster;
 pub mod consumer;
 pub mod error;
+pub mod offsets;
 pub mod producer;
 pub mod protocol;
 pub mod transport;
 
-pub use admin::{Admin, ConfigChange, ConfigEntry, ConfigSource, NewTopic, OffsetSpec};
+pub use admin::{Admin, ConfigChange, ConfigEntry, ConfigSource, NewTopic};
 pub use cluster::{BrokerInfo, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset, TopicPartition};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};
 pub use error::{Error, Result};
+pub use offsets::{OffsetSpec, TopicPartition};
 pub use producer::{Acks, Delivery, Producer, ProducerConfig, Record, RecordMetadata};
 pub use protocol::records::{Compression, Header, TimestampType};

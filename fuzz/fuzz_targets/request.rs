@@ -8,15 +8,15 @@
 use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
-use rill_broker::config::{BrokerArgs, BrokerConfig};
+use rill_broker::BrokerConfig;
 use rill_broker::shard::Shard;
 
 thread_local! {
     static BROKER: (glommio::LocalExecutor, Rc<Shard>) = {
         let executor = glommio::LocalExecutorBuilder::default().make().expect("executor");
         let dir = std::env::temp_dir().join(format!("rill-fuzz-{}", std::process::id()));
-        let args = BrokerArgs { data_dir: Some(dir), auto_create_topics: true, ..BrokerArgs::default() };
-        let config = BrokerConfig::resolve(&args).expect("config");
+        let mut config = BrokerConfig::ephemeral(&dir).expect("config");
+        config.auto_create_topics = true;
         let shard = executor.run(rill_broker::runtime::local_shard(config)).expect("shard");
         (executor, shard)
     };

@@ -265,6 +265,90 @@ pub async fn read_range(file: &DmaFile, position: u64, end: u64, max_len: u64) -
     })
 }
 
+/// What [`scan_range`] shows its visitor.
+pub enum Seen<'a> {
+    /// A whole batch whose CRC checks out, with its bytes.
+    Batch(scan::ScannedBatch, &'a [u8]),
+    /// The next batch needs `need` bytes from its start, more than were read;
+    /// answering false stops the scan before they are read.
+    NeedMore(usize),
+}
+
+/// How a [`scan_range`] ended.
+#[derive(Debug)]
+pub enum RangeScan {
+    /// The visitor answered false.
+    Stopped,
+    /// Valid data stops here. `End { position: end }` is the end of the
+    /// range; an `End` before it means only zeros follow; a `NeedMore` is a
+    /// batch cut short by the end of the range; `Invalid` is damage.
+    Until(ScanStop),
+    /// The file holds no bytes at `position`, before the range's end.
+    Unreadable { position: u64 },
+}
+
+/// The one "read a chunk, scan it, advance" loop over a segment file: reads
+/// positions `position..end` about `chunk` bytes at a time (more when one
+/// batch needs it), scans them (`expected`, `batch_bytes_max`, `verify_from`
+/// as in [`scan::scan`]), and shows each batch to `visit` until it answers
+/// false.
+#[allow(clippy::too_many_arguments)]
+pub async fn scan_range(
+    file: &DmaFile,
+    mut position: u64,
+    end: u64,
+    chunk: u64,
+    expected: &mut Option<i64>,
+    batch_bytes_max: usize,
+    verify_from: i64,
+    mut visit: impl FnMut(Seen<'_>) -> bool,
+) -> Result<RangeScan> {
+    let mut want = chunk;
+    loop {
+        if position >= end {
+            return Ok(RangeScan::Until(ScanStop::End { position }));
+        }
+        let aligned = align_down(position);
+        let skip = (position - aligned) as usize;
+        let len = (skip as u64 + want).min(end - aligned);
+        let data = file
+            .read_at_aligned(aligned, align_up(len) as usize)
+            .await
+            .map_err(|e| StorageError::io("reading a segment", e))?;
+        let avail = data.len().min(len as usize);
+        if avail <= skip {
+            return Ok(RangeScan::Unreadable { position });
+        }
+        let buf = &data[skip..avail];
+        let mut stopped = false;
+        let stop = scan::scan(buf, position, expected, batch_bytes_max, verify_from, |b| {
+            if !stopped {
+                let at = (b.position - position) as usize;
+                let bytes = &buf[at..at + b.header.total_len()];
+                stopped = !visit(Seen::Batch(b, bytes));
+            }
+        });
+        if stopped {
+            return Ok(RangeScan::Stopped);
+        }
+        let buffer_end = aligned + avail as u64;
+        match stop {
+            ScanStop::NeedMore { position: p, need } if buffer_end < end => {
+                if !visit(Seen::NeedMore(need)) {
+                    return Ok(RangeScan::Stopped);
+                }
+                position = p;
+                want = chunk.max(need as u64);
+            }
+            ScanStop::End { position: p } if p == buffer_end && buffer_end < end => {
+                position = p;
+                want = chunk;
+            }
+            other => return Ok(RangeScan::Until(other)),
+        }
+    }
+}
+
 /// Scans a segment file from position 0 to `end`, CRC-checking every batch
 /// and calling `found` for each; returns where valid data stops and why.
 pub async fn scan_file(
@@ -274,46 +358,27 @@ pub async fn scan_file(
     batch_bytes_max: usize,
     mut found: impl FnMut(scan::ScannedBatch),
 ) -> Result<ScanStop> {
-    const CHUNK: u64 = 1 << 20;
-    let mut position = 0u64;
-    let mut expected = Some(base_offset);
-    let mut want = CHUNK;
-    loop {
-        if position >= end {
-            return Ok(ScanStop::End { position });
-        }
-        let aligned = align_down(position);
-        let skip = (position - aligned) as usize;
-        let len = (skip as u64 + want).min(end - aligned);
-        let data = file
-            .read_at_aligned(aligned, align_up(len) as usize)
-            .await
-            .map_err(|e| StorageError::io("scanning a segment", e))?;
-        let avail = data.len().min(len as usize);
-        if avail <= skip {
-            return Ok(ScanStop::End { position });
-        }
-        let stop = scan::scan(
-            &data[skip..avail],
-            position,
-            &mut expected,
-            batch_bytes_max,
-            i64::MIN,
-            &mut found,
-        );
-        let buffer_end = aligned + avail as u64;
-        match stop {
-            ScanStop::NeedMore { position: p, need } if buffer_end < end => {
-                position = p;
-                want = CHUNK.max(need as u64);
+    let scanned = scan_range(
+        file,
+        0,
+        end,
+        1 << 20,
+        &mut Some(base_offset),
+        batch_bytes_max,
+        i64::MIN,
+        |seen| {
+            if let Seen::Batch(b, _) = seen {
+                found(b);
             }
-            ScanStop::End { position: p } if p == buffer_end && buffer_end < end => {
-                position = p;
-                want = CHUNK;
-            }
-            other => return Ok(other),
-        }
-    }
+            true
+        },
+    )
+    .await?;
+    Ok(match scanned {
+        RangeScan::Until(stop) => stop,
+        RangeScan::Unreadable { position } => ScanStop::End { position },
+        RangeScan::Stopped => unreachable!("the visitor never stops"),
+    })
 }
 
 /// Reads whole batches from a segment file, starting from the batch that
@@ -325,88 +390,55 @@ pub async fn scan_file(
 pub async fn read_batches(
     file: &DmaFile,
     segment_base: i64,
-    mut position: u64,
+    position: u64,
     end: u64,
     offset: i64,
     max_bytes: usize,
     batch_bytes_max: usize,
 ) -> Result<Option<Bytes>> {
     let chunk = (max_bytes as u64).clamp(64 << 10, 16 << 20);
-    let mut want = chunk;
     let mut out = BytesMut::new();
     let corrupt = |position, cause| StorageError::Corrupt {
         segment_base,
         position,
         cause,
     };
-    loop {
-        if position >= end {
-            break;
-        }
-        let aligned = align_down(position);
-        let skip = (position - aligned) as usize;
-        let len = (skip as u64 + want).min(end - aligned);
-        let data = file
-            .read_at_aligned(aligned, align_up(len) as usize)
-            .await
-            .map_err(|e| StorageError::io("reading a segment", e))?;
-        let avail = data.len().min(len as usize);
-        if avail <= skip {
-            break;
-        }
-        let buf = &data[skip..avail];
-        let mut full = false;
-        let stop = scan::scan(buf, position, &mut None, batch_bytes_max, offset, |b| {
-            if full || b.header.next_offset() <= offset {
-                return;
-            }
-            let len = b.header.total_len();
-            if !out.is_empty() && out.len() + len > max_bytes {
-                full = true;
-                return;
-            }
-            let at = (b.position - position) as usize;
-            out.extend_from_slice(&buf[at..at + len]);
-        });
-        if full {
-            break;
-        }
-        let buffer_end = aligned + avail as u64;
-        match stop {
-            ScanStop::Invalid { position: p, error } => {
-                if out.is_empty() {
-                    return Err(corrupt(p, error));
+    let scanned = scan_range(
+        file,
+        position,
+        end,
+        chunk,
+        &mut None,
+        batch_bytes_max,
+        offset,
+        |seen| match seen {
+            Seen::Batch(b, _) if b.header.next_offset() <= offset => true,
+            Seen::Batch(_, bytes) => {
+                if !out.is_empty() && out.len() + bytes.len() > max_bytes {
+                    return false;
                 }
-                break;
+                out.extend_from_slice(bytes);
+                out.len() < max_bytes
             }
-            ScanStop::NeedMore { position: p, need } => {
-                if buffer_end >= end {
-                    // A batch cut short by the end of readable data.
-                    if out.is_empty() {
-                        return Err(corrupt(p, ScanError::Truncated));
-                    }
-                    break;
-                }
-                if !out.is_empty() && out.len() + need > max_bytes {
-                    break;
-                }
-                position = p;
-                want = chunk.max(need as u64);
+            // Do not read a batch that will not fit anyway.
+            Seen::NeedMore(need) => out.is_empty() || out.len() + need <= max_bytes,
+        },
+    )
+    .await?;
+    if out.is_empty() {
+        match scanned {
+            RangeScan::Until(ScanStop::Invalid { position, error }) => {
+                return Err(corrupt(position, error))
             }
-            ScanStop::End { position: p } => {
-                if p < buffer_end {
-                    // Zeros where batches should be.
-                    if out.is_empty() {
-                        return Err(corrupt(p, ScanError::Zeroed));
-                    }
-                    break;
-                }
-                if out.len() >= max_bytes {
-                    break;
-                }
-                position = p;
-                want = chunk;
+            // A batch cut short by the end of readable data.
+            RangeScan::Until(ScanStop::NeedMore { position, .. }) => {
+                return Err(corrupt(position, ScanError::Truncated))
             }
+            // Zeros where batches should be.
+            RangeScan::Until(ScanStop::End { position }) if position < end => {
+                return Err(corrupt(position, ScanError::Zeroed))
+            }
+            _ => {}
         }
     }
     Ok(if out.is_empty() {

@@ -2,16 +2,15 @@
 //! set of config overrides. Older clients (confluent-kafka before 2.2) only
 //! have this one.
 
-use std::rc::Rc;
-
 use rill_net::kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use rill_net::kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::incremental_alter_configs::{alter, Alter, Change};
 use super::str_bytes;
-use crate::shard::Shard;
+use super::Context;
 
-pub async fn handle(shard: &Rc<Shard>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle(cx: &Context<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let shard = cx.shard;
     let alters: Vec<Alter> = req
         .resources
         .iter()

@@ -1,20 +1,19 @@
 //! CreatePartitions: grow a topic's partition count; new partitions are
 //! placed on the least-loaded shards.
 
-use std::rc::Rc;
-
 use rill_net::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use rill_net::kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, TopicName,
 };
 use rill_net::kafka_protocol::ResponseError;
 
-use super::{replica_assignment, str_bytes};
-use crate::shard::Shard;
+use super::{command_failure, per_item, replica_assignment, str_bytes, Context, Failure};
+use crate::cluster::{Draft, MetadataCommand, Placement};
 
 const PARTITIONS_MAX: i32 = 100_000;
 
-pub async fn handle(shard: &Rc<Shard>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(cx: &Context<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let shard = cx.shard;
     // (topic, new count, replica lists of the new partitions if given)
     type Wanted = (String, i32, Option<Vec<Vec<i32>>>);
     let wanted: Vec<Wanted> = req
@@ -35,62 +34,31 @@ pub async fn handle(shard: &Rc<Shard>, req: CreatePartitionsRequest) -> CreatePa
     let validate_only = req.validate_only;
     let names: Vec<String> = wanted.iter().map(|(n, _, _)| n.clone()).collect();
     let outcome = shard
-        .change_metadata(move |meta, placement| {
-                    let mut changed = false;
-                    let mut out = Vec::new();
-                    for (name, count, manual) in &wanted {
-                        let current = meta.topics.get(name).map(|t| t.partitions.len() as i32);
-                        let error = match current {
-                            None => Some((ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist"))),
-                            Some(c) if *count <= c => Some((
-                                ResponseError::InvalidPartitions,
-                                format!("topic `{name}` has {c} partitions; the new count must be larger, not {count}"),
-                            )),
-                            Some(_) if *count > PARTITIONS_MAX => {
-                                Some((ResponseError::InvalidPartitions, format!("at most {PARTITIONS_MAX} partitions")))
-                            }
-                            Some(c) if manual.as_ref().is_some_and(|a| a.len() as i32 != *count - c) => Some((
-                                ResponseError::InvalidReplicaAssignment,
-                                format!(
-                                    "increasing the partition count of `{name}` by {} needs that many assignments, not {}",
-                                    *count - c,
-                                    manual.as_ref().map_or(0, |a| a.len())
-                                ),
-                            )),
-                            Some(c) => match manual.as_ref().map(|a| replica_assignment::check(a, c, &[placement.node_id])) {
-                                Some(Err(e)) => Some(e),
-                                Some(Ok(factor)) if factor != 1 => Some((
-                                    ResponseError::InvalidReplicaAssignment,
-                                    format!("`{name}` has 1 replica per partition; the new partitions are assigned {factor}"),
-                                )),
-                                _ => {
-                                if !validate_only {
-                                    let added = meta.place((*count - c) as usize, placement.shards);
-                                    meta.topics.get_mut(name).expect("exists").partitions.extend(added);
-                                    changed = true;
-                                }
-                                None
-                            }},
-                        };
-                        out.push((name.clone(), error));
-                    }
-                    (out, changed)
+        .change_metadata(move |draft, placement| {
+            wanted
+                .iter()
+                .map(|(name, count, manual)| {
+                    let grown = grow(
+                        draft,
+                        placement,
+                        name,
+                        *count,
+                        manual.as_deref(),
+                        validate_only,
+                    );
+                    (name.clone(), grown)
                 })
+                .collect()
+        })
         .await;
-    let results: Vec<(String, Option<(ResponseError, String)>)> = match outcome {
-        Ok(out) => out,
-        Err(e) => names
-            .into_iter()
-            .map(|n| (n, Some((ResponseError::KafkaStorageError, e.clone()))))
-            .collect(),
-    };
+    let results = per_item(names, outcome);
     let mut resp = CreatePartitionsResponse::default();
     resp.results = results
         .into_iter()
         .map(|(name, error)| {
             let mut r = CreatePartitionsTopicResult::default();
             r.name = TopicName(str_bytes(&name));
-            if let Some((e, m)) = error {
+            if let Err((e, m)) = error {
                 r.error_code = e.code();
                 r.error_message = Some(str_bytes(&m));
             }
@@ -98,4 +66,65 @@ pub async fn handle(shard: &Rc<Shard>, req: CreatePartitionsRequest) -> CreatePa
         })
         .collect();
     resp
+}
+
+/// Grows topic `name` to `count` partitions (unless `validate_only`).
+fn grow(
+    draft: &mut Draft,
+    placement: &Placement,
+    name: &str,
+    count: i32,
+    manual: Option<&[Vec<i32>]>,
+    validate_only: bool,
+) -> Result<(), Failure> {
+    let Some(topic) = draft.state().topics.get(name) else {
+        return Err((
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic `{name}` does not exist"),
+        ));
+    };
+    let (id, current) = (topic.id, topic.partitions.len() as i32);
+    if count <= current {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("topic `{name}` has {current} partitions; the new count must be larger, not {count}"),
+        ));
+    }
+    if count > PARTITIONS_MAX {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("at most {PARTITIONS_MAX} partitions"),
+        ));
+    }
+    if let Some(lists) = manual {
+        if lists.len() as i32 != count - current {
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "increasing the partition count of `{name}` by {} needs that many assignments, not {}",
+                    count - current,
+                    lists.len()
+                ),
+            ));
+        }
+        let factor = replica_assignment::check(lists, current, &[placement.node_id])?;
+        if factor != 1 {
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!("`{name}` has 1 replica per partition; the new partitions are assigned {factor}"),
+            ));
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let partitions = draft
+        .state()
+        .place((count - current) as usize, placement.shards);
+    draft
+        .push(MetadataCommand::AddPartitions {
+            topic: id,
+            partitions,
+        })
+        .map_err(command_failure)
 }

@@ -2,18 +2,15 @@
 //! every owning shard before the answer.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use rill_net::kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use rill_net::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use rill_net::kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::{replica_assignment, str_bytes};
-use crate::controller::Placement;
-use crate::metadata::{validate_topic_name, ClusterMeta, TopicMeta};
-use crate::shard::Shard;
-use crate::topic_config;
+use super::{command_failure, per_item, replica_assignment, str_bytes, Context};
+use crate::cluster::{validate_topic_name, ClusterMeta, MetadataCommand, Placement};
+use crate::config::topic_config;
 
 /// A topic as the client asked for it, in plain (`Send`) data.
 struct Spec {
@@ -25,26 +22,22 @@ struct Spec {
     configs: Vec<(String, Option<String>)>,
 }
 
-/// Adds a topic with `partitions` partitions placed on the least-loaded shards.
-pub fn insert_topic(
-    meta: &mut ClusterMeta,
+/// The command creating topic `name` with id `id` and `partitions`
+/// partitions placed on the least-loaded shards of `state`.
+pub fn command(
+    state: &ClusterMeta,
     name: &str,
+    id: Uuid,
     partitions: i32,
     configs: BTreeMap<String, String>,
     shards: usize,
-) -> Uuid {
-    let id = Uuid::new_v4();
-    let placed = meta.place(partitions as usize, shards);
-    meta.topics.insert(
-        name.to_string(),
-        TopicMeta {
-            name: name.to_string(),
-            id,
-            partitions: placed,
-            configs,
-        },
-    );
-    id
+) -> MetadataCommand {
+    MetadataCommand::CreateTopic {
+        name: name.to_string(),
+        id,
+        partitions: state.place(partitions as usize, shards),
+        configs,
+    }
 }
 
 /// A created topic's id and partition count, or why it was not created.
@@ -119,11 +112,9 @@ fn check(
     Ok((partitions, configs))
 }
 
-pub async fn handle(
-    shard: &Rc<Shard>,
-    req: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
+pub async fn handle(cx: &Context<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let shard = cx.shard;
+    let version = cx.version;
     let specs: Vec<Spec> = req
         .topics
         .iter()
@@ -156,33 +147,33 @@ pub async fn handle(
     let validate_only = req.validate_only;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let outcome = shard
-        .change_metadata(move |meta, placement| {
-            let mut changed = false;
-            let mut results = Vec::new();
-            for spec in &specs {
-                let r = check(spec, meta, placement).map(|(partitions, configs)| {
-                    if validate_only {
-                        (Uuid::nil(), partitions)
-                    } else {
-                        changed = true;
-                        (
-                            insert_topic(meta, &spec.name, partitions, configs, placement.shards),
-                            partitions,
-                        )
-                    }
-                });
-                results.push((spec.name.clone(), r));
-            }
-            (results, changed)
+        .change_metadata(move |draft, placement| {
+            specs
+                .iter()
+                .map(|spec| {
+                    let created: Created =
+                        check(spec, draft.state(), placement).and_then(|(partitions, configs)| {
+                            if validate_only {
+                                return Ok((Uuid::nil(), partitions));
+                            }
+                            let id = Uuid::new_v4();
+                            let create = command(
+                                draft.state(),
+                                &spec.name,
+                                id,
+                                partitions,
+                                configs,
+                                placement.shards,
+                            );
+                            draft.push(create).map_err(command_failure)?;
+                            Ok((id, partitions))
+                        });
+                    (spec.name.clone(), created)
+                })
+                .collect()
         })
         .await;
-    let results: Vec<(String, Created)> = match outcome {
-        Ok(out) => out,
-        Err(e) => names
-            .into_iter()
-            .map(|n| (n, Err((ResponseError::KafkaStorageError, e.clone()))))
-            .collect(),
-    };
+    let results = per_item(names, outcome);
 
     let mut resp = CreateTopicsResponse::default();
     resp.topics = results

@@ -9,6 +9,7 @@ use rill_net::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResp
 use rill_net::kafka_protocol::ResponseError;
 
 use super::join_all;
+use super::Context;
 use crate::error_code::storage_error;
 use crate::shard::Shard;
 
@@ -34,7 +35,8 @@ async fn delete(
         .unwrap_or_else(|e| (Some(e), -1))
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(cx: &Context<'_>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let shard = cx.shard;
     let mut work = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {

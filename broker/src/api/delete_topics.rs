@@ -1,21 +1,17 @@
 //! DeleteTopics: by name, or (v6) by id. Partitions are closed and their data
 //! removed on their shards before the answer.
 
-use std::rc::Rc;
-
 use rill_net::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use rill_net::kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use rill_net::kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::str_bytes;
-use crate::shard::Shard;
+use super::{command_failure, per_item, str_bytes, Context};
+use crate::cluster::MetadataCommand;
 
-pub async fn handle(
-    shard: &Rc<Shard>,
-    req: DeleteTopicsRequest,
-    version: i16,
-) -> DeleteTopicsResponse {
+pub async fn handle(cx: &Context<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let shard = cx.shard;
+    let version = cx.version;
     // Each wanted topic as (name if given, id if given).
     let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics
@@ -30,50 +26,46 @@ pub async fn handle(
     };
     let asked = wanted.clone();
     let outcome = shard
-        .change_metadata(move |meta, _| {
-            let mut changed = false;
-            let mut out = Vec::new();
-            for (name, id) in &wanted {
-                let found = match name {
-                    Some(n) => meta.topics.get(n).map(|t| (t.name.clone(), t.id)),
-                    None => meta.topic_by_id(*id).map(|t| (t.name.clone(), t.id)),
-                };
-                match found {
-                    Some((n, tid)) => {
-                        meta.topics.remove(&n);
-                        changed = true;
-                        out.push((Some(n), tid, None));
+        .change_metadata(move |draft, _| {
+            wanted
+                .into_iter()
+                .map(|(name, id)| {
+                    let state = draft.state();
+                    let found = match &name {
+                        Some(n) => state.topics.get(n),
+                        None => state.topic_by_id(id),
                     }
-                    None => out.push((
-                        name.clone(),
-                        *id,
-                        Some((
+                    .map(|t| (t.name.clone(), t.id));
+                    let deleted = match found {
+                        Some((n, tid)) => draft
+                            .push(MetadataCommand::DeleteTopic { id: tid })
+                            .map(|()| (Some(n), tid))
+                            .map_err(command_failure),
+                        None => Err((
                             ResponseError::UnknownTopicOrPartition,
                             "topic does not exist".to_string(),
                         )),
-                    )),
-                }
-            }
-            (out, changed)
+                    };
+                    ((name, id), deleted)
+                })
+                .collect()
         })
         .await;
-    let results: Vec<(Option<String>, Uuid, Option<super::Failure>)> = match outcome {
-        Ok(out) => out,
-        Err(e) => asked
-            .into_iter()
-            .map(|(n, id)| (n, id, Some((ResponseError::KafkaStorageError, e.clone()))))
-            .collect(),
-    };
+    let results = per_item(asked, outcome);
     let mut resp = DeleteTopicsResponse::default();
     resp.responses = results
         .into_iter()
-        .map(|(name, id, failure)| {
+        .map(|((asked_name, asked_id), deleted)| {
+            let (name, id) = match &deleted {
+                Ok((name, id)) => (name.clone(), *id),
+                Err(_) => (asked_name, asked_id),
+            };
             let mut r = DeletableTopicResult::default();
             r.name = name.map(|n| TopicName(str_bytes(&n)));
             if version >= 6 {
                 r.topic_id = id;
             }
-            if let Some((e, message)) = failure {
+            if let Err((e, message)) = deleted {
                 r.error_code = e.code();
                 if version >= 5 {
                     r.error_message = Some(str_bytes(&message));

@@ -1,14 +1,13 @@
 //! DescribeCluster: this broker, which is also the controller.
 
-use std::rc::Rc;
-
 use rill_net::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use rill_net::kafka_protocol::messages::{BrokerId, DescribeClusterResponse};
 
 use super::str_bytes;
-use crate::shard::Shard;
+use super::Context;
 
-pub fn handle(shard: &Rc<Shard>) -> DescribeClusterResponse {
+pub fn handle(cx: &Context<'_>) -> DescribeClusterResponse {
+    let shard = cx.shard;
     let meta = shard.meta();
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = str_bytes(&meta.cluster_id);

@@ -1,7 +1,5 @@
 //! DescribeConfigs for topics (overrides and defaults) and for this broker.
 
-use std::rc::Rc;
-
 use rill_net::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
@@ -9,9 +7,9 @@ use rill_net::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigs
 use rill_net::kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker_config::{self, Layer};
-use crate::shard::Shard;
-use crate::topic_config::{self, KNOWN};
+use super::Context;
+use crate::config::broker_config::{self, Layer};
+use crate::config::topic_config::{self, KNOWN};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -36,11 +34,9 @@ fn entry(
     c
 }
 
-pub fn handle(
-    shard: &Rc<Shard>,
-    req: DescribeConfigsRequest,
-    version: i16,
-) -> DescribeConfigsResponse {
+pub fn handle(cx: &Context<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let shard = cx.shard;
+    let version = cx.version;
     let meta = shard.meta();
     let node_id = shard.config.node_id;
     let defaults = &shard.topic_defaults_of(&meta);

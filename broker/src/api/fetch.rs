@@ -2,6 +2,8 @@
 //! and response byte limits, long-polling until `min_bytes` arrive or
 //! `max_wait_ms` passes. Answered sessionless (session id 0).
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -10,8 +12,9 @@ use rill_net::kafka_protocol::messages::fetch_response::{FetchableTopicResponse,
 use rill_net::kafka_protocol::messages::{FetchRequest, FetchResponse};
 use rill_net::kafka_protocol::ResponseError;
 
+use super::Context;
 use crate::error_code::storage_error;
-use crate::shard::Shard;
+use crate::shard::{Owner, Shard};
 
 #[derive(Debug, Clone, Default)]
 struct PartitionRead {
@@ -64,27 +67,6 @@ async fn read(
         .unwrap_or_else(|_| unknown())
 }
 
-/// Waits on the owner shard until the partition has data at `offset`, or
-/// until `deadline`.
-async fn wait_for_data(
-    shard: &Rc<Shard>,
-    topic: String,
-    partition: i32,
-    offset: i64,
-    deadline: Instant,
-) {
-    // An unknown partition has nothing to wait for.
-    let _ = shard
-        .on_partition(topic, partition, move |_, part| async move {
-            let ready = part
-                .appended
-                .wait_until(|| (part.log.log_end_offset() > offset).then_some(()));
-            let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-            futures_lite::future::or(ready, timeout).await;
-        })
-        .await;
-}
-
 struct Wanted {
     topic_index: usize,
     topic: String,
@@ -93,7 +75,9 @@ struct Wanted {
     max_bytes: usize,
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(cx: &Context<'_>, req: FetchRequest) -> FetchResponse {
+    let shard = cx.shard;
+    let version = cx.version;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
     let response_max = if req.max_bytes <= 0 {
@@ -181,36 +165,89 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
 }
 
 /// Returns when any wanted partition's log end moves past what the last
-/// read saw, or at the deadline.
+/// read saw, at the deadline, or at shutdown. One wait per owner shard
+/// covers all of its partitions, and every one ends when this returns.
 async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], seen_end: &[i64], deadline: Instant) {
     let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-    if wanted.is_empty() {
-        // Nothing can arrive: wait out max_wait_ms as asked (or until shutdown).
-        futures_lite::future::or(timeout, shard.stopped()).await;
-        return;
-    }
-    let (tx, rx) = async_channel::bounded::<()>(wanted.len());
-    let mut tasks = Vec::with_capacity(wanted.len());
+    // Dropped on return: each owner's wait sees its receiver close and ends.
+    let (_cancel, cancelled) = async_channel::bounded::<()>(1);
+    let mut by_owner: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();
     for (w, &seen) in wanted.iter().zip(seen_end) {
-        let (shard, tx) = (shard.clone(), tx.clone());
-        let (topic, partition) = (w.topic.clone(), w.partition);
-        tasks.push(glommio::spawn_local(async move {
-            wait_for_data(&shard, topic, partition, seen.max(0), deadline).await;
-            let _ = tx.try_send(());
-        }));
+        // An unknown partition has nothing to wait for.
+        if let Owner::Shard(owner) = shard.owner(&w.topic, w.partition) {
+            by_owner
+                .entry(owner)
+                .or_default()
+                .push((w.topic.clone(), w.partition, seen.max(0)));
+        }
     }
+    let (tx, rx) = async_channel::bounded::<()>(by_owner.len().max(1));
+    let waits: Vec<_> = by_owner
+        .into_iter()
+        .map(|(owner, partitions)| {
+            let (shard, tx, cancelled) = (shard.clone(), tx.clone(), cancelled.clone());
+            glommio::spawn_local(async move {
+                shard
+                    .on(owner, move |s| async move {
+                        let arrived = data_beyond(&s, partitions);
+                        let timeout = glommio::timer::sleep(
+                            deadline.saturating_duration_since(Instant::now()),
+                        );
+                        let cancelled = async {
+                            let _ = cancelled.recv().await;
+                        };
+                        futures_lite::future::or(
+                            arrived,
+                            futures_lite::future::or(timeout, cancelled),
+                        )
+                        .await;
+                    })
+                    .await;
+                let _ = tx.try_send(());
+            })
+        })
+        .collect();
     drop(tx);
-    let stop = shard.stopped();
-    futures_lite::future::or(
-        futures_lite::future::or(
-            async {
-                let _ = rx.recv().await;
-            },
-            timeout,
-        ),
-        stop,
-    )
-    .await;
-    // Dropping the tasks cancels the local waits; remote waits end by their deadline.
-    drop(tasks);
+    let any = async {
+        if waits.is_empty() {
+            // Nothing can arrive: wait out max_wait_ms as asked.
+            std::future::pending::<()>().await;
+        }
+        let _ = rx.recv().await;
+    };
+    futures_lite::future::or(futures_lite::future::or(any, timeout), shard.stopped()).await;
+    drop(_cancel);
+    // The local tasks end once their owner's wait has seen the cancellation.
+    for w in waits {
+        w.await;
+    }
+}
+
+/// Resolves (on their owner shard) once any of `partitions` has data past
+/// its offset; partitions no longer open are skipped.
+async fn data_beyond(shard: &Rc<Shard>, partitions: Vec<(String, i32, i64)>) {
+    let parts: Vec<_> = partitions
+        .into_iter()
+        .filter_map(|(topic, partition, seen)| Some((shard.partition(&topic, partition)?, seen)))
+        .collect();
+    if parts.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut waits: Vec<_> = parts
+        .iter()
+        .map(|(part, seen)| {
+            Box::pin(
+                part.appended
+                    .wait_until(move || (part.log.log_end_offset() > *seen).then_some(())),
+            )
+        })
+        .collect();
+    std::future::poll_fn(|cx| {
+        if waits.iter_mut().any(|w| w.as_mut().poll(cx).is_ready()) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }

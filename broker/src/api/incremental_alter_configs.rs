@@ -14,10 +14,10 @@ use rill_net::kafka_protocol::messages::{
 use rill_net::kafka_protocol::ResponseError;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::{str_bytes, Failure};
-use crate::broker_config;
+use super::{command_failure, per_item, str_bytes, Context, Failure};
+use crate::cluster::{Draft, MetadataCommand, Placement};
+use crate::config::{broker_config, topic_config};
 use crate::shard::Shard;
-use crate::topic_config;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -116,9 +116,10 @@ fn changed_configs(
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
+    cx: &Context<'_>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
+    let shard = cx.shard;
     let alters: Vec<Alter> = req
         .resources
         .iter()
@@ -169,64 +170,83 @@ pub(super) async fn alter(
         .map(|a| (a.resource_type, a.name.clone()))
         .collect();
     let outcome = shard
-        .change_metadata(move |meta, placement| {
-            let mut changed = false;
-            let mut out = Vec::new();
-            for a in &alters {
-                let result = match a.resource_type {
-                    RESOURCE_TOPIC => match meta.topics.get(&a.name) {
-                        None => Err((
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("topic `{}` does not exist", a.name),
-                        )),
-                        Some(topic) => changed_configs(Kind::Topic, &topic.configs, &a.change),
-                    },
-                    RESOURCE_BROKER
-                        if a.name.is_empty() || a.name == placement.node_id.to_string() =>
-                    {
-                        let empty = BTreeMap::new();
-                        let current = meta.broker_configs.get(&a.name).unwrap_or(&empty);
-                        changed_configs(Kind::Broker, current, &a.change)
-                    }
-                    RESOURCE_BROKER => Err((
-                        ResponseError::InvalidRequest,
-                        format!(
-                            "no broker `{}` (this is broker {}; `\"\"` is the cluster default)",
-                            a.name, placement.node_id
-                        ),
-                    )),
-                    other => Err((
-                        ResponseError::InvalidRequest,
-                        format!("configs of resource type {other} cannot be altered"),
-                    )),
-                };
-                match result {
-                    Ok(configs) => {
-                        if !validate_only {
-                            let slot = if a.resource_type == RESOURCE_TOPIC {
-                                &mut meta.topics.get_mut(&a.name).expect("checked").configs
-                            } else {
-                                meta.broker_configs.entry(a.name.clone()).or_default()
-                            };
-                            if *slot != configs {
-                                *slot = configs;
-                                changed = true;
-                            }
-                            meta.broker_configs.retain(|_, m| !m.is_empty());
-                        }
-                        out.push((a.resource_type, a.name.clone(), None));
-                    }
-                    Err(e) => out.push((a.resource_type, a.name.clone(), Some(e))),
-                }
-            }
-            (out, changed)
+        .change_metadata(move |draft, placement| {
+            alters
+                .iter()
+                .map(|a| {
+                    let altered = decide(draft, placement, a, validate_only);
+                    ((a.resource_type, a.name.clone()), altered)
+                })
+                .collect()
         })
         .await;
-    match outcome {
-        Ok(out) => out,
-        Err(e) => keys
-            .into_iter()
-            .map(|(ty, n)| (ty, n, Some((ResponseError::KafkaStorageError, e.clone()))))
-            .collect(),
+    per_item(keys, outcome)
+        .into_iter()
+        .map(|((ty, name), r)| (ty, name, r.err()))
+        .collect()
+}
+
+/// The command that makes one resource's configs what `a` asks for, if any
+/// change is needed, pushed onto `draft` (checked, not pushed, when `validate_only`).
+fn decide(
+    draft: &mut Draft,
+    placement: &Placement,
+    a: &Alter,
+    validate_only: bool,
+) -> Result<(), Failure> {
+    let state = draft.state();
+    let empty = BTreeMap::new();
+    let (command, current) = match a.resource_type {
+        RESOURCE_TOPIC => {
+            let Some(topic) = state.topics.get(&a.name) else {
+                return Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic `{}` does not exist", a.name),
+                ));
+            };
+            let configs = changed_configs(Kind::Topic, &topic.configs, &a.change)?;
+            (
+                MetadataCommand::SetTopicConfigs {
+                    topic: topic.id,
+                    configs,
+                },
+                &topic.configs,
+            )
+        }
+        RESOURCE_BROKER if a.name.is_empty() || a.name == placement.node_id.to_string() => {
+            let current = state.broker_configs.get(&a.name).unwrap_or(&empty);
+            let configs = changed_configs(Kind::Broker, current, &a.change)?;
+            (
+                MetadataCommand::SetBrokerConfigs {
+                    resource: a.name.clone(),
+                    configs,
+                },
+                current,
+            )
+        }
+        RESOURCE_BROKER => {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!(
+                    "no broker `{}` (this is broker {}; `\"\"` is the cluster default)",
+                    a.name, placement.node_id
+                ),
+            ))
+        }
+        other => {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!("configs of resource type {other} cannot be altered"),
+            ))
+        }
+    };
+    let unchanged = match &command {
+        MetadataCommand::SetTopicConfigs { configs, .. }
+        | MetadataCommand::SetBrokerConfigs { configs, .. } => configs == current,
+        _ => unreachable!("a config command"),
+    };
+    if validate_only || unchanged {
+        return Ok(());
     }
+    draft.push(command).map_err(command_failure)
 }

@@ -10,6 +10,7 @@ use rill_net::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse
 use rill_net::kafka_protocol::ResponseError;
 
 use super::join_all;
+use super::Context;
 use crate::error_code::storage_error;
 use crate::shard::Shard;
 
@@ -40,11 +41,9 @@ async fn lookup(
         .unwrap_or_else(|e| (Some(e), -1, -1))
 }
 
-pub async fn handle(
-    shard: &Rc<Shard>,
-    req: ListOffsetsRequest,
-    version: i16,
-) -> ListOffsetsResponse {
+pub async fn handle(cx: &Context<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let shard = cx.shard;
+    let version = cx.version;
     let mut work = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {

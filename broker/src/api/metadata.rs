@@ -1,7 +1,5 @@
 //! Metadata: brokers, and topics with their partitions and leaders.
 
-use std::rc::Rc;
-
 use rill_net::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -9,9 +7,11 @@ use rill_net::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResp
 use rill_net::kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::shard::Shard;
+use super::Context;
 
-pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(cx: &Context<'_>, req: MetadataRequest) -> MetadataResponse {
+    let shard = cx.shard;
+    let version = cx.version;
     let requested: Option<Vec<String>> = req.topics.map(|topics| {
         topics
             .into_iter()
@@ -56,7 +56,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
             t.name = Some(TopicName(str_bytes(name)));
             match meta.topics.get(name) {
                 None => {
-                    t.error_code = if crate::metadata::validate_topic_name(name).is_ok() {
+                    t.error_code = if crate::cluster::validate_topic_name(name).is_ok() {
                         ResponseError::UnknownTopicOrPartition.code()
                     } else {
                         ResponseError::InvalidTopicException.code()

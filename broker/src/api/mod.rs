@@ -1,7 +1,9 @@
-//! Kafka API handlers, one per file. Each takes the decoded request and
-//! returns the response body (or nothing, for produce with acks=0).
+//! Kafka API handlers, one per file. Each takes the request's [`Context`]
+//! (shard, connection, version, client id) and the decoded body, and returns
+//! the response body (or nothing, for produce with acks=0).
 
 mod alter_configs;
+mod context;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
@@ -23,7 +25,11 @@ use rill_net::kafka_protocol::protocol::StrBytes;
 use rill_net::request::Request;
 use rill_net::versions;
 
+use rill_net::kafka_protocol::ResponseError;
+
+use crate::cluster::{ChangeError, CommandError};
 use crate::shard::Shard;
+pub use context::{Connection, Context, Principal};
 
 /// Lets a connection start its next request before this one is answered.
 /// Requests are admitted when done, except Produce, which admits as soon as
@@ -46,55 +52,72 @@ impl Admission {
     }
 }
 
-/// Answers one request; `None` means no response is sent (acks=0).
+/// Answers one request that came in no connection (tests, the fuzz
+/// target); `None` means no response is sent (acks=0).
 pub async fn handle(shard: &Rc<Shard>, req: Request) -> Option<ResponseKind> {
-    handle_admitting(shard, req, &mut Admission::default()).await
+    handle_admitting(
+        shard,
+        &Connection::default(),
+        req,
+        &mut Admission::default(),
+    )
+    .await
 }
 
-/// [`handle`], admitting the connection's next request as early as allowed.
+/// Answers one request of `connection`, admitting the connection's next
+/// request as early as allowed.
 pub async fn handle_admitting(
     shard: &Rc<Shard>,
+    connection: &Connection,
     req: Request,
     admission: &mut Admission,
 ) -> Option<ResponseKind> {
-    let v = req.version;
+    let client_id = req
+        .header
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str().to_string());
+    let cx = &Context {
+        shard,
+        connection,
+        version: req.version,
+        client_id: client_id.as_deref(),
+    };
     Some(match req.body {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(versions::api_versions_response(0))
         }
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(shard, r, v).await),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(cx, r).await),
         RequestKind::Produce(r) => {
-            return produce::handle(shard, r, v, admission)
+            return produce::handle(cx, r, admission)
                 .await
                 .map(ResponseKind::Produce)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(shard, r, v).await),
-        RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(shard, r, v).await)
-        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(cx, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(cx, r).await),
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(create_topics::handle(shard, r, v).await)
+            ResponseKind::CreateTopics(create_topics::handle(cx, r).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(shard, r, v).await)
+            ResponseKind::DeleteTopics(delete_topics::handle(cx, r).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(shard, r).await)
+            ResponseKind::CreatePartitions(create_partitions::handle(cx, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(describe_configs::handle(shard, r, v))
+            ResponseKind::DescribeConfigs(describe_configs::handle(cx, r))
         }
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(shard, r).await)
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(cx, r).await)
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(alter_configs::handle(shard, r).await)
+            ResponseKind::AlterConfigs(alter_configs::handle(cx, r).await)
         }
         RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(delete_records::handle(shard, r).await)
+            ResponseKind::DeleteRecords(delete_records::handle(cx, r).await)
         }
         RequestKind::DescribeCluster(_) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(shard))
+            ResponseKind::DescribeCluster(describe_cluster::handle(cx))
         }
         other => {
             // decode_request only lets advertised APIs through.
@@ -114,7 +137,7 @@ pub async fn join_all<T: 'static>(futures: Vec<impl Future<Output = T> + 'static
 }
 
 /// A Kafka error with the message to send with it.
-pub type Failure = (rill_net::kafka_protocol::ResponseError, String);
+pub type Failure = (ResponseError, String);
 
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -125,30 +148,62 @@ pub fn str_bytes(s: &str) -> StrBytes {
 pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
     let names: Vec<String> = names
         .into_iter()
-        .filter(|n| crate::metadata::validate_topic_name(n).is_ok())
+        .filter(|n| crate::cluster::validate_topic_name(n).is_ok())
         .collect();
     if names.is_empty() {
         return;
     }
     let result = shard
-        .change_metadata(move |meta, placement| {
-            let mut changed = false;
+        .change_metadata(move |draft, placement| {
             for name in names {
-                if !meta.topics.contains_key(&name) {
-                    create_topics::insert_topic(
-                        meta,
+                if !draft.state().topics.contains_key(&name) {
+                    let create = create_topics::command(
+                        draft.state(),
                         &name,
+                        uuid::Uuid::new_v4(),
                         placement.default_partitions,
                         Default::default(),
                         placement.shards,
                     );
-                    changed = true;
+                    draft.push(create).expect("the name is free");
                 }
             }
-            ((), changed)
         })
         .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "auto-creating topics failed");
+    }
+}
+
+/// The Kafka error for a command that does not fit the state.
+pub fn command_failure(e: CommandError) -> Failure {
+    let code = match e {
+        CommandError::TopicExists(_) | CommandError::TopicIdTaken(_) => {
+            ResponseError::TopicAlreadyExists
+        }
+        CommandError::UnknownTopic(_) | CommandError::UnknownPartition { .. } => {
+            ResponseError::UnknownTopicOrPartition
+        }
+    };
+    (code, e.to_string())
+}
+
+/// One item of a request (a topic, a resource) and what became of it.
+pub type ItemResult<K, T> = (K, Result<T, Failure>);
+
+/// One result per item of a request whose items are decided in one metadata
+/// change: the change's own results, or, when the change as a whole failed
+/// (the metadata could not be saved, or its partitions opened), that failure
+/// as KAFKA_STORAGE_ERROR for every item.
+pub fn per_item<K, T>(
+    keys: Vec<K>,
+    outcome: Result<Vec<ItemResult<K, T>>, ChangeError>,
+) -> Vec<ItemResult<K, T>> {
+    match outcome {
+        Ok(results) => results,
+        Err(e) => keys
+            .into_iter()
+            .map(|k| (k, Err((ResponseError::KafkaStorageError, e.to_string()))))
+            .collect(),
     }
 }

@@ -15,6 +15,7 @@ use rill_net::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use rill_net::kafka_protocol::ResponseError;
 use rill_storage::{batch, FlushPolicy};
 
+use super::Context;
 use crate::error_code::storage_error;
 use crate::shard::Shard;
 
@@ -34,11 +35,12 @@ fn failed(error: ResponseError) -> Outcome {
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
+    cx: &Context<'_>,
     req: ProduceRequest,
-    version: i16,
     admission: &mut super::Admission,
 ) -> Option<ProduceResponse> {
+    let shard = cx.shard;
+    let version = cx.version;
     let acks = req.acks;
     let refuse = if !matches!(acks, -1..=1) {
         Some(ResponseError::InvalidRequiredAcks)

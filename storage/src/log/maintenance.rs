@@ -8,8 +8,8 @@ use super::{appender_config, sync_dir, PartitionLog};
 use crate::appender::Appender;
 use crate::error::{Result, StorageError};
 use crate::retention::{self, SegmentFacts};
-use crate::scan::{self, ScanStop};
-use crate::segment;
+use crate::scan::ScanStop;
+use crate::segment::{self, RangeScan, Seen};
 
 /// What a retention pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,46 +269,43 @@ fn chunk(batch_bytes_max: usize) -> u64 {
 async fn find_batch_start(
     file: &Rc<glommio::io::DmaFile>,
     base: i64,
-    mut position: u64,
+    position: u64,
     hint_offset: i64,
     end: u64,
     offset: i64,
     batch_bytes_max: usize,
 ) -> Result<u64> {
     let mut expected = Some(hint_offset);
-    loop {
-        let data = segment::read_range(file, position, end, chunk(batch_bytes_max)).await?;
-        let mut found = None;
-        let stop = scan::scan(
-            &data,
-            position,
-            &mut expected,
-            batch_bytes_max,
-            i64::MIN,
-            |b| {
-                if b.header.base_offset == offset {
-                    found.get_or_insert(b.position);
-                }
-            },
-        );
-        if let Some(p) = found {
-            return Ok(p);
-        }
-        if expected.is_some_and(|next| next > offset) {
-            return Err(StorageError::NotBatchBoundary { offset });
-        }
-        match stop {
-            ScanStop::NeedMore { position: p, .. } if p < end => position = p,
-            ScanStop::End { position: p } if p < end => position = p,
-            ScanStop::Invalid { position, error } => {
-                return Err(StorageError::Corrupt {
-                    segment_base: base,
-                    position,
-                    cause: error,
-                })
+    let mut found = None;
+    let scanned = segment::scan_range(
+        file,
+        position,
+        end,
+        chunk(batch_bytes_max),
+        &mut expected,
+        batch_bytes_max,
+        i64::MIN,
+        |seen| match seen {
+            Seen::Batch(b, _) if b.header.base_offset == offset => {
+                found = Some(b.position);
+                false
             }
-            _ => return Err(StorageError::NotBatchBoundary { offset }),
+            // Past it: `offset` is inside a batch.
+            Seen::Batch(b, _) => b.header.next_offset() <= offset,
+            Seen::NeedMore(_) => true,
+        },
+    )
+    .await?;
+    match (found, scanned) {
+        (Some(p), _) => Ok(p),
+        (None, RangeScan::Until(ScanStop::Invalid { position, error })) => {
+            Err(StorageError::Corrupt {
+                segment_base: base,
+                position,
+                cause: error,
+            })
         }
+        _ => Err(StorageError::NotBatchBoundary { offset }),
     }
 }
 
@@ -328,27 +325,23 @@ async fn recompute_max_timestamp(log: &PartitionLog, base: i64, end: u64) -> Res
             .unwrap_or((0, base));
         (seg.file.clone(), ts, start)
     };
-    let (mut position, offset) = start;
-    let mut expected = Some(offset);
+    let (position, offset) = start;
     let batch_bytes_max = log.inner.config.borrow().batch_bytes_max;
-    while position < end {
-        let data = segment::read_range(&file, position, end, chunk(batch_bytes_max)).await?;
-        let stop = scan::scan(
-            &data,
-            position,
-            &mut expected,
-            batch_bytes_max,
-            i64::MIN,
-            |b| max_ts = max_ts.max(b.header.max_timestamp),
-        );
-        match stop {
-            ScanStop::NeedMore { position: p, .. } | ScanStop::End { position: p }
-                if p > position && p < end =>
-            {
-                position = p
+    segment::scan_range(
+        &file,
+        position,
+        end,
+        chunk(batch_bytes_max),
+        &mut Some(offset),
+        batch_bytes_max,
+        i64::MIN,
+        |seen| {
+            if let Seen::Batch(b, _) = seen {
+                max_ts = max_ts.max(b.header.max_timestamp);
             }
-            _ => break,
-        }
-    }
+            true
+        },
+    )
+    .await?;
     Ok(max_ts)
 }

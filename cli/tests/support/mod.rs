@@ -1,4 +1,5 @@
-//! A real `rill broker` process on a free loopback port, for integration tests.
+//! A real `rill broker` process on a free loopback port, for integration
+//! tests that kill, stop or signal it; [`InProcess`] for the others.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -236,4 +237,36 @@ pub fn python() -> &'static str {
 
 pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// A broker inside the test process (`rill_broker::Broker::start`), with as
+/// many shards as `rill broker` would start: for tests where a separate
+/// process is not the point. Shut down cleanly when dropped.
+pub struct InProcess {
+    handle: Option<rill_broker::BrokerHandle>,
+}
+
+impl InProcess {
+    pub fn start(data_dir: &Path) -> InProcess {
+        let mut config = rill_broker::BrokerConfig::ephemeral(data_dir).unwrap();
+        config.cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        InProcess {
+            handle: Some(rill_broker::Broker::start(config).expect("starting a broker")),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        self.handle.as_ref().expect("running").addr().to_string()
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop();
+            if let Err(e) = h.wait() {
+                eprintln!("in-process broker did not stop cleanly: {e}");
+            }
+        }
+    }
 }

@@ -1,13 +1,13 @@
-//! Cluster metadata: topics, their ids, partition placement on shards, and
-//! config overrides. Persisted as one small JSON document, replaced
-//! atomically (write, fsync, rename, fsync the directory).
+//! The cluster state: topics, their ids, partition placement on shards, and
+//! config overrides. Changed only by [`apply`](super::command::apply)ing
+//! commands; persisted by [`store`](super::store).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+use super::command::{apply, MetadataCommand};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -37,12 +37,6 @@ pub struct ClusterMeta {
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-const FILE: &str = "cluster.json";
-
-pub fn meta_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("meta")
-}
-
 /// Directory of one partition's log.
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join("topics").join(format!("{topic}-{partition}"))
@@ -57,35 +51,6 @@ impl ClusterMeta {
             topics: BTreeMap::new(),
             broker_configs: BTreeMap::new(),
         }
-    }
-
-    /// Reads the metadata, or starts a new cluster id for an empty data dir.
-    pub fn load_or_init(data_dir: &Path) -> anyhow::Result<ClusterMeta> {
-        let path = meta_dir(data_dir).join(FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("parsing {}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let meta = ClusterMeta::empty(&Uuid::new_v4().simple().to_string()[..22]);
-                meta.save(data_dir)?;
-                Ok(meta)
-            }
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-
-    /// Durably replaces the metadata file.
-    pub fn save(&self, data_dir: &Path) -> anyhow::Result<()> {
-        let dir = meta_dir(data_dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = dir.join(format!("{FILE}.tmp"));
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(&serde_json::to_vec_pretty(self)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(FILE))?;
-        std::fs::File::open(&dir)?.sync_all()?;
-        Ok(())
     }
 
     /// Partitions owned by each shard.
@@ -115,24 +80,26 @@ impl ClusterMeta {
             .collect()
     }
 
-    /// Re-places partitions whose shard no longer exists (fewer cores than
-    /// last run). Returns whether anything moved.
-    pub fn fit_to_shards(&mut self, shards: usize) -> bool {
-        let mut moved = false;
-        let names: Vec<String> = self.topics.keys().cloned().collect();
-        for name in names {
-            for i in 0..self.topics[&name].partitions.len() {
-                if self.topics[&name].partitions[i].shard >= shards {
-                    let p = self.place(1, shards).remove(0);
-                    self.topics.get_mut(&name).expect("exists").partitions[i] = p;
-                    moved = true;
+    /// Commands that re-place partitions whose shard no longer exists (fewer
+    /// cores than last run), each on the least-loaded shard.
+    pub fn fit_to_shards(&self, shards: usize) -> Vec<MetadataCommand> {
+        let mut state = self.clone();
+        let mut moves = Vec::new();
+        for t in self.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.shard >= shards {
+                    let to = state.place(1, shards).remove(0);
+                    let command = MetadataCommand::MovePartition {
+                        topic: t.id,
+                        partition: i as i32,
+                        to,
+                    };
+                    apply(&mut state, &command).expect("the partition exists");
+                    moves.push(command);
                 }
             }
         }
-        if moved {
-            self.version += 1;
-        }
-        moved
+        moves
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicMeta> {
@@ -191,7 +158,12 @@ mod tests {
             },
         );
         assert_eq!(meta.place(1, 2)[0].shard, 1);
-        assert!(meta.fit_to_shards(1));
+        let moves = meta.fit_to_shards(1);
+        assert_eq!(moves.len(), 2, "{moves:?}");
+        for m in &moves {
+            apply(&mut meta, m).unwrap();
+        }
         assert!(meta.topics["t"].partitions.iter().all(|p| p.shard == 0));
+        assert!(meta.fit_to_shards(1).is_empty());
     }
 }

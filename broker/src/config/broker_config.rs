@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::cluster::ClusterMeta;
+use crate::config::topic_config;
 use crate::config::TopicDefaults;
-use crate::metadata::ClusterMeta;
-use crate::topic_config;
 
 /// A broker config that may change at run time, and the topic config whose
 /// default it sets (`None`: not a topic setting).

@@ -6,7 +6,26 @@ use std::time::Duration;
 
 use rill_storage::{FlushPolicy, LogConfig};
 
-use crate::config::TopicDefaults;
+/// Topic config defaults, as Kafka's broker-level `log.*` settings.
+#[derive(Debug, Clone)]
+pub struct TopicDefaults {
+    pub partitions: i32,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    pub max_message_bytes: i64,
+    pub flush_ms: i64,
+    /// `compression.type` of topics that do not set it.
+    pub compression_type: String,
+}
+
+/// Write sizing measured by `rill tune probe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSizing {
+    pub buffer_bytes: usize,
+    pub writes_in_flight: usize,
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -203,7 +222,7 @@ pub fn default_value(name: &str, d: &TopicDefaults) -> String {
 }
 
 /// Checks the broker's topic defaults the same way topic settings are checked.
-pub fn validate_defaults(d: &TopicDefaults) -> anyhow::Result<()> {
+pub fn validate_defaults(d: &TopicDefaults) -> Result<(), String> {
     for name in [
         "retention.ms",
         "retention.bytes",
@@ -212,8 +231,7 @@ pub fn validate_defaults(d: &TopicDefaults) -> anyhow::Result<()> {
         "max.message.bytes",
         "flush.ms",
     ] {
-        validate(name, &default_value(name, d))
-            .map_err(|e| anyhow::anyhow!("bad broker default: {e}"))?;
+        validate(name, &default_value(name, d))?;
     }
     Ok(())
 }
@@ -251,7 +269,7 @@ pub fn log_config(
     overrides: &BTreeMap<String, String>,
     d: &TopicDefaults,
     cache_bytes: usize,
-    sizing: Option<crate::config::WriteSizing>,
+    sizing: Option<WriteSizing>,
 ) -> LogConfig {
     let base = LogConfig::default();
     let (write_buffer_bytes, writes_in_flight_max) = match sizing {

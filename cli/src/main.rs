@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rill_broker::config::{BrokerArgs, BrokerConfig};
+use rill_broker::Broker;
+
+mod tools;
 
 #[derive(Parser)]
 #[command(
@@ -26,13 +29,13 @@ enum Command {
     Tune(Tune),
     /// Create, list, describe, delete topics and change their configs.
     #[command(subcommand)]
-    Topic(rill_broker::cli::TopicCommand),
+    Topic(tools::TopicCommand),
     /// Produce lines of standard input as records.
-    Produce(rill_broker::cli::ProduceArgs),
+    Produce(tools::ProduceArgs),
     /// Print records of a topic.
-    Consume(rill_broker::cli::ConsumeArgs),
+    Consume(tools::ConsumeArgs),
     /// Log start and end offsets of each partition of a topic.
-    Offsets(rill_broker::cli::OffsetsArgs),
+    Offsets(tools::OffsetsArgs),
     /// Run benchmark workloads (the same as `rill-bench`).
     Bench(Box<rill_bench_harness::cli::BenchArgs>),
 }
@@ -115,6 +118,43 @@ fn tune(cmd: Tune) -> anyhow::Result<()> {
     }
 }
 
+/// `rill broker`: runs until SIGTERM or SIGINT, then shuts down cleanly; a
+/// second signal exits at once.
+fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
+    let config = BrokerConfig::resolve(args)?;
+    let broker = Broker::start(config)?;
+    let (host, port) = broker.advertised();
+    // Tests and scripts wait for this line.
+    println!(
+        "rill broker listening on {} (advertised {host}:{port}), {} shards, data in {}",
+        broker.addr(),
+        broker.shards(),
+        broker.data_dir().display()
+    );
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handlers")?;
+    let stop = broker.stopper();
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for signal in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                tracing::info!(signal, "shutting down");
+                stop();
+            } else {
+                tracing::warn!(signal, "second signal: exiting at once");
+                std::process::exit(130);
+            }
+        }
+    });
+    broker.wait()?;
+    tracing::info!("clean shutdown");
+    Ok(())
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -126,12 +166,12 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Broker(args) => BrokerConfig::resolve(&args).and_then(rill_broker::runtime::run),
+        Command::Broker(args) => run_broker(&args),
         Command::Tune(cmd) => tune(cmd),
-        Command::Topic(cmd) => rill_broker::cli::topic(cmd),
-        Command::Produce(args) => rill_broker::cli::produce(args),
-        Command::Consume(args) => rill_broker::cli::consume(args),
-        Command::Offsets(args) => rill_broker::cli::offsets(args),
+        Command::Topic(cmd) => tools::topic(cmd),
+        Command::Produce(args) => tools::produce(args),
+        Command::Consume(args) => tools::consume(args),
+        Command::Offsets(args) => tools::offsets(args),
         Command::Bench(args) => rill_bench_harness::cli::run(*args),
     };
     if let Err(e) = result {

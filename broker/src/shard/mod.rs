@@ -4,9 +4,7 @@
 //! one-shot channel. Record data crosses as `Bytes` (reference counted, no copy).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,11 +15,12 @@ use rill_storage::signal::Signal;
 use rill_storage::PartitionLog;
 use uuid::Uuid;
 
+use crate::cluster::{ClusterMeta, Controller};
 use crate::config::BrokerConfig;
-use crate::controller::Controller;
-use crate::metadata::{partition_dir, ClusterMeta};
-use crate::partition_table::PartitionTable;
-use crate::topic_config;
+use partition_table::PartitionTable;
+
+mod metadata;
+pub mod partition_table;
 
 /// Work sent to a shard: runs there with access to the shard's state.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -56,15 +55,6 @@ pub struct Partition {
     /// The topic's `compression.type` codec, when it names one: batches in
     /// another codec are recompressed on append. `None` stores them as sent.
     pub recompress_to: Cell<Option<Compression>>,
-}
-
-/// A partition the metadata places on a shard that the shard could not open.
-#[derive(Debug, Clone)]
-pub struct OpenFailure {
-    pub topic: String,
-    pub partition: i32,
-    pub topic_id: Uuid,
-    pub error: String,
 }
 
 /// Where a topic-partition lives.
@@ -130,7 +120,7 @@ impl Shard {
     /// The topic defaults in force under `meta`: the broker's static ones
     /// with the dynamic broker configs over them.
     pub fn topic_defaults_of(&self, meta: &ClusterMeta) -> crate::config::TopicDefaults {
-        crate::broker_config::effective_defaults(
+        crate::config::broker_config::effective_defaults(
             &self.config.topic_defaults,
             meta,
             self.config.node_id,
@@ -201,100 +191,6 @@ impl Shard {
         while let Ok(job) = jobs.recv().await {
             glommio::spawn_local(job(self.clone())).detach();
         }
-    }
-
-    /// Cache bytes for each partition this shard owns under `meta`.
-    fn cache_bytes_per_partition(&self, meta: &ClusterMeta) -> usize {
-        let owned = meta
-            .topics
-            .values()
-            .flat_map(|t| &t.partitions)
-            .filter(|p| p.shard == self.id)
-            .count();
-        let shard_budget = self.config.memory_budget_bytes / self.router.shards();
-        (shard_budget / owned.max(1)).min(64 << 20)
-    }
-
-    /// Makes this shard serve `meta`: opens partitions newly placed here,
-    /// closes those that left, deletes the data of deleted topics (and of
-    /// partitions past a topic's count), and applies config changes. Returns
-    /// once done, with the partitions that could not be opened, so callers can
-    /// refuse the change before answering the client.
-    pub async fn apply_metadata(self: &Rc<Self>, meta: Arc<ClusterMeta>) -> Vec<OpenFailure> {
-        let mut failures = Vec::new();
-        let cache = self.cache_bytes_per_partition(&meta);
-        let defaults = self.topic_defaults_of(&meta);
-        type Wanted = (Uuid, PathBuf, rill_storage::LogConfig, Option<Compression>);
-        let mut wanted: HashMap<(String, i32), Wanted> = HashMap::new();
-        for t in meta.topics.values() {
-            let log_config =
-                topic_config::log_config(&t.configs, &defaults, cache, self.config.write_sizing);
-            let codec = topic_config::compression(&t.configs, &defaults);
-            for (i, p) in t.partitions.iter().enumerate() {
-                if p.shard == self.id {
-                    let dir = partition_dir(&self.config.data_dir, &t.name, i as i32);
-                    wanted.insert(
-                        (t.name.clone(), i as i32),
-                        (t.id, dir, log_config.clone(), codec),
-                    );
-                }
-            }
-        }
-        // Close what is no longer ours (deleted, re-created under a new id, or moved).
-        let leaving: Vec<((String, i32), Rc<Partition>)> = self
-            .partitions
-            .borrow()
-            .snapshot()
-            .into_iter()
-            .filter(|(key, p)| wanted.get(key).is_none_or(|w| w.0 != p.topic_id))
-            .collect();
-        for (key, part) in leaving {
-            self.partitions.borrow_mut().remove(&key.0, key.1);
-            if let Err(e) = part.log.close().await {
-                tracing::warn!(shard = self.id, topic = %key.0, partition = key.1, error = %e, "closing a partition failed");
-            }
-            part.appended.notify_all();
-            let deleted = meta.topics.get(&key.0).is_none_or(|t| {
-                t.id != part.topic_id
-                    || usize::try_from(key.1).is_ok_and(|i| i >= t.partitions.len())
-            });
-            if deleted {
-                let dir = partition_dir(&self.config.data_dir, &key.0, key.1);
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "removing a deleted partition failed");
-                }
-            }
-        }
-        *self.meta.borrow_mut() = meta;
-        for (key, (topic_id, dir, log_config, codec)) in wanted {
-            if let Some(existing) = self.partition(&key.0, key.1) {
-                existing.log.reconfigure(log_config);
-                existing.recompress_to.set(codec);
-                continue;
-            }
-            match PartitionLog::open(&dir, log_config).await {
-                Ok(log) => {
-                    let part = Rc::new(Partition {
-                        topic_id,
-                        log,
-                        appended: Signal::default(),
-                        recompress_to: Cell::new(codec),
-                    });
-                    self.partitions.borrow_mut().insert(key.0, key.1, part);
-                }
-                Err(e) => {
-                    // Served as UNKNOWN_TOPIC_OR_PARTITION until repaired; never truncated.
-                    tracing::error!(shard = self.id, topic = %key.0, partition = key.1, dir = %dir.display(), error = %e, "cannot open partition");
-                    failures.push(OpenFailure {
-                        topic: key.0,
-                        partition: key.1,
-                        topic_id,
-                        error: e.to_string(),
-                    });
-                }
-            }
-        }
-        failures
     }
 
     /// Enforces retention on every partition this shard owns.

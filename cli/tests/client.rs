@@ -1,4 +1,5 @@
-//! The native client against a real `rill broker` process, and against the
+//! The native client against a real broker (in this process, or a `rill
+//! broker` process where the test kills or freezes it), and against the
 //! clients nobody here wrote (kcat, confluent-kafka) in both directions.
 
 mod support;
@@ -12,7 +13,7 @@ use rill_client::{
     Acks, Admin, Client, ClientConfig, Compression, ConfigChange, Consumer, ConsumerConfig,
     ConsumerRecord, NewTopic, Offset, OffsetSpec, Producer, ProducerConfig, Record, TopicPartition,
 };
-use support::{clients_dir, kcat_read, python, run, run_with_input, Broker};
+use support::{clients_dir, kcat_read, python, run, run_with_input, Broker, InProcess};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -22,8 +23,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn client(broker: &Broker) -> Client {
-    Client::connect(ClientConfig::new(&broker.addr()))
+async fn client(addr: &str) -> Client {
+    Client::connect(ClientConfig::new(addr))
         .await
         .unwrap()
 }
@@ -79,9 +80,9 @@ fn text(b: &Option<bytes::Bytes>) -> String {
 #[test]
 fn round_trip_of_100k_keyed_records_with_headers_across_8_partitions() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = InProcess::start(dir.path());
     runtime().block_on(async {
-        let client = client(&broker).await;
+        let client = client(&broker.addr()).await;
         create(&client, "roundtrip", 8).await;
         let producer = Producer::new(client.clone(), ProducerConfig::default()).unwrap();
         const N: usize = 100_000;
@@ -132,12 +133,12 @@ fn round_trip_of_100k_keyed_records_with_headers_across_8_partitions() {
 #[test]
 fn every_codec_is_read_back_by_rust_kcat_and_confluent_kafka() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = InProcess::start(dir.path());
     let rt = runtime();
     for codec in Compression::ALL {
         let topic = format!("codec-{codec}");
         rt.block_on(async {
-            let client = client(&broker).await;
+            let client = client(&broker.addr()).await;
             create(&client, &topic, 2).await;
             let producer = Producer::new(
                 client.clone(),
@@ -210,10 +211,10 @@ fn every_codec_is_read_back_by_rust_kcat_and_confluent_kafka() {
 #[test]
 fn records_from_kcat_are_read_by_the_rust_consumer_on_the_java_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = InProcess::start(dir.path());
     let rt = runtime();
     rt.block_on(async {
-        create(&client(&broker).await, "from-kcat", 6).await;
+        create(&client(&broker.addr()).await, "from-kcat", 6).await;
     });
     for (codec, count) in [("none", 500), ("lz4", 300), ("zstd", 300)] {
         let input: String = (0..count)
@@ -241,7 +242,7 @@ fn records_from_kcat_are_read_by_the_rust_consumer_on_the_java_partition() {
         assert!(ok, "kcat produce {codec}: {err}");
     }
     rt.block_on(async {
-        let client = client(&broker).await;
+        let client = client(&broker.addr()).await;
         let records = consume_all(&client, "from-kcat").await;
         assert_eq!(records.len(), 1100);
         let mut per_key: HashMap<String, usize> = HashMap::new();
@@ -264,9 +265,9 @@ fn records_from_kcat_are_read_by_the_rust_consumer_on_the_java_partition() {
 #[test]
 fn seek_by_offset_timestamp_beginning_and_end() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = InProcess::start(dir.path());
     runtime().block_on(async {
-        let client = client(&broker).await;
+        let client = client(&broker.addr()).await;
         create(&client, "seek", 1).await;
         let producer = Producer::new(
             client.clone(),
@@ -362,9 +363,9 @@ mod futures_util_for_tests {
 #[test]
 fn admin_manages_topics_and_reports_kafka_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = InProcess::start(dir.path());
     runtime().block_on(async {
-        let client = client(&broker).await;
+        let client = client(&broker.addr()).await;
         let admin = Admin::new(client.clone());
         admin
             .create_topic(NewTopic::new("admin-a", 2).config("retention.ms", "3600000"))
@@ -483,7 +484,7 @@ fn broker_restart_during_a_produce_loop_loses_no_acknowledged_record() {
     let mut broker = Broker::start(dir.path(), &[]);
     let rt = runtime();
     let client = rt.block_on(async {
-        let c = client(&broker).await;
+        let c = client(&broker.addr()).await;
         create(&c, "restart", 3).await;
         c
     });
@@ -571,7 +572,7 @@ fn the_client_example_runs() {
         assert!(status.success());
     }
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = InProcess::start(dir.path());
     let (ok, out, err) = run(
         Command::new(&example).env("RILL_BROKERS", broker.addr()),
         Duration::from_secs(60),
@@ -590,7 +591,7 @@ fn a_full_buffer_makes_send_wait_instead_of_growing() {
     let broker = Broker::start(dir.path(), &[]);
     let rt = runtime();
     rt.block_on(async {
-        let client = client(&broker).await;
+        let client = client(&broker.addr()).await;
         create(&client, "pressure", 1).await;
         client.ensure_topic("pressure").await.unwrap(); // metadata cached before the freeze
         let producer = Producer::new(

@@ -10,7 +10,7 @@ use rill_net::kafka_protocol::messages::produce_request::{PartitionProduceData, 
 use rill_net::kafka_protocol::messages::*;
 use rill_net::kafka_protocol::protocol::StrBytes;
 use rill_storage::batch::{encode_uncompressed, RecordSpec};
-use support::Broker;
+use support::InProcess;
 use wire::Wire;
 
 #[path = "support/wire.rs"]
@@ -52,7 +52,7 @@ fn produce_request(topic: &str, parts: &[(i32, Bytes)]) -> ProduceRequest {
 #[test]
 fn pipelined_produce_requests_append_and_answer_in_request_order() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = InProcess::start(dir.path());
     let mut w = Wire::connect(&broker.addr());
     let mut t = CreatableTopic::default();
     t.name = TopicName(StrBytes::from_static_str("pipe"));

@@ -1,0 +1,97 @@
+//! What goes in and out of the core: node ids, the durable hard state, the
+//! messages between nodes, and the [`Ready`] a driver takes after each step.
+
+use super::super::log::{Entry, Membership};
+
+pub type NodeId = u64;
+
+/// The state that must survive a crash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HardState {
+    pub term: u64,
+    pub vote: Option<NodeId>,
+    /// The highest offset known committed (the high watermark).
+    pub commit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageKind {
+    /// "Would you vote for me in term `msg.term`?" Changes no state (pre-vote).
+    PreVote {
+        last_end: u64,
+        last_term: u64,
+    },
+    PreVoteResp {
+        granted: bool,
+    },
+    /// `force` is set when the leader handed over leadership (TimeoutNow), so
+    /// followers do not refuse it for having heard from a leader recently.
+    Vote {
+        last_end: u64,
+        last_term: u64,
+        force: bool,
+    },
+    VoteResp {
+        granted: bool,
+    },
+    /// Entries after (`prev_end`, `prev_term`); empty entries make a heartbeat.
+    Append {
+        prev_end: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+    },
+    /// Success: the follower's log matches up to `end`. Failure: the
+    /// follower's best guess of where it may match: (`end`, `hint_term`).
+    AppendResp {
+        success: bool,
+        end: u64,
+        hint_term: u64,
+    },
+    /// The leader no longer has the entries the follower needs: restart the
+    /// log at the leader's log start (`end`, `term`), with `conf` the
+    /// membership in force there, and continue from there.
+    Snapshot {
+        end: u64,
+        term: u64,
+        conf: Membership,
+    },
+    /// Leadership transfer: start an election now.
+    TimeoutNow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: u64,
+    pub kind: MessageKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// Output of one round of input; see the module docs for the contract.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub hard_state: Option<HardState>,
+    /// (end, term, membership) the log restarts at.
+    pub restore: Option<(u64, u64, Membership)>,
+    pub truncate_after: Option<u64>,
+    pub entries: Vec<Entry>,
+    pub messages: Vec<Message>,
+    pub persisted_messages: Vec<Message>,
+    /// New commit index, if it moved.
+    pub commit: Option<u64>,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        *self == Ready::default()
+    }
+}

@@ -1,0 +1,158 @@
+//! A shard's side of metadata: serving a new state (opening and closing its
+//! partitions), and asking the controller on shard 0 for a change.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rill_storage::batch::Compression;
+use rill_storage::signal::Signal;
+use rill_storage::PartitionLog;
+use uuid::Uuid;
+
+use super::{Partition, Shard};
+use crate::cluster::{partition_dir, ChangeError, ClusterMeta, Draft, OpenFailure, Placement};
+use crate::config::topic_config;
+
+impl Shard {
+    /// Cache bytes for each partition this shard owns under `meta`.
+    fn cache_bytes_per_partition(&self, meta: &ClusterMeta) -> usize {
+        let owned = meta
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.shard == self.id)
+            .count();
+        let shard_budget = self.config.memory_budget_bytes / self.router.shards();
+        (shard_budget / owned.max(1)).min(64 << 20)
+    }
+
+    /// Makes this shard serve `meta`: opens partitions newly placed here,
+    /// closes those that left, deletes the data of deleted topics (and of
+    /// partitions past a topic's count), and applies config changes. Returns
+    /// once done, with the partitions that could not be opened, so callers can
+    /// refuse the change before answering the client.
+    pub async fn apply_metadata(self: &Rc<Self>, meta: Arc<ClusterMeta>) -> Vec<OpenFailure> {
+        let mut failures = Vec::new();
+        let cache = self.cache_bytes_per_partition(&meta);
+        let defaults = self.topic_defaults_of(&meta);
+        type Wanted = (Uuid, PathBuf, rill_storage::LogConfig, Option<Compression>);
+        let mut wanted: HashMap<(String, i32), Wanted> = HashMap::new();
+        for t in meta.topics.values() {
+            let log_config =
+                topic_config::log_config(&t.configs, &defaults, cache, self.config.write_sizing);
+            let codec = topic_config::compression(&t.configs, &defaults);
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.shard == self.id {
+                    let dir = partition_dir(&self.config.data_dir, &t.name, i as i32);
+                    wanted.insert(
+                        (t.name.clone(), i as i32),
+                        (t.id, dir, log_config.clone(), codec),
+                    );
+                }
+            }
+        }
+        // Close what is no longer ours (deleted, re-created under a new id, or moved).
+        let leaving: Vec<((String, i32), Rc<Partition>)> = self
+            .partitions
+            .borrow()
+            .snapshot()
+            .into_iter()
+            .filter(|(key, p)| wanted.get(key).is_none_or(|w| w.0 != p.topic_id))
+            .collect();
+        for (key, part) in leaving {
+            self.partitions.borrow_mut().remove(&key.0, key.1);
+            if let Err(e) = part.log.close().await {
+                tracing::warn!(shard = self.id, topic = %key.0, partition = key.1, error = %e, "closing a partition failed");
+            }
+            part.appended.notify_all();
+            let deleted = meta.topics.get(&key.0).is_none_or(|t| {
+                t.id != part.topic_id
+                    || usize::try_from(key.1).is_ok_and(|i| i >= t.partitions.len())
+            });
+            if deleted {
+                let dir = partition_dir(&self.config.data_dir, &key.0, key.1);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing a deleted partition failed");
+                }
+            }
+        }
+        *self.meta.borrow_mut() = meta;
+        for (key, (topic_id, dir, log_config, codec)) in wanted {
+            if let Some(existing) = self.partition(&key.0, key.1) {
+                existing.log.reconfigure(log_config);
+                existing.recompress_to.set(codec);
+                continue;
+            }
+            match PartitionLog::open(&dir, log_config).await {
+                Ok(log) => {
+                    let part = Rc::new(Partition {
+                        topic_id,
+                        log,
+                        appended: Signal::default(),
+                        recompress_to: Cell::new(codec),
+                    });
+                    self.partitions.borrow_mut().insert(key.0, key.1, part);
+                }
+                Err(e) => {
+                    // Served as UNKNOWN_TOPIC_OR_PARTITION until repaired; never truncated.
+                    tracing::error!(shard = self.id, topic = %key.0, partition = key.1, dir = %dir.display(), error = %e, "cannot open partition");
+                    failures.push(OpenFailure {
+                        topic: key.0,
+                        partition: key.1,
+                        topic_id,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        failures
+    }
+
+    /// Decides a metadata change on the controller (shard 0), from any
+    /// shard: `decide` pushes commands onto a draft of the current state; see
+    /// [`Controller::change`](crate::cluster::Controller::change).
+    pub async fn change_metadata<R, F>(self: &Rc<Self>, decide: F) -> Result<R, ChangeError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Draft, &Placement) -> R + Send + 'static,
+    {
+        self.on(0, move |s0| async move {
+            let placement = Placement {
+                shards: s0.router.shards(),
+                default_partitions: s0.topic_defaults_of(&s0.meta()).partitions,
+                node_id: s0.config.node_id,
+            };
+            let controller = s0
+                .controller
+                .as_ref()
+                .expect("shard 0 hosts the controller");
+            controller
+                .change(
+                    |draft| decide(draft, &placement),
+                    |meta| publish(s0.clone(), meta),
+                )
+                .await
+        })
+        .await
+    }
+}
+
+/// Has every shard serve `meta`; returns the partitions that failed to open.
+async fn publish(shard0: Rc<Shard>, meta: Arc<ClusterMeta>) -> Vec<OpenFailure> {
+    let mut failures = Vec::new();
+    for s in 0..shard0.router.shards() {
+        let meta = meta.clone();
+        failures.extend(
+            shard0
+                .on(
+                    s,
+                    move |shard| async move { shard.apply_metadata(meta).await },
+                )
+                .await,
+        );
+    }
+    failures
+}

@@ -1,0 +1,154 @@
+//! The record accumulator (the Java client's `RecordAccumulator`): each
+//! partition's open batch and the sealed batches waiting for the sender, the
+//! sticky partition of each topic, and what is in flight.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::{Outcome, ProducerConfig, Record};
+use crate::error::Error;
+use crate::protocol::partitioner;
+use crate::protocol::records::BatchBuilder;
+
+pub(super) enum Payload {
+    Building(BatchBuilder),
+    Encoded(Bytes),
+}
+
+pub(super) struct Batch {
+    pub(super) payload: Payload,
+    pub(super) completion: watch::Sender<Outcome>,
+    pub(super) reserved: usize,
+    pub(super) created: Instant,
+    pub(super) deadline: Instant,
+    pub(super) attempts: u32,
+    pub(super) retry_at: Option<Instant>,
+    pub(super) last_error: Option<Error>,
+}
+
+#[derive(Default)]
+pub(super) struct PartitionQueue {
+    pub(super) open: Option<Batch>,
+    pub(super) sealed: VecDeque<Batch>,
+    pub(super) in_flight: usize,
+}
+
+pub(super) type Tp = (Arc<str>, i32);
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) partitions: HashMap<Tp, PartitionQueue>,
+    pub(super) topics: HashMap<String, Arc<str>>,
+    pub(super) sticky: HashMap<Arc<str>, i32>,
+    pub(super) node_in_flight: HashMap<i32, usize>,
+    /// Receivers of every batch sent and not yet answered (for `flush`).
+    pub(super) in_flight: HashMap<u64, watch::Receiver<Outcome>>,
+    pub(super) next_request: u64,
+    pub(super) flushing: usize,
+    pub(super) closing: bool,
+}
+
+/// Where [`State::append`] put a record.
+pub(super) struct Appended {
+    pub rx: watch::Receiver<Outcome>,
+    pub partition: i32,
+    /// The record's offset delta in its batch.
+    pub delta: i32,
+    /// The sender has news: a batch was sealed, or one was started.
+    pub wake: bool,
+}
+
+impl State {
+    /// Appends `record` (of `size` estimated bytes, already reserved) to the
+    /// open batch of its partition — chosen here: given, by key hash, or
+    /// sticky — sealing the batch when the record does not fit or fills it.
+    pub(super) fn append(
+        &mut self,
+        record: &Record,
+        partitions: i32,
+        size: usize,
+        timestamp: i64,
+        config: &ProducerConfig,
+    ) -> Appended {
+        let topic = match self.topics.get(&record.topic) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = record.topic.as_str().into();
+                self.topics.insert(record.topic.clone(), t.clone());
+                t
+            }
+        };
+        let sticky = record.partition.is_none() && record.key.is_none();
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => partitioner::partition_for_key(key, partitions),
+            (None, None) => match self.sticky.get(&topic) {
+                Some(&p) if p < partitions => p,
+                _ => {
+                    let p = partitioner::next_sticky(None, partitions);
+                    self.sticky.insert(topic.clone(), p);
+                    p
+                }
+            },
+        };
+        let queue = self
+            .partitions
+            .entry((topic.clone(), partition))
+            .or_default();
+        let mut sealed = false;
+        if let Some(open) = &queue.open {
+            let Payload::Building(b) = &open.payload else {
+                unreachable!("open batches are building")
+            };
+            if b.record_count() > 0 && b.size() + size > config.batch_size {
+                queue.sealed.push_back(queue.open.take().expect("checked"));
+                sealed = true;
+            }
+        }
+        let now = Instant::now();
+        let open = queue.open.get_or_insert_with(|| Batch {
+            payload: Payload::Building(BatchBuilder::new(
+                size.max(config.batch_size.min(64 << 10)),
+            )),
+            completion: watch::channel(None).0,
+            reserved: 0,
+            created: now,
+            deadline: now + config.delivery_timeout,
+            attempts: 0,
+            retry_at: None,
+            last_error: None,
+        });
+        let Payload::Building(builder) = &mut open.payload else {
+            unreachable!("open batches are building")
+        };
+        let delta = builder.push(
+            timestamp,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        open.reserved += size;
+        let full = builder.size() >= config.batch_size;
+        let rx = open.completion.subscribe();
+        if full {
+            queue
+                .sealed
+                .push_back(queue.open.take().expect("just used"));
+            sealed = true;
+        }
+        if sealed && sticky {
+            let next = partitioner::next_sticky(Some(partition), partitions);
+            self.sticky.insert(topic, next);
+        }
+        Appended {
+            rx,
+            partition,
+            delta,
+            wake: sealed || delta == 0,
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The producer: records are partitioned and appended to per-partition
+//! batches in the caller's task; one sender task seals batches by size or
+//! linger, groups them by leader into Produce requests (one batch per
+//! partition per request, as Kafka brokers require), and resolves each
+//! record's [`Delivery`] from the answer. Buffered bytes are bounded
+//! (`send` waits for room); retriable errors are retried with backoff after
+//! a metadata refresh, until `delivery_timeout`.
+//!
+//! Ordering: with `max_in_flight_per_partition = 1` records of a partition
+//! are written in send order even across retries; with more, a retried batch
+//! may land after a later one (as in Kafka without idempotence).
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rill_record::now_ms;
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::cluster::Client;
+use crate::error::{Error, Result};
+use crate::protocol::records::{record_size_estimate, Compression, Header};
+
+mod accumulator;
+mod sender;
+
+use accumulator::{Batch, State};
+use sender::sender_loop;
+
+/// How many replicas must have a record before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Fire and forget: no answer, offsets unknown.
+    None,
+    /// The leader has written it.
+    Leader,
+    /// Every in-sync replica has it (the durable choice).
+    All,
+}
+
+impl Acks {
+    fn wire(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Acks> {
+        match s {
+            "0" | "none" => Ok(Acks::None),
+            "1" | "leader" => Ok(Acks::Leader),
+            "-1" | "all" => Ok(Acks::All),
+            _ => Err(Error::InvalidArgument(format!(
+                "acks must be 0, 1 or all, not {s:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub acks: Acks,
+    /// How long a batch waits for more records before it is sent.
+    pub linger: Duration,
+    /// A batch is sent once it holds this many (uncompressed) bytes.
+    pub batch_size: usize,
+    pub compression: Compression,
+    /// Bytes of records buffered and in flight; `send` waits beyond this.
+    pub buffer_memory: usize,
+    /// Batches of one partition in flight at once.
+    pub max_in_flight_per_partition: usize,
+    pub retry_backoff: Duration,
+    /// A record fails if not acknowledged within this time of `send`.
+    pub delivery_timeout: Duration,
+    /// The broker's time limit for replication (Produce `timeout_ms`).
+    pub ack_timeout: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> ProducerConfig {
+        ProducerConfig {
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 512 << 10,
+            compression: Compression::None,
+            buffer_memory: 64 << 20,
+            max_in_flight_per_partition: 5,
+            retry_backoff: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(120),
+            ack_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    /// Milliseconds since the epoch; now if not set.
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Record {
+        Record {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..Record::default()
+        }
+    }
+
+    pub fn key(mut self, key: impl Into<Bytes>) -> Record {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn partition(mut self, partition: i32) -> Record {
+        self.partition = Some(partition);
+        self
+    }
+
+    pub fn timestamp(mut self, ms: i64) -> Record {
+        self.timestamp = Some(ms);
+        self
+    }
+
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Record {
+        self.headers.push(Header {
+            key: key.into(),
+            value: Some(value.into()),
+        });
+        self
+    }
+}
+
+/// Where an acknowledged record was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub partition: i32,
+    /// -1 with `acks = none`.
+    pub offset: i64,
+    pub timestamp: i64,
+    /// When the producer learned the outcome (the answer to the batch's
+    /// request): publish latency without the delay of awaiting deliveries
+    /// in order.
+    pub acknowledged_at: Instant,
+}
+
+/// A batch's outcome: (base offset, log append time or -1), and when it
+/// was known.
+type Outcome = Option<(Result<(i64, i64)>, Instant)>;
+
+/// The pending result of one sent record; await it.
+#[derive(Debug)]
+pub struct Delivery {
+    rx: watch::Receiver<Outcome>,
+    partition: i32,
+    delta: i32,
+    timestamp: i64,
+}
+
+impl Delivery {
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    fn resolve(&self, outcome: &(Result<(i64, i64)>, Instant)) -> Result<RecordMetadata> {
+        let (base, append_time) = outcome.0.clone()?;
+        Ok(RecordMetadata {
+            partition: self.partition,
+            offset: if base < 0 {
+                -1
+            } else {
+                base + self.delta as i64
+            },
+            timestamp: if append_time >= 0 {
+                append_time
+            } else {
+                self.timestamp
+            },
+            acknowledged_at: outcome.1,
+        })
+    }
+}
+
+impl IntoFuture for Delivery {
+    type Output = Result<RecordMetadata>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>;
+    fn into_future(mut self) -> Self::IntoFuture {
+        Box::pin(async move {
+            loop {
+                let outcome = self.rx.borrow_and_update().clone();
+                if let Some(outcome) = outcome {
+                    return self.resolve(&outcome);
+                }
+                if self.rx.changed().await.is_err() {
+                    return Err(Error::Closed);
+                }
+            }
+        })
+    }
+}
+
+struct Shared {
+    client: Client,
+    config: ProducerConfig,
+    state: Mutex<State>,
+    wake: Notify,
+    memory: Semaphore,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn complete(&self, batch: Batch, outcome: Result<(i64, i64)>) {
+        let _ = batch.completion.send(Some((outcome, Instant::now())));
+        self.memory.add_permits(batch.reserved);
+    }
+}
+
+/// Sends records; cheap to share behind an `Arc` (all methods take `&self`).
+pub struct Producer {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Producer {
+    /// A producer over `client`; starts its sender task on the current
+    /// tokio runtime.
+    pub fn new(client: Client, config: ProducerConfig) -> Result<Producer> {
+        if config.batch_size == 0 || config.buffer_memory < config.batch_size {
+            return Err(Error::InvalidArgument(
+                "batch_size must be positive and at most buffer_memory".into(),
+            ));
+        }
+        let permits = config.buffer_memory.min(Semaphore::MAX_PERMITS);
+        let shared = Arc::new(Shared {
+            client,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            memory: Semaphore::new(permits),
+            config,
+        });
+        let sender = tokio::spawn(sender_loop(shared.clone()));
+        Ok(Producer {
+            shared,
+            sender: Mutex::new(Some(sender)),
+        })
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    /// Queues `record` for sending and returns its pending delivery. Waits
+    /// only for metadata of a topic not seen before and for buffer room.
+    pub async fn send(&self, record: Record) -> Result<Delivery> {
+        let shared = &self.shared;
+        let partitions = match shared.client.partition_count(&record.topic) {
+            Some(n) => n,
+            None => shared.client.ensure_topic(&record.topic).await?,
+        };
+        if let Some(p) = record.partition {
+            if !(0..partitions).contains(&p) {
+                return Err(Error::UnknownTopicOrPartition(format!(
+                    "{}-{p} (the topic has {partitions} partitions)",
+                    record.topic
+                )));
+            }
+        }
+        let size = record_size_estimate(
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        if size > shared.config.buffer_memory {
+            return Err(Error::kafka(
+                kafka_protocol::ResponseError::MessageTooLarge.code(),
+                format!("a record of {size} bytes exceeds buffer_memory"),
+                None,
+            ));
+        }
+        shared
+            .memory
+            .acquire_many(size as u32)
+            .await
+            .map_err(|_| Error::Closed)?
+            .forget();
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let config = &shared.config;
+        let mut st = shared.lock();
+        if st.closing {
+            drop(st);
+            shared.memory.add_permits(size);
+            return Err(Error::Closed);
+        }
+        let appended = st.append(&record, partitions, size, timestamp, config);
+        drop(st);
+        if appended.wake {
+            // A sealed batch to send, or a new one whose linger timer the
+            // sender must arm.
+            shared.wake.notify_one();
+        }
+        Ok(Delivery {
+            rx: appended.rx,
+            partition: appended.partition,
+            delta: appended.delta,
+            timestamp,
+        })
+    }
+    /// Sends everything queued so far at once and waits until each of those
+    /// records is acknowledged or has failed.
+    pub async fn flush(&self) {
+        let receivers: Vec<watch::Receiver<Outcome>> = {
+            let mut st = self.shared.lock();
+            st.flushing += 1;
+            let mut r: Vec<_> = st.in_flight.values().cloned().collect();
+            for q in st.partitions.values() {
+                r.extend(
+                    q.open
+                        .iter()
+                        .chain(q.sealed.iter())
+                        .map(|b| b.completion.subscribe()),
+                );
+            }
+            r
+        };
+        self.shared.wake.notify_one();
+        for mut rx in receivers {
+            while rx.borrow_and_update().is_none() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        self.shared.lock().flushing -= 1;
+    }
+
+    /// Flushes, then stops the sender task. Later sends fail with `Closed`.
+    pub async fn close(&self) {
+        self.flush().await;
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_one();
+        let handle = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // The sender drains what is queued, then ends.
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_parse() {
+        assert_eq!("all".parse::<Acks>().unwrap(), Acks::All);
+        assert_eq!("-1".parse::<Acks>().unwrap(), Acks::All);
+        assert_eq!("0".parse::<Acks>().unwrap(), Acks::None);
+        assert!("2".parse::<Acks>().is_err());
+    }
+
+    #[test]
+    fn a_delivery_maps_its_batch_outcome_to_its_own_offset() {
+        let (tx, rx) = watch::channel(None);
+        let d = Delivery {
+            rx,
+            partition: 3,
+            delta: 7,
+            timestamp: 55,
+        };
+        let at = Instant::now();
+        tx.send(Some((Ok((100, -1)), at))).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let m = rt.block_on(d.into_future()).unwrap();
+        assert_eq!(
+            m,
+            RecordMetadata {
+                partition: 3,
+                offset: 107,
+                timestamp: 55,
+                acknowledged_at: at,
+            }
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! The sender (the Java client's `Sender`): one task that takes sealed
+//! and lingered batches from the accumulator, groups them by leader into
+//! Produce requests, and resolves each batch from the answer or retries it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::accumulator::{Batch, Payload, Tp};
+use super::{Acks, Shared};
+use crate::error::{Error, Result};
+
+/// A Produce request being assembled for one broker.
+struct Outgoing {
+    node: i32,
+    id: u64,
+    batches: Vec<(Tp, Batch)>,
+}
+
+pub(super) async fn sender_loop(shared: Arc<Shared>) {
+    loop {
+        let (outgoing, next_wake, done, refresh) = collect(&shared, Instant::now());
+        if !refresh.is_empty() {
+            let client = shared.client.clone();
+            let wake_shared = shared.clone();
+            tokio::spawn(async move {
+                let topics: Vec<&str> = refresh.iter().map(|t| t.as_ref()).collect();
+                if let Err(e) = client.refresh(Some(&topics)).await {
+                    tracing::debug!(error = %e, "metadata refresh failed");
+                }
+                wake_shared.wake.notify_one();
+            });
+        }
+        let sent_any = !outgoing.is_empty();
+        for o in outgoing {
+            tokio::spawn(send_request(shared.clone(), o));
+        }
+        if done {
+            return;
+        }
+        if sent_any {
+            // More batches of the same partitions may be ready to pipeline.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        match next_wake {
+            Some(at) => {
+                tokio::select! {
+                    _ = shared.wake.notified() => {}
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+            None => shared.wake.notified().await,
+        }
+    }
+}
+
+/// Picks the batches to send now: at most one per partition per request,
+/// grouped by leader, within the in-flight limits. Returns the requests, when
+/// to look again, whether the producer is closed and drained, and topics
+/// whose leaders are unknown.
+fn collect(shared: &Shared, now: Instant) -> (Vec<Outgoing>, Option<Instant>, bool, Vec<Arc<str>>) {
+    let config = &shared.config;
+    let max_node = shared.client.config().max_in_flight;
+    let mut st = shared.lock();
+    let st = &mut *st;
+    let urgent = st.flushing > 0 || st.closing;
+    let mut next_wake: Option<Instant> = None;
+    let mut wake_at = |t: Instant| next_wake = Some(next_wake.map_or(t, |w: Instant| w.min(t)));
+    let mut by_node: HashMap<i32, Vec<(Tp, Batch)>> = HashMap::new();
+    let mut refresh: Vec<Arc<str>> = Vec::new();
+    let mut expired: Vec<Batch> = Vec::new();
+    for (tp, q) in st.partitions.iter_mut() {
+        if let Some(open) = &q.open {
+            if urgent || now >= open.created + config.linger {
+                q.sealed.push_back(q.open.take().expect("checked"));
+            } else {
+                wake_at(open.created + config.linger);
+            }
+        }
+        while q.sealed.front().is_some_and(|b| now >= b.deadline) {
+            expired.push(q.sealed.pop_front().expect("checked"));
+        }
+        let Some(head) = q.sealed.front() else {
+            continue;
+        };
+        if let Some(at) = head.retry_at.filter(|&at| at > now) {
+            wake_at(at);
+            continue;
+        }
+        if q.in_flight >= config.max_in_flight_per_partition {
+            continue;
+        }
+        let Some(leader) = shared.client.leader(&tp.0, tp.1) else {
+            if !refresh.contains(&tp.0) {
+                refresh.push(tp.0.clone());
+            }
+            wake_at(now + config.retry_backoff);
+            continue;
+        };
+        let node_load = st.node_in_flight.get(&leader).copied().unwrap_or(0);
+        let group = by_node.entry(leader).or_default();
+        if node_load >= max_node && group.is_empty() {
+            continue;
+        }
+        q.in_flight += 1;
+        group.push((tp.clone(), q.sealed.pop_front().expect("checked")));
+    }
+    let mut outgoing = Vec::new();
+    for (node, batches) in by_node {
+        if batches.is_empty() {
+            continue;
+        }
+        *st.node_in_flight.entry(node).or_default() += 1;
+        let id = st.next_request;
+        st.next_request += 1;
+        for (j, (_, b)) in batches.iter().enumerate() {
+            st.in_flight
+                .insert(id << 20 | j as u64, b.completion.subscribe());
+        }
+        outgoing.push(Outgoing { node, id, batches });
+    }
+    st.partitions
+        .retain(|_, q| q.open.is_some() || !q.sealed.is_empty() || q.in_flight > 0);
+    let done = st.closing && st.partitions.is_empty() && outgoing.is_empty();
+    for b in expired {
+        let e = b.last_error.clone().unwrap_or_else(|| {
+            Error::Timeout(format!(
+                "record not acknowledged within delivery_timeout {:?}",
+                config.delivery_timeout
+            ))
+        });
+        shared.complete(b, Err(e));
+    }
+    (outgoing, next_wake, done, refresh)
+}
+
+async fn send_request(shared: Arc<Shared>, mut out: Outgoing) {
+    let config = &shared.config;
+    let mut fatal: Vec<(usize, Error)> = Vec::new();
+    for (i, (_, b)) in out.batches.iter_mut().enumerate() {
+        if let Payload::Building(_) = b.payload {
+            let Payload::Building(builder) =
+                std::mem::replace(&mut b.payload, Payload::Encoded(Bytes::new()))
+            else {
+                unreachable!()
+            };
+            match builder.finish(config.compression) {
+                Ok(bytes) => b.payload = Payload::Encoded(bytes),
+                Err(e) => fatal.push((i, e.into())),
+            }
+        }
+    }
+    let result = produce(&shared, &out).await;
+    let now = Instant::now();
+    let mut retry_topics: Vec<Arc<str>> = Vec::new();
+    let mut finished = Vec::new();
+    let mut requeue = Vec::new();
+    for (i, (tp, mut b)) in out.batches.drain(..).enumerate() {
+        let outcome = match fatal.iter().find(|(j, _)| *j == i) {
+            Some((_, e)) => Err(e.clone()),
+            None => match &result {
+                Ok(answers) => answers
+                    .get(&(tp.0.to_string(), tp.1))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Err(Error::Protocol(format!("no answer for {}-{}", tp.0, tp.1)))
+                    }),
+                Err(e) => Err(e.clone()),
+            },
+        };
+        match outcome {
+            Err(e) if e.is_retriable() && now + config.retry_backoff < b.deadline => {
+                tracing::debug!(topic = %tp.0, partition = tp.1, error = %e, attempt = b.attempts, "retrying a batch");
+                if !retry_topics.contains(&tp.0) {
+                    retry_topics.push(tp.0.clone());
+                }
+                b.attempts += 1;
+                b.retry_at = Some(now + config.retry_backoff);
+                b.last_error = Some(e);
+                requeue.push((tp, b));
+            }
+            outcome => finished.push((tp, b, outcome)),
+        }
+    }
+    if !retry_topics.is_empty() {
+        let topics: Vec<&str> = retry_topics.iter().map(|t| t.as_ref()).collect();
+        if let Err(e) = shared.client.refresh(Some(&topics)).await {
+            tracing::debug!(error = %e, "metadata refresh before a retry failed");
+        }
+    }
+    {
+        let mut st = shared.lock();
+        if let Some(n) = st.node_in_flight.get_mut(&out.node) {
+            *n = n.saturating_sub(1);
+        }
+        let id = out.id;
+        st.in_flight.retain(|k, _| k >> 20 != id);
+        for (tp, b) in requeue.into_iter().rev() {
+            let q = st.partitions.entry(tp).or_default();
+            q.in_flight -= 1;
+            q.sealed.push_front(b);
+        }
+        for (tp, _, _) in &finished {
+            if let Some(q) = st.partitions.get_mut(tp) {
+                q.in_flight -= 1;
+            }
+        }
+    }
+    for (_, b, outcome) in finished {
+        shared.complete(b, outcome);
+    }
+    shared.wake.notify_one();
+}
+
+type Answers = HashMap<(String, i32), Result<(i64, i64)>>;
+
+async fn produce(shared: &Shared, out: &Outgoing) -> Result<Answers> {
+    let config = &shared.config;
+    let conn = shared.client.connection(out.node).await?;
+    let version = conn.version(ApiKey::Produce)?;
+    let mut request = ProduceRequest::default();
+    request.acks = config.acks.wire();
+    request.timeout_ms = config.ack_timeout.as_millis().min(i32::MAX as u128) as i32;
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for (tp, b) in &out.batches {
+        let Payload::Encoded(bytes) = &b.payload else {
+            continue;
+        };
+        let mut p = PartitionProduceData::default();
+        p.index = tp.1;
+        p.records = Some(bytes.clone());
+        match topics.iter_mut().find(|t| t.name.0.as_str() == &*tp.0) {
+            Some(t) => t.partition_data.push(p),
+            None => {
+                let mut t = TopicProduceData::default();
+                t.name = TopicName(StrBytes::from_string(tp.0.to_string()));
+                t.partition_data.push(p);
+                topics.push(t);
+            }
+        }
+    }
+    request.topic_data = topics;
+    let mut answers = Answers::new();
+    if config.acks == Acks::None {
+        conn.send_no_response(&request, version).await?;
+        for (tp, _) in &out.batches {
+            answers.insert((tp.0.to_string(), tp.1), Ok((-1, -1)));
+        }
+        return Ok(answers);
+    }
+    let response = conn.send_versioned(&request, version).await?;
+    for t in response.responses {
+        for p in t.partition_responses {
+            let key = (t.name.0.to_string(), p.index);
+            let outcome = if p.error_code == 0 {
+                Ok((p.base_offset, p.log_append_time_ms))
+            } else {
+                let message = p.error_message.map(|m| m.to_string());
+                Err(Error::kafka(
+                    p.error_code,
+                    format!("producing to {}-{}", key.0, key.1),
+                    message,
+                ))
+            };
+            answers.insert(key, outcome);
+        }
+    }
+    Ok(answers)
+}
