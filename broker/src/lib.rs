@@ -1,13 +1,24 @@
-//! The Rill broker: thread-per-core shards speaking the Kafka protocol.
+//! The Rill broker as a library: thread-per-core shards speaking the Kafka
+//! protocol. [`Broker::start`] runs one inside any process and returns a
+//! [`BrokerHandle`] (`addr()`, `shutdown().await`); the `rill` binary (the
+//! `cli` crate) is that plus flags and signals.
 //!
-//! - [`runtime`]: starts one pinned glommio executor (shard) per core, each
-//!   with its own `SO_REUSEPORT` listener, and handles shutdown signals.
-//! - [`shard`]: a shard's partitions and the cross-shard job channels.
-//! - [`server`]: connections and request framing.
-//! - [`api`]: one Kafka API handler per file.
-//! - [`controller`], [`metadata`], [`topic_config`]: topics, placement and
-//!   configs, persisted and applied on every shard.
-//! - [`config`]: flags and the TOML config file.
+//! - [`runtime`]: one pinned glommio executor (shard) per core, each with its
+//!   own `SO_REUSEPORT` listener; startup and clean shutdown.
+//! - [`server`]: connections, request framing, pipelining, per-connection
+//!   [`api::Connection`].
+//! - [`api`]: one Kafka API handler per file, each given the request's
+//!   [`api::Context`] (shard, connection, version, client id).
+//! - [`shard`]: a shard's partitions, cross-shard jobs, and
+//!   [`shard::Shard::on_partition`], the one way to reach a partition.
+//! - [`cluster`]: the cluster state, the [`cluster::MetadataCommand`]s that
+//!   change it (applied by one pure function), the controller that decides
+//!   and publishes changes, and the store that keeps them.
+//! - [`config`]: broker settings (each declared once), topic configs and
+//!   dynamic broker configs.
+//! - [`replication`]: Raft per partition as a sans-I/O core, with its
+//!   simulator.
+//! - [`error`]: the library's error type, [`BrokerError`].
 
 pub mod api;
 pub mod cluster;

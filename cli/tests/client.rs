@@ -24,9 +24,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn client(addr: &str) -> Client {
-    Client::connect(ClientConfig::new(addr))
-        .await
-        .unwrap()
+    Client::connect(ClientConfig::new(addr)).await.unwrap()
 }
 
 async fn create(client: &Client, topic: &str, partitions: i32) {

@@ -65,7 +65,10 @@ async fn contract(log: impl LogStore) {
     assert_eq!(log.durable_offset(), end);
 
     // Truncation: only at a batch start, never below the log start.
-    assert!(ranges[10].1 > ranges[10].0, "batch 10 holds several records");
+    assert!(
+        ranges[10].1 > ranges[10].0,
+        "batch 10 holds several records"
+    );
     assert!(matches!(
         log.truncate_to(ranges[10].0 + 1).await,
         Err(StorageError::NotBatchBoundary { .. })
