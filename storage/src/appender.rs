@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 
-use glommio::io::{DmaBuffer, DmaFile};
+use crate::io::{IoBuffer, SegmentFile};
 
 use crate::error::{Result, StorageError};
 use crate::signal::Signal;
@@ -131,11 +131,11 @@ pub struct AppenderConfig {
 }
 
 /// The writer of one segment file.
-pub struct Appender {
-    file: Rc<DmaFile>,
+pub struct Appender<F: SegmentFile> {
+    file: Rc<F>,
     progress: Rc<WriteProgress>,
     config: AppenderConfig,
-    buf: DmaBuffer,
+    buf: F::Buffer,
     /// File position of `buf[0]`; always aligned.
     buf_position: u64,
     /// Valid bytes in `buf`.
@@ -151,16 +151,16 @@ pub struct Appender {
     reserving: Option<glommio::Task<()>>,
 }
 
-impl Appender {
+impl<F: SegmentFile> Appender<F> {
     /// Continues a segment whose data ends at `position`, with `next_offset`
     /// the offset of the next batch. The partial tail block is read back so
     /// the next write can rewrite it whole.
     pub async fn resume(
-        file: Rc<DmaFile>,
+        file: Rc<F>,
         position: u64,
         next_offset: i64,
         config: AppenderConfig,
-    ) -> Result<Appender> {
+    ) -> Result<Appender<F>> {
         assert!(
             config.buffer_bytes as u64 >= 2 * ALIGN
                 && (config.buffer_bytes as u64).is_multiple_of(ALIGN)
@@ -168,7 +168,7 @@ impl Appender {
         assert!(config.writes_in_flight_max >= 1);
         let buf_position = align_down(position);
         let tail = (position - buf_position) as usize;
-        let mut buf = file.alloc_dma_buffer(config.buffer_bytes);
+        let mut buf = file.alloc_buffer(config.buffer_bytes);
         if tail > 0 {
             let block = file
                 .read_at_aligned(buf_position, ALIGN as usize)
@@ -214,7 +214,7 @@ impl Appender {
         self.progress.clone()
     }
 
-    pub fn file(&self) -> &Rc<DmaFile> {
+    pub fn file(&self) -> &Rc<F> {
         &self.file
     }
 
@@ -310,7 +310,7 @@ impl Appender {
 
     async fn submit_full(&mut self) -> Result<()> {
         let cap = self.config.buffer_bytes;
-        let next = self.file.alloc_dma_buffer(cap);
+        let next = self.file.alloc_buffer(cap);
         let full = std::mem::replace(&mut self.buf, next);
         let start = self.buf_position;
         self.buf_position += cap as u64;
@@ -328,7 +328,7 @@ impl Appender {
         if self.buf_len > self.submitted_len {
             let padded = align_up(self.buf_len as u64) as usize;
             let tail_start = align_down(self.buf_len as u64) as usize;
-            let mut next = self.file.alloc_dma_buffer(self.config.buffer_bytes);
+            let mut next = self.file.alloc_buffer(self.config.buffer_bytes);
             next.as_bytes_mut()[..self.buf_len - tail_start]
                 .copy_from_slice(&self.buf.as_bytes()[tail_start..self.buf_len]);
             let mut out = std::mem::replace(&mut self.buf, next);
@@ -347,7 +347,7 @@ impl Appender {
 
     async fn submit(
         &mut self,
-        buf: DmaBuffer,
+        buf: F::Buffer,
         padded_start: u64,
         logical_end: u64,
         offset_end: i64,
@@ -382,10 +382,7 @@ impl Appender {
         });
         let file = self.file.clone();
         glommio::spawn_local(async move {
-            let result = file
-                .write_at(buf, padded_start)
-                .await
-                .map_err(io::Error::from);
+            let result = file.write_at(buf, padded_start).await;
             progress.complete(id, len, result);
         })
         .detach();

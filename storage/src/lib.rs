@@ -6,6 +6,8 @@
 //!
 //! - [`batch`]: the RecordBatch v2 format, re-exported from `rill-record`
 //!   (validating and patching batches without re-encoding them).
+//! - [`io`]: the file operations the log needs, as traits: the real disk
+//!   ([`io::DmaDisk`]) and a simulated one that crashes ([`sim_disk::SimDisk`]).
 //! - [`appender`]: aligned direct-I/O writes with several in flight.
 //! - [`segment`], [`offset_index`], [`time_index`], [`index_file`]: segments and their sparse indexes.
 //! - [`checkpoint`], [`scan`], and [`log`]'s recovery: torn tails are cut, synced data is never.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod index_file;
+pub mod io;
 pub mod log;
 pub mod log_store;
 pub mod offset_index;
@@ -42,6 +45,7 @@ pub mod retention;
 pub mod scan;
 pub mod segment;
 pub mod signal;
+pub mod sim_disk;
 pub mod time_index;
 
 pub use config::{FlushPolicy, LogConfig};

@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use glommio::io::DmaFile;
 
 use crate::appender::{Appender, AppenderConfig};
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint::{Checkpoint, SLOT_BYTES};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
+use crate::io::{Disk, DmaDisk, IoBuffer, SegmentFile};
 use crate::read_cache::ReadCache;
 use crate::segment::{self, Segment};
 use crate::signal::Signal;
@@ -42,32 +42,41 @@ pub struct TimestampOffset {
     pub timestamp: i64,
 }
 
-/// A partition's log on one shard. Cheap to clone (reference counted).
-#[derive(Clone)]
-pub struct PartitionLog {
-    inner: Rc<Inner>,
+/// A partition's log on one shard, on the real disk unless told otherwise
+/// (`D`: see [`crate::io`]). Cheap to clone (reference counted).
+pub struct PartitionLog<D: Disk = DmaDisk> {
+    inner: Rc<Inner<D>>,
 }
 
-struct Inner {
+impl<D: Disk> Clone for PartitionLog<D> {
+    fn clone(&self) -> Self {
+        PartitionLog {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<D: Disk> {
+    disk: D,
     dir: PathBuf,
     config: RefCell<LogConfig>,
-    writer: async_lock::Mutex<Writer>,
-    shared: RefCell<Shared>,
+    writer: async_lock::Mutex<Writer<D>>,
+    shared: RefCell<Shared<D>>,
     /// Notified when `durable_offset` moves, a sync ends or the log fails.
     durable: Signal,
 }
 
 /// State only the (serialized) writer touches.
-struct Writer {
-    appender: Appender,
-    checkpoint_file: DmaFile,
+struct Writer<D: Disk> {
+    appender: Appender<D::File>,
+    checkpoint_file: D::File,
     checkpoint_seq: u64,
     last_checkpoint_ms: i64,
 }
 
 /// Reader-visible state.
-struct Shared {
-    segments: BTreeMap<i64, Segment>,
+struct Shared<D: Disk> {
+    segments: BTreeMap<i64, Segment<D::File>>,
     log_start_offset: i64,
     log_end_offset: i64,
     /// Every batch before this offset is on stable storage.
@@ -81,15 +90,15 @@ struct Shared {
     closed: bool,
 }
 
-impl Shared {
-    fn active(&self) -> &Segment {
+impl<D: Disk> Shared<D> {
+    fn active(&self) -> &Segment<D::File> {
         self.segments
             .values()
             .next_back()
             .expect("a log always has an active segment")
     }
 
-    fn active_mut(&mut self) -> &mut Segment {
+    fn active_mut(&mut self) -> &mut Segment<D::File> {
         self.segments
             .values_mut()
             .next_back()
@@ -109,8 +118,6 @@ impl Shared {
     }
 }
 
-pub(crate) use rill_record::now_ms;
-
 fn appender_config(config: &LogConfig) -> AppenderConfig {
     AppenderConfig {
         buffer_bytes: config.write_buffer_bytes,
@@ -122,7 +129,14 @@ fn appender_config(config: &LogConfig) -> AppenderConfig {
 impl PartitionLog {
     /// Opens (recovering if needed) or creates the log in `dir`.
     pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
-        open::open(dir.as_ref(), config).await
+        open::open(DmaDisk, dir.as_ref(), config).await
+    }
+}
+
+impl<D: Disk> PartitionLog<D> {
+    /// [`PartitionLog::open`] on `disk` (a simulated one in tests).
+    pub async fn open_on(disk: D, dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
+        open::open(disk, dir.as_ref(), config).await
     }
 
     pub fn dir(&self) -> &Path {
@@ -290,7 +304,8 @@ impl PartitionLog {
         let active = s.active();
         !active.is_empty()
             && (active.size_bytes + incoming_bytes > self.inner.config.borrow().segment_bytes
-                || now_ms() - active.created_ms >= self.inner.config.borrow().segment_ms as i64)
+                || self.inner.disk.now_ms() - active.created_ms
+                    >= self.inner.config.borrow().segment_ms as i64)
     }
 
     /// Records a fatal I/O failure: the log refuses further writes.
@@ -381,7 +396,9 @@ impl PartitionLog {
         }
         inner.durable.notify_all();
         let mut w = inner.writer.lock().await;
-        if now_ms() - w.last_checkpoint_ms >= inner.config.borrow().checkpoint_interval_ms as i64 {
+        if inner.disk.now_ms() - w.last_checkpoint_ms
+            >= inner.config.borrow().checkpoint_interval_ms as i64
+        {
             self.write_checkpoint(&mut w, false).await?;
         }
         Ok(())
@@ -389,7 +406,7 @@ impl PartitionLog {
 
     /// Persists the checkpoint (log start, recovery point, clean flag) in the
     /// next of its two slots.
-    async fn write_checkpoint(&self, w: &mut Writer, clean: bool) -> Result<()> {
+    async fn write_checkpoint(&self, w: &mut Writer<D>, clean: bool) -> Result<()> {
         let inner = &*self.inner;
         let checkpoint = {
             let s = inner.shared.borrow();
@@ -405,7 +422,7 @@ impl PartitionLog {
                 active_size_bytes: active.size_bytes,
             }
         };
-        let mut buf = w.checkpoint_file.alloc_dma_buffer(SLOT_BYTES);
+        let mut buf = w.checkpoint_file.alloc_buffer(SLOT_BYTES);
         buf.as_bytes_mut().copy_from_slice(&checkpoint.encode());
         let at = (checkpoint.slot() * SLOT_BYTES) as u64;
         let result = match w.checkpoint_file.write_at(buf, at).await {
@@ -422,14 +439,14 @@ impl PartitionLog {
             return Err(e);
         }
         w.checkpoint_seq = checkpoint.seq;
-        w.last_checkpoint_ms = now_ms();
+        w.last_checkpoint_ms = self.inner.disk.now_ms();
         Ok(())
     }
 
     /// Writes out everything appended to the active segment, cuts its file
     /// to the exact data size (freeing space reserved ahead) and syncs it.
     /// Returns the (position, offset) it covers. A failure here fails the log.
-    async fn seal_active_file(&self, w: &mut Writer) -> Result<(u64, i64)> {
+    async fn seal_active_file(&self, w: &mut Writer<D>) -> Result<(u64, i64)> {
         let (position, offset) = w.appender.flush().await?;
         w.appender.progress().wait_written(position).await?;
         let file = w.appender.file().clone();
@@ -451,11 +468,11 @@ impl PartitionLog {
     /// Seals the active segment and starts a new one at the log end. The new
     /// file is created and reserved first, so a full disk leaves the current
     /// segment active and untouched.
-    async fn roll(&self, w: &mut Writer, incoming_bytes: u64) -> Result<()> {
+    async fn roll(&self, w: &mut Writer<D>, incoming_bytes: u64) -> Result<()> {
         let inner = &*self.inner;
         let new_base = inner.shared.borrow().log_end_offset;
         let path = segment::log_path(&inner.dir, new_base);
-        let file = Rc::new(segment::open_rw(&path).await?);
+        let file = Rc::new(segment::open_rw(&inner.disk, &path).await?);
         file.truncate(0)
             .await
             .map_err(|e| StorageError::io("preparing a new segment", e))?;
@@ -466,7 +483,7 @@ impl PartitionLog {
             let _ = file.remove().await;
             return Err(e);
         }
-        sync_dir(&inner.dir).await?;
+        sync_dir(&inner.disk, &inner.dir).await?;
 
         let (position, _) = self.seal_active_file(w).await?;
         {
@@ -483,13 +500,14 @@ impl PartitionLog {
         // Indexes are rebuilt from the log if missing, so failing to write
         // them (a full disk) must not stop the roll half way.
         if let Err(e) =
-            segment::write_index_files(&inner.dir, sealed_base, &index, &time_index).await
+            segment::write_index_files(&inner.disk, &inner.dir, sealed_base, &index, &time_index)
+                .await
         {
             tracing::warn!(dir = %inner.dir.display(), segment = sealed_base, error = %e, "could not write segment indexes");
         }
         {
             let mut s = inner.shared.borrow_mut();
-            let mut seg = Segment::new(new_base, file, now_ms());
+            let mut seg = Segment::new(new_base, file, inner.disk.now_ms());
             seg.progress = Some(appender.progress());
             s.segments.insert(new_base, seg);
             s.durable_offset = new_base;
@@ -536,7 +554,7 @@ impl PartitionLog {
         };
         let batch_bytes_max = inner.config.borrow().batch_bytes_max;
         let found = segment::read_batches(
-            &file,
+            &*file,
             base,
             position,
             end,
@@ -603,17 +621,8 @@ impl PartitionLog {
 }
 
 /// Makes directory entries (new or removed segment files) durable.
-async fn sync_dir(dir: &Path) -> Result<()> {
-    // glommio's `Directory::open` hands a relative path to openat(-1, …),
-    // which fails with EBADF; its file opens resolve relative paths, this
-    // does not. An absolute path works for both.
-    let dir =
-        std::path::absolute(dir).map_err(|e| StorageError::io("resolving the log directory", e))?;
-    let d = glommio::io::Directory::open(&dir)
+async fn sync_dir(disk: &impl Disk, dir: &Path) -> Result<()> {
+    disk.sync_dir(dir)
         .await
-        .map_err(|e| StorageError::io("opening the log directory", e))?;
-    d.sync()
-        .await
-        .map_err(|e| StorageError::io("syncing the log directory", e))?;
-    Ok(())
+        .map_err(|e| StorageError::io("syncing the log directory", e))
 }

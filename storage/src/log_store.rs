@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, BatchHeader};
 use crate::error::{Result, StorageError};
+use crate::io::Disk;
 use crate::log::{AppendInfo, PartitionLog};
 
 /// An offset-addressed log of record batches with explicit durability.
@@ -34,7 +35,7 @@ pub trait LogStore {
     async fn truncate_to(&self, offset: i64) -> Result<()>;
 }
 
-impl LogStore for PartitionLog {
+impl<D: Disk> LogStore for PartitionLog<D> {
     fn log_start_offset(&self) -> i64 {
         PartitionLog::log_start_offset(self)
     }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use glommio::io::{DmaFile, OpenOptions};
 
 use crate::appender::{align_down, align_up, WriteProgress, ALIGN};
 use crate::batch::BatchHeader;
 use crate::error::{Result, StorageError};
 use crate::index_file::{self, IndexKind, SegmentSummary};
+use crate::io::{Disk, IoBuffer, SegmentFile};
 use crate::offset_index::OffsetIndex;
 use crate::scan::{self, ScanError, ScanStop};
 use crate::time_index::TimeIndex;
@@ -37,9 +37,9 @@ pub fn parse_log_name(name: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
-pub struct Segment {
+pub struct Segment<F> {
     pub base_offset: i64,
-    pub file: Rc<DmaFile>,
+    pub file: Rc<F>,
     pub index: OffsetIndex,
     pub time_index: TimeIndex,
     /// Offset after the last batch.
@@ -55,8 +55,8 @@ pub struct Segment {
     pub progress: Option<Rc<WriteProgress>>,
 }
 
-impl Segment {
-    pub fn new(base_offset: i64, file: Rc<DmaFile>, created_ms: i64) -> Segment {
+impl<F> Segment<F> {
+    pub fn new(base_offset: i64, file: Rc<F>, created_ms: i64) -> Segment<F> {
         Segment {
             base_offset,
             file,
@@ -74,12 +74,12 @@ impl Segment {
     /// A closed segment described by its index files.
     pub fn from_summary(
         base_offset: i64,
-        file: Rc<DmaFile>,
+        file: Rc<F>,
         summary: SegmentSummary,
         index: OffsetIndex,
         time_index: TimeIndex,
         created_ms: i64,
-    ) -> Segment {
+    ) -> Segment<F> {
         Segment {
             base_offset,
             file,
@@ -153,26 +153,28 @@ impl Segment {
 
 /// Writes a segment's index files (from [`Segment::index_files`]).
 pub async fn write_index_files(
+    disk: &impl Disk,
     dir: &Path,
     base_offset: i64,
     index: &[u8],
     time_index: &[u8],
 ) -> Result<()> {
-    write_small_file(&index_path(dir, base_offset), index).await?;
-    write_small_file(&time_index_path(dir, base_offset), time_index).await
+    write_small_file(disk, &index_path(dir, base_offset), index).await?;
+    write_small_file(disk, &time_index_path(dir, base_offset), time_index).await
 }
 
 /// Loads a segment's index files if both are intact and agree with the log
 /// file's size; `None` means they must be rebuilt.
 pub async fn load_indexes(
+    disk: &impl Disk,
     dir: &Path,
     base_offset: i64,
     log_size: u64,
 ) -> Option<(SegmentSummary, OffsetIndex, TimeIndex)> {
-    let offset_file = read_small_file(&index_path(dir, base_offset))
+    let offset_file = read_small_file(disk, &index_path(dir, base_offset))
         .await
         .ok()??;
-    let time_file = read_small_file(&time_index_path(dir, base_offset))
+    let time_file = read_small_file(disk, &time_index_path(dir, base_offset))
         .await
         .ok()??;
     let (summary, body) = index_file::decode(IndexKind::Offset, &offset_file).ok()?;
@@ -188,27 +190,18 @@ pub async fn load_indexes(
     Some((summary, index, time_index))
 }
 
-pub async fn open_rw(path: &Path) -> Result<DmaFile> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .dma_open(path)
+pub async fn open_rw<D: Disk>(disk: &D, path: &Path) -> Result<D::File> {
+    disk.open_rw(path)
         .await
         .map_err(|e| StorageError::io("opening a segment", e))
 }
 
 /// Reads a whole small file; `Ok(None)` if it does not exist.
-pub async fn read_small_file(path: &Path) -> Result<Option<Vec<u8>>> {
-    let file = match DmaFile::open(path).await {
+pub async fn read_small_file(disk: &impl Disk, path: &Path) -> Result<Option<Vec<u8>>> {
+    let file = match disk.open_read(path).await {
         Ok(f) => f,
-        Err(e) => {
-            let e = std::io::Error::from(e);
-            if e.kind() == std::io::ErrorKind::NotFound {
-                return Ok(None);
-            }
-            return Err(StorageError::io("opening a small file", e));
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io("opening a small file", e)),
     };
     let size = file
         .file_size()
@@ -224,16 +217,13 @@ pub async fn read_small_file(path: &Path) -> Result<Option<Vec<u8>>> {
 }
 
 /// Replaces a small file's content (written padded, then cut to length).
-pub async fn write_small_file(path: &Path, content: &[u8]) -> Result<()> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(path)
+pub async fn write_small_file(disk: &impl Disk, path: &Path, content: &[u8]) -> Result<()> {
+    let file = disk
+        .create_truncate(path)
         .await
         .map_err(|e| StorageError::io("creating a small file", e))?;
     let padded = align_up(content.len() as u64).max(ALIGN) as usize;
-    let mut buf = file.alloc_dma_buffer(padded);
+    let mut buf = file.alloc_buffer(padded);
     buf.as_bytes_mut()[..content.len()].copy_from_slice(content);
     buf.as_bytes_mut()[content.len()..].fill(0);
     file.write_at(buf, 0)
@@ -249,7 +239,12 @@ pub async fn write_small_file(path: &Path, content: &[u8]) -> Result<()> {
 }
 
 /// Reads file bytes `position..end`, at most `max_len` of them (plus alignment).
-pub async fn read_range(file: &DmaFile, position: u64, end: u64, max_len: u64) -> Result<Vec<u8>> {
+pub async fn read_range(
+    file: &impl SegmentFile,
+    position: u64,
+    end: u64,
+    max_len: u64,
+) -> Result<Vec<u8>> {
     let aligned = align_down(position);
     let skip = (position - aligned) as usize;
     let len = (end.saturating_sub(position)).min(max_len) + skip as u64;
@@ -294,7 +289,7 @@ pub enum RangeScan {
 /// false.
 #[allow(clippy::too_many_arguments)]
 pub async fn scan_range(
-    file: &DmaFile,
+    file: &impl SegmentFile,
     mut position: u64,
     end: u64,
     chunk: u64,
@@ -352,7 +347,7 @@ pub async fn scan_range(
 /// Scans a segment file from position 0 to `end`, CRC-checking every batch
 /// and calling `found` for each; returns where valid data stops and why.
 pub async fn scan_file(
-    file: &DmaFile,
+    file: &impl SegmentFile,
     base_offset: i64,
     end: u64,
     batch_bytes_max: usize,
@@ -388,7 +383,7 @@ pub async fn scan_file(
 /// `max_bytes`. A batch that fails its CRC is never returned: if it is the
 /// first one wanted, the read fails with [`StorageError::Corrupt`].
 pub async fn read_batches(
-    file: &DmaFile,
+    file: &impl SegmentFile,
     segment_base: i64,
     position: u64,
     end: u64,

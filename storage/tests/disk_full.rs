@@ -50,8 +50,22 @@ impl LoopMount {
 }
 
 impl Drop for LoopMount {
+    /// Unmounts, retrying while the kernel still holds files of the test's
+    /// io_uring (their release is deferred after the ring closes), and
+    /// detaches lazily as a last resort so no mount outlives the test.
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mountpoint).status();
+        let quiet = |cmd: &mut Command| {
+            cmd.stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        for _ in 0..50 {
+            if quiet(Command::new("umount").arg(&self.mountpoint)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = quiet(Command::new("umount").arg("-l").arg(&self.mountpoint));
     }
 }
 

@@ -7,6 +7,7 @@ use super::open::remove_segment_files as remove_files;
 use super::{appender_config, sync_dir, PartitionLog};
 use crate::appender::Appender;
 use crate::error::{Result, StorageError};
+use crate::io::{Disk, SegmentFile};
 use crate::retention::{self, SegmentFacts};
 use crate::scan::ScanStop;
 use crate::segment::{self, RangeScan, Seen};
@@ -18,7 +19,7 @@ pub struct RetentionOutcome {
     pub log_start_offset: i64,
 }
 
-impl PartitionLog {
+impl<D: Disk> PartitionLog<D> {
     /// Removes every batch at or after `offset`, which must be the start of a
     /// batch (or the log end). Durable before it returns. Replication uses it
     /// to drop a divergent suffix; it never goes below the log start.
@@ -80,10 +81,14 @@ impl PartitionLog {
             later
         };
         for b in &removed {
-            remove_files(&inner.dir, *b);
+            remove_files(&inner.disk, &inner.dir, *b);
         }
-        let _ = std::fs::remove_file(segment::index_path(&inner.dir, base));
-        let _ = std::fs::remove_file(segment::time_index_path(&inner.dir, base));
+        let _ = inner
+            .disk
+            .remove_file(&segment::index_path(&inner.dir, base));
+        let _ = inner
+            .disk
+            .remove_file(&segment::time_index_path(&inner.dir, base));
         let cut_result = async {
             file.truncate(cut).await?;
             file.fdatasync().await
@@ -96,7 +101,7 @@ impl PartitionLog {
             self.fail(&e);
             return Err(e);
         }
-        sync_dir(&inner.dir).await?;
+        sync_dir(&inner.disk, &inner.dir).await?;
 
         let max_timestamp = recompute_max_timestamp(self, base, cut).await?;
         let appender_cfg = appender_config(&inner.config.borrow());
@@ -194,7 +199,7 @@ impl PartitionLog {
     }
 
     /// Records the new log start durably, then deletes segments wholly below it.
-    async fn move_log_start(&self, w: &mut super::Writer, offset: i64) -> Result<usize> {
+    async fn move_log_start(&self, w: &mut super::Writer<D>, offset: i64) -> Result<usize> {
         let inner = &*self.inner;
         {
             let mut s = inner.shared.borrow_mut();
@@ -217,10 +222,10 @@ impl PartitionLog {
             doomed
         };
         for b in &doomed {
-            remove_files(&inner.dir, *b);
+            remove_files(&inner.disk, &inner.dir, *b);
         }
         if !doomed.is_empty() {
-            sync_dir(&inner.dir).await?;
+            sync_dir(&inner.disk, &inner.dir).await?;
             tracing::info!(dir = %inner.dir.display(), segments = doomed.len(), log_start = offset, "deleted segments");
         }
         Ok(doomed.len())
@@ -248,7 +253,9 @@ impl PartitionLog {
             let (index, time_index) = s.active().index_files();
             (base, index, time_index)
         };
-        if let Err(e) = segment::write_index_files(&inner.dir, base, &index, &time_index).await {
+        if let Err(e) =
+            segment::write_index_files(&inner.disk, &inner.dir, base, &index, &time_index).await
+        {
             // The next open rebuilds them by scanning; not worth failing the close.
             tracing::warn!(dir = %inner.dir.display(), segment = base, error = %e, "could not write segment indexes");
         }
@@ -267,7 +274,7 @@ fn chunk(batch_bytes_max: usize) -> u64 {
 /// File position of the batch that starts at `offset`, scanning from an
 /// index hint; an offset inside a batch is refused.
 async fn find_batch_start(
-    file: &Rc<glommio::io::DmaFile>,
+    file: &Rc<impl SegmentFile>,
     base: i64,
     position: u64,
     hint_offset: i64,
@@ -278,7 +285,7 @@ async fn find_batch_start(
     let mut expected = Some(hint_offset);
     let mut found = None;
     let scanned = segment::scan_range(
-        file,
+        &**file,
         position,
         end,
         chunk(batch_bytes_max),
@@ -311,7 +318,11 @@ async fn find_batch_start(
 
 /// Largest batch timestamp of a segment cut at `end`: the time index bounds
 /// everything before its last entry, so only the batches after it are read.
-async fn recompute_max_timestamp(log: &PartitionLog, base: i64, end: u64) -> Result<i64> {
+async fn recompute_max_timestamp<D: Disk>(
+    log: &PartitionLog<D>,
+    base: i64,
+    end: u64,
+) -> Result<i64> {
     let (file, mut max_ts, start) = {
         let s = log.inner.shared.borrow();
         let seg = &s.segments[&base];
@@ -328,7 +339,7 @@ async fn recompute_max_timestamp(log: &PartitionLog, base: i64, end: u64) -> Res
     let (position, offset) = start;
     let batch_bytes_max = log.inner.config.borrow().batch_bytes_max;
     segment::scan_range(
-        &file,
+        &*file,
         position,
         end,
         chunk(batch_bytes_max),

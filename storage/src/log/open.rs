@@ -12,13 +12,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::{Rc, Weak};
 
-use glommio::io::DmaFile;
-
-use super::{appender_config, now_ms, sync_dir, Inner, PartitionLog, Shared, Writer};
+use super::{appender_config, sync_dir, Inner, PartitionLog, Shared, Writer};
 use crate::appender::Appender;
 use crate::checkpoint::{Checkpoint, FILE_BYTES};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
+use crate::io::{Disk, SegmentFile};
 use crate::read_cache::ReadCache;
 use crate::scan::ScanStop;
 use crate::segment::{self, Segment};
@@ -37,43 +36,50 @@ pub(super) fn validate_config(config: &LogConfig) {
     assert!(config.index_interval_bytes >= 1);
 }
 
-async fn file_size(file: &DmaFile) -> Result<u64> {
+async fn file_size(file: &impl SegmentFile) -> Result<u64> {
     file.file_size()
         .await
         .map_err(|e| StorageError::io("sizing a segment", e))
 }
 
 /// Scans a segment, rebuilding its indexes and summary from the batches.
-async fn rebuild(
+async fn rebuild<F: SegmentFile>(
     base: i64,
-    file: Rc<DmaFile>,
+    file: Rc<F>,
     size: u64,
     config: &LogConfig,
-) -> Result<(Segment, ScanStop)> {
-    let mut seg = Segment::new(base, file.clone(), now_ms());
+    now: i64,
+) -> Result<(Segment<F>, ScanStop)> {
+    let mut seg = Segment::new(base, file.clone(), now);
     let interval = config.index_interval_bytes;
-    let stop = segment::scan_file(&file, base, size, config.batch_bytes_max, |b| {
+    let stop = segment::scan_file(&*file, base, size, config.batch_bytes_max, |b| {
         seg.record_batch(b.position, &b.header, interval)
     })
     .await?;
     Ok((seg, stop))
 }
 
-pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+pub(super) async fn open<D: Disk>(
+    disk: D,
+    dir: &Path,
+    config: LogConfig,
+) -> Result<PartitionLog<D>> {
     validate_config(&config);
-    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("creating the log directory", e))?;
-    crate::device::prime_for(dir).await?;
+    let now = disk.now_ms();
+    disk.create_dir_all(dir)
+        .await
+        .map_err(|e| StorageError::io("creating the log directory", e))?;
     let checkpoint_path = dir.join(CHECKPOINT_FILE);
-    let checkpoint = segment::read_small_file(&checkpoint_path)
+    let checkpoint = segment::read_small_file(&disk, &checkpoint_path)
         .await?
         .and_then(|f| Checkpoint::newest(&f));
 
     let mut bases: Vec<i64> = Vec::new();
-    for entry in
-        std::fs::read_dir(dir).map_err(|e| StorageError::io("listing the log directory", e))?
+    for name in disk
+        .list_dir(dir)
+        .map_err(|e| StorageError::io("listing the log directory", e))?
     {
-        let entry = entry.map_err(|e| StorageError::io("listing the log directory", e))?;
-        if let Some(base) = entry.file_name().to_str().and_then(segment::parse_log_name) {
+        if let Some(base) = segment::parse_log_name(&name) {
             bases.push(base);
         }
     }
@@ -86,18 +92,16 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> 
     // Segments wholly below the log start: retention or DeleteRecords moved the
     // start and stopped before deleting the files.
     while bases.len() > 1 && bases[1] <= log_start {
-        remove_segment_files(dir, bases.remove(0));
+        remove_segment_files(&disk, dir, bases.remove(0));
     }
     // Empty trailing segments hold nothing: a roll that stopped half way.
     while bases.len() > 1 {
         let last = *bases.last().expect("non-empty");
-        let size = std::fs::metadata(segment::log_path(dir, last))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let size = disk.file_len(&segment::log_path(dir, last)).unwrap_or(0);
         if size != 0 {
             break;
         }
-        remove_segment_files(dir, last);
+        remove_segment_files(&disk, dir, last);
         bases.pop();
     }
     if bases.is_empty() {
@@ -106,15 +110,15 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> 
 
     let mut segments = BTreeMap::new();
     for (i, &base) in bases.iter().enumerate().take(bases.len() - 1) {
-        let file = Rc::new(segment::open_rw(&segment::log_path(dir, base)).await?);
-        let size = file_size(&file).await?;
-        let seg = match segment::load_indexes(dir, base, size).await {
+        let file = Rc::new(segment::open_rw(&disk, &segment::log_path(dir, base)).await?);
+        let size = file_size(&*file).await?;
+        let seg = match segment::load_indexes(&disk, dir, base, size).await {
             Some((summary, index, time_index)) => {
-                Segment::from_summary(base, file, summary, index, time_index, now_ms())
+                Segment::from_summary(base, file, summary, index, time_index, now)
             }
             None => {
                 tracing::warn!(dir = %dir.display(), segment = base, "index missing or damaged, rebuilding");
-                let (mut seg, stop) = rebuild(base, file, size, &config).await?;
+                let (mut seg, stop) = rebuild(base, file, size, &config, now).await?;
                 if stop.position() < size {
                     // A sealed segment was synced: this is damage, not a torn
                     // write. Keep the bytes; reads of the bad batch fail.
@@ -126,7 +130,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> 
                     seg.size_bytes = size;
                 }
                 let (index, time_index) = seg.index_files();
-                segment::write_index_files(dir, base, &index, &time_index).await?;
+                segment::write_index_files(&disk, dir, base, &index, &time_index).await?;
                 seg
             }
         };
@@ -134,33 +138,39 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> 
     }
 
     let active_base = *bases.last().expect("at least one segment");
-    let file = Rc::new(segment::open_rw(&segment::log_path(dir, active_base)).await?);
-    let size = file_size(&file).await?;
+    let file = Rc::new(segment::open_rw(&disk, &segment::log_path(dir, active_base)).await?);
+    let size = file_size(&*file).await?;
     let clean = match checkpoint {
         Some(c) if c.clean && c.active_size_bytes == size => {
-            segment::load_indexes(dir, active_base, size)
+            segment::load_indexes(&disk, dir, active_base, size)
                 .await
                 .filter(|(summary, _, _)| summary.next_offset == c.log_end_offset)
         }
         _ => None,
     };
     let mut active = match clean {
-        Some((summary, index, time_index)) => Segment::from_summary(
-            active_base,
-            file.clone(),
-            summary,
-            index,
-            time_index,
-            now_ms(),
-        ),
-        None => recover_active(dir, active_base, file.clone(), size, checkpoint, &config).await?,
+        Some((summary, index, time_index)) => {
+            Segment::from_summary(active_base, file.clone(), summary, index, time_index, now)
+        }
+        None => {
+            recover_active(
+                dir,
+                active_base,
+                file.clone(),
+                size,
+                checkpoint,
+                &config,
+                now,
+            )
+            .await?
+        }
     };
-    let _ = std::fs::remove_file(segment::index_path(dir, active_base));
-    let _ = std::fs::remove_file(segment::time_index_path(dir, active_base));
+    let _ = disk.remove_file(&segment::index_path(dir, active_base));
+    let _ = disk.remove_file(&segment::time_index_path(dir, active_base));
     file.fdatasync()
         .await
         .map_err(|e| StorageError::io("syncing the recovered segment", e))?;
-    sync_dir(dir).await?;
+    sync_dir(&disk, dir).await?;
 
     let log_end = active.next_offset;
     let appender =
@@ -170,7 +180,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> 
     segments.insert(active_base, active);
     let first_base = *segments.keys().next().expect("non-empty");
 
-    let checkpoint_file = segment::open_rw(&checkpoint_path).await?;
+    let checkpoint_file = segment::open_rw(&disk, &checkpoint_path).await?;
     checkpoint_file
         .pre_allocate(FILE_BYTES as u64, false)
         .await
@@ -179,6 +189,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> 
     let flush = config.flush;
     let log = PartitionLog {
         inner: Rc::new(Inner {
+            disk,
             dir: dir.to_path_buf(),
             config: RefCell::new(config),
             writer: async_lock::Mutex::new(Writer {
@@ -215,15 +226,16 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> 
 
 /// Scans the active segment after an unclean stop: keeps every valid batch,
 /// cuts a torn tail, and refuses to lose anything below the recovery point.
-async fn recover_active(
+async fn recover_active<F: SegmentFile>(
     dir: &Path,
     base: i64,
-    file: Rc<DmaFile>,
+    file: Rc<F>,
     size: u64,
     checkpoint: Option<Checkpoint>,
     config: &LogConfig,
-) -> Result<Segment> {
-    let (seg, stop) = rebuild(base, file.clone(), size, config).await?;
+    now: i64,
+) -> Result<Segment<F>> {
+    let (seg, stop) = rebuild(base, file.clone(), size, config, now).await?;
     let recovery_point = checkpoint.map(|c| c.recovery_point).unwrap_or(base);
     if seg.next_offset < recovery_point {
         let (recovery_segment, recovery_position) = checkpoint
@@ -263,13 +275,13 @@ async fn recover_active(
     Ok(seg)
 }
 
-pub(super) fn remove_segment_files(dir: &Path, base: i64) {
+pub(super) fn remove_segment_files(disk: &impl Disk, dir: &Path, base: i64) {
     for path in [
         segment::log_path(dir, base),
         segment::index_path(dir, base),
         segment::time_index_path(dir, base),
     ] {
-        if let Err(e) = std::fs::remove_file(&path) {
+        if let Err(e) = disk.remove_file(&path) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(path = %path.display(), error = %e, "could not remove a segment file");
             }
@@ -277,7 +289,7 @@ pub(super) fn remove_segment_files(dir: &Path, base: i64) {
     }
 }
 
-pub(super) fn spawn_interval_flusher(inner: Weak<Inner>, first: std::time::Duration) {
+pub(super) fn spawn_interval_flusher<D: Disk>(inner: Weak<Inner<D>>, first: std::time::Duration) {
     glommio::spawn_local(async move {
         let mut every = first;
         loop {

@@ -1,0 +1,187 @@
+//! The file I/O the log needs, behind two small traits: a [`Disk`] opens,
+//! lists and removes files in a directory; a [`SegmentFile`] does aligned
+//! reads and writes, `fdatasync`, truncate and `fallocate`. [`DmaDisk`] is
+//! the real one (glommio, `O_DIRECT` through io_uring);
+//! [`SimDisk`](crate::sim_disk::SimDisk) keeps files in memory and, at a
+//! simulated crash, loses what was not synced and tears the last write, so
+//! the log's recovery runs against the faults it exists for.
+
+use std::io;
+use std::ops::Deref;
+use std::path::Path;
+
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
+
+/// A write buffer, aligned for direct I/O where the disk needs it.
+pub trait IoBuffer: 'static {
+    fn as_bytes(&self) -> &[u8];
+    fn as_bytes_mut(&mut self) -> &mut [u8];
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Shortens the buffer to `len` bytes (a multiple of the alignment).
+    fn trim_to_size(&mut self, len: usize);
+}
+
+/// One open file of a log directory.
+#[allow(async_fn_in_trait)] // single-threaded executors: futures need not be Send
+pub trait SegmentFile: 'static {
+    type Buffer: IoBuffer;
+    type Read: Deref<Target = [u8]> + 'static;
+    fn alloc_buffer(&self, len: usize) -> Self::Buffer;
+    /// Reads `len` bytes at `position` (both aligned); fewer at the end of the file.
+    async fn read_at_aligned(&self, position: u64, len: usize) -> io::Result<Self::Read>;
+    /// Reads `len` bytes at `position` (any alignment); fewer at the end.
+    async fn read_at(&self, position: u64, len: usize) -> io::Result<Self::Read>;
+    /// Writes the whole buffer at `position` (aligned).
+    async fn write_at(&self, buf: Self::Buffer, position: u64) -> io::Result<usize>;
+    async fn fdatasync(&self) -> io::Result<()>;
+    async fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Reserves space up to `len`; the file size grows too unless `keep_size`.
+    async fn pre_allocate(&self, len: u64, keep_size: bool) -> io::Result<()>;
+    async fn file_size(&self) -> io::Result<u64>;
+    /// Removes the file's directory entry.
+    async fn remove(&self) -> io::Result<()>;
+    async fn close(self) -> io::Result<()>;
+}
+
+/// Wall-clock time in milliseconds, as the log sees it (segment age for
+/// `segment_ms`, checkpoint intervals). Retention takes its `now` as an
+/// argument.
+pub trait Clock {
+    fn now_ms(&self) -> i64;
+}
+
+/// Where a log's files live, and the clock it reads.
+#[allow(async_fn_in_trait)]
+pub trait Disk: Clock + Clone + 'static {
+    type File: SegmentFile;
+    /// Creates `dir` and its parents, and readies the device under it.
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Names of the entries of `dir`.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Size of the file at `path`.
+    fn file_len(&self, path: &Path) -> io::Result<u64>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Opens for reading and writing, creating the file if missing.
+    async fn open_rw(&self, path: &Path) -> io::Result<Self::File>;
+    /// Opens an existing file for reading.
+    async fn open_read(&self, path: &Path) -> io::Result<Self::File>;
+    /// Creates the file, or empties it, for writing.
+    async fn create_truncate(&self, path: &Path) -> io::Result<Self::File>;
+    /// Makes the directory's entries (created and removed files) durable.
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real disk: glommio's `DmaFile`, `O_DIRECT` through io_uring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DmaDisk;
+
+impl IoBuffer for DmaBuffer {
+    fn as_bytes(&self) -> &[u8] {
+        DmaBuffer::as_bytes(self)
+    }
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        DmaBuffer::as_bytes_mut(self)
+    }
+    fn len(&self) -> usize {
+        DmaBuffer::len(self)
+    }
+    fn trim_to_size(&mut self, len: usize) {
+        DmaBuffer::trim_to_size(self, len)
+    }
+}
+
+impl SegmentFile for DmaFile {
+    type Buffer = DmaBuffer;
+    type Read = ReadResult;
+    fn alloc_buffer(&self, len: usize) -> DmaBuffer {
+        self.alloc_dma_buffer(len)
+    }
+    async fn read_at_aligned(&self, position: u64, len: usize) -> io::Result<ReadResult> {
+        Ok(DmaFile::read_at_aligned(self, position, len).await?)
+    }
+    async fn read_at(&self, position: u64, len: usize) -> io::Result<ReadResult> {
+        Ok(DmaFile::read_at(self, position, len).await?)
+    }
+    async fn write_at(&self, buf: DmaBuffer, position: u64) -> io::Result<usize> {
+        Ok(DmaFile::write_at(self, buf, position).await?)
+    }
+    async fn fdatasync(&self) -> io::Result<()> {
+        Ok(DmaFile::fdatasync(self).await?)
+    }
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        Ok(DmaFile::truncate(self, len).await?)
+    }
+    async fn pre_allocate(&self, len: u64, keep_size: bool) -> io::Result<()> {
+        Ok(DmaFile::pre_allocate(self, len, keep_size).await?)
+    }
+    async fn file_size(&self) -> io::Result<u64> {
+        Ok(DmaFile::file_size(self).await?)
+    }
+    async fn remove(&self) -> io::Result<()> {
+        Ok(DmaFile::remove(self).await?)
+    }
+    async fn close(self) -> io::Result<()> {
+        Ok(DmaFile::close(self).await?)
+    }
+}
+
+impl Clock for DmaDisk {
+    fn now_ms(&self) -> i64 {
+        rill_record::now_ms()
+    }
+}
+
+impl Disk for DmaDisk {
+    type File = DmaFile;
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        crate::device::prime_for(dir)
+            .await
+            .map_err(io::Error::other)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    async fn open_rw(&self, path: &Path) -> io::Result<DmaFile> {
+        Ok(OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .dma_open(path)
+            .await?)
+    }
+    async fn open_read(&self, path: &Path) -> io::Result<DmaFile> {
+        Ok(DmaFile::open(path).await?)
+    }
+    async fn create_truncate(&self, path: &Path) -> io::Result<DmaFile> {
+        Ok(OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .dma_open(path)
+            .await?)
+    }
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        // glommio's `Directory::open` hands a relative path to openat(-1, …),
+        // which fails with EBADF; its file opens resolve relative paths, this
+        // does not. An absolute path works for both.
+        let dir = std::path::absolute(dir)?;
+        let d = glommio::io::Directory::open(&dir).await?;
+        Ok(d.sync().await?)
+    }
+}
