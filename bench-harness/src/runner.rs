@@ -326,11 +326,12 @@ async fn drive(
                 let pb = stats.produced.all_bytes.load(Ordering::Relaxed);
                 let c_all = stats.consumed.all_msgs.load(Ordering::Relaxed);
                 let cb = stats.consumed.all_bytes.load(Ordering::Relaxed);
+                // With no subscriptions nothing lags behind the producers.
                 let slowest = subs
                     .iter()
                     .map(|s| s.load(Ordering::Relaxed))
                     .min()
-                    .unwrap_or(0);
+                    .unwrap_or(p_all);
                 let s = Second {
                     t,
                     measuring: t * 1_000_000 > warmup_us && t * 1_000_000 <= end_us + 1_000_000,
@@ -393,7 +394,7 @@ async fn drive(
         .iter()
         .map(|s| s.load(Ordering::Relaxed))
         .min()
-        .unwrap_or(0);
+        .unwrap_or(produced_all);
     let timeline = reporter.await?;
 
     let measured_secs = (produce_end_us - warmup_us) as f64 / 1e6;

@@ -203,3 +203,38 @@ duration_secs = 2
         "the run holds its rate ({achieved} msgs/s) well below the max ({max})"
     );
 }
+
+/// A produce-only workload (no subscriptions) ends when producing ends:
+/// there is nothing to drain. It used to wait out the reporter's 600 s bound.
+#[test]
+fn a_produce_only_run_ends_without_waiting_for_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = workload(
+        dir.path(),
+        "produce-only",
+        r#"
+partitions_per_topic = 1
+message_size = 256
+producers = 1
+subscriptions = 0
+rate = 2000
+warmup_secs = 1
+duration_secs = 2
+"#,
+    );
+    let out = dir.path().join("reports");
+    let (ok, _stdout, stderr) = run(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["bench", "--embedded", "--skip-limits", "--data-dir"])
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out)
+            .arg(&w),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "rill bench failed or hung: {stderr}");
+    let r = report(&out, "produce-only");
+    assert!(r["result"]["produce"]["messages"].as_u64().unwrap() > 2_000);
+    assert_eq!(r["result"]["consume"]["messages"], 0);
+    assert_eq!(r["result"]["undelivered"], 0);
+}

@@ -653,3 +653,76 @@ fn a_full_buffer_makes_send_wait_instead_of_growing() {
         producer.close().await;
     });
 }
+
+/// A consumer long-polling an idle partition must not hold up a producer
+/// sharing its `Client`: a broker answers one connection's requests in
+/// order, so fetches get a connection of their own. Before that, every
+/// acknowledgement waited behind a held fetch (`fetch_max_wait`, here 3 s):
+/// the harness's ~100 ms publish p99 was its consumer's 100 ms long poll.
+#[test]
+fn a_long_polling_consumer_does_not_hold_up_a_producer_on_the_same_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = InProcess::start(dir.path());
+    let rt = runtime();
+    rt.block_on(async {
+        let client = client(&broker.addr()).await;
+        create(&client, "idle", 1).await;
+        create(&client, "busy", 1).await;
+        let mut consumer = Consumer::new(
+            client.clone(),
+            ConsumerConfig {
+                fetch_max_wait: Duration::from_secs(3),
+                start: Offset::End,
+                ..ConsumerConfig::default()
+            },
+        );
+        consumer
+            .assign(&[TopicPartition::new("idle", 0)])
+            .await
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let polling = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut polls = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && polls < 20 {
+                    assert!(consumer
+                        .poll(Duration::from_secs(5))
+                        .await
+                        .unwrap()
+                        .is_empty());
+                    polls += 1;
+                }
+            })
+        };
+        // Let the first long poll reach the broker.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                linger: Duration::from_millis(0),
+                ..ProducerConfig::default()
+            },
+        )
+        .unwrap();
+        let started = Instant::now();
+        for i in 0..10 {
+            producer
+                .send(Record::new("busy", format!("m{i}")))
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        producer.close().await;
+        polling.await.unwrap();
+        // Ten acks=all round trips take milliseconds; one held fetch in
+        // front of them would take the 3 s long poll.
+        assert!(
+            took < Duration::from_secs(3),
+            "10 acknowledgements took {took:?}: they queued behind the consumer's long poll"
+        );
+    });
+}

@@ -269,6 +269,23 @@ impl Client {
         self.connection_to(&addr).await
     }
 
+    /// A new connection to broker `node` that no one else uses: for
+    /// requests the broker may hold, such as a consumer's long-polling
+    /// Fetch. A broker answers a connection's requests in order, so a held
+    /// request on a shared connection would delay every request queued
+    /// behind it (a producer's acknowledgements by up to `fetch_max_wait`).
+    pub async fn dedicated_connection(&self, node: i32) -> Result<Arc<Connection>> {
+        let addr = self
+            .lock_metadata()
+            .brokers
+            .get(&node)
+            .map(|b| b.addr())
+            .ok_or_else(|| Error::Protocol(format!("broker {node} is not in the metadata")))?;
+        Ok(Arc::new(
+            Connection::connect(&addr, self.inner.config.connection()).await?,
+        ))
+    }
+
     async fn connection_to(&self, addr: &str) -> Result<Arc<Connection>> {
         let mut conns = self.inner.connections.lock().await;
         if let Some(c) = conns.get(addr) {

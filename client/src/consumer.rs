@@ -22,6 +22,7 @@ use crate::cluster::Client;
 use crate::error::{Error, Result};
 use crate::offsets::{list_offsets_at, OffsetSpec, TopicPartition};
 use crate::protocol::records::{decode_batches, DecodedRecord, Header, TimestampType};
+use crate::transport::connection::Connection;
 
 /// Where to start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +124,14 @@ struct FetchRound {
     results: Vec<Fetched>,
 }
 
+/// The consumer's own connection to each broker it fetches from: Fetch
+/// requests long-poll, so they never share a connection with the producer,
+/// admin or other consumers of the same [`Client`].
+type FetchConnections = Arc<tokio::sync::Mutex<HashMap<i32, Arc<Connection>>>>;
+
 pub struct Consumer {
     client: Client,
+    fetch_connections: FetchConnections,
     config: ConsumerConfig,
     parts: BTreeMap<Tp, PartState>,
     fetches: FuturesUnordered<JoinHandle<FetchRound>>,
@@ -137,6 +144,7 @@ impl Consumer {
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
         Consumer {
             client,
+            fetch_connections: FetchConnections::default(),
             config,
             parts: BTreeMap::new(),
             fetches: FuturesUnordered::new(),
@@ -394,9 +402,15 @@ impl Consumer {
             }
             self.nodes_fetching.insert(node);
             let client = self.client.clone();
+            let connections = self.fetch_connections.clone();
             let config = self.config.clone();
-            self.fetches
-                .push(tokio::spawn(fetch(client, config, node, parts)));
+            self.fetches.push(tokio::spawn(fetch(
+                client,
+                connections,
+                config,
+                node,
+                parts,
+            )));
         }
     }
 
@@ -462,8 +476,25 @@ impl Consumer {
     }
 }
 
+/// This consumer's live connection to `node`, opened on first use or after
+/// the last one died.
+async fn fetch_connection(
+    client: &Client,
+    connections: &FetchConnections,
+    node: i32,
+) -> Result<Arc<Connection>> {
+    let mut conns = connections.lock().await;
+    if let Some(c) = conns.get(&node).filter(|c| c.is_alive()) {
+        return Ok(c.clone());
+    }
+    let c = client.dedicated_connection(node).await?;
+    conns.insert(node, c.clone());
+    Ok(c)
+}
+
 async fn fetch(
     client: Client,
+    connections: FetchConnections,
     config: ConsumerConfig,
     node: i32,
     parts: Vec<(Tp, i64, u64)>,
@@ -480,7 +511,7 @@ async fn fetch(
             })
             .collect(),
     };
-    let conn = match client.connection(node).await {
+    let conn = match fetch_connection(&client, &connections, node).await {
         Ok(c) => c,
         Err(e) => {
             // Do not spin on a dead broker.
