@@ -20,6 +20,10 @@ pub struct BenchArgs {
     /// (--brokers is then ignored).
     #[arg(long)]
     pub embedded: bool,
+    /// With --brokers: the broker's process id, if it runs on this machine,
+    /// to report its CPU time per GB produced (the embedded broker's is known).
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
     /// Bootstrap brokers of any Kafka-API cluster.
     #[arg(long, env = "RILL_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
@@ -152,9 +156,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "rill-bench: running {} ({} s warm-up, {} s measured)",
             w.name, w.warmup_secs, w.duration_secs
         );
+        let broker_pid = broker.as_ref().map(EmbeddedBroker::pid).or(args.broker_pid);
+        let cpu_before = broker_pid.and_then(crate::cpu::process_cpu_seconds);
         let result = rt.block_on(runner::run(&w, &options))?;
+        let cpu_after = broker_pid.and_then(crate::cpu::process_cpu_seconds);
         let mut report = Report::new(w.clone(), target.clone(), limits.clone(), result);
         report.calibrated_max_msgs_per_s = calibrated;
+        if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+            report.set_broker_cpu(b - a);
+        }
         let json = args.out.join(format!("{}.json", w.name));
         let html = args.out.join(format!("{}.html", w.name));
         std::fs::write(&json, report.json())

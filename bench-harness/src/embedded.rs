@@ -89,6 +89,10 @@ impl EmbeddedBroker {
         Ok(EmbeddedBroker { child, addr, dir })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }

@@ -5,6 +5,7 @@
 //! fraction of the hardware limit measured in the same run.
 
 pub mod cli;
+pub mod cpu;
 pub mod embedded;
 pub mod limits;
 pub mod report;

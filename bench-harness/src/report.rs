@@ -22,6 +22,12 @@ pub struct Report {
     pub traffic_fraction_of_loopback: Option<f64>,
     /// For a "max*F" rate: the msgs/s of the calibration run.
     pub calibrated_max_msgs_per_s: Option<f64>,
+    /// CPU seconds (user + system) the broker process used during the run,
+    /// when its process is known (embedded, or `--broker-pid`).
+    pub broker_cpu_seconds: Option<f64>,
+    /// `broker_cpu_seconds` per GB produced over the whole run (serving the
+    /// consumers of the run included).
+    pub broker_cpu_seconds_per_gb: Option<f64>,
     pub result: RunResult,
 }
 
@@ -39,8 +45,17 @@ impl Report {
             produce_fraction_of_disk,
             traffic_fraction_of_loopback,
             calibrated_max_msgs_per_s: None,
+            broker_cpu_seconds: None,
+            broker_cpu_seconds_per_gb: None,
             result,
         }
+    }
+
+    /// Records the broker's CPU time over the run.
+    pub fn set_broker_cpu(&mut self, seconds: f64) {
+        self.broker_cpu_seconds = Some(seconds);
+        let gb = self.result.produced_bytes_all as f64 / 1e9;
+        self.broker_cpu_seconds_per_gb = (gb > 0.0).then(|| seconds / gb);
     }
 
     /// The summary printed at the end of a run.
@@ -76,6 +91,13 @@ impl Report {
                 .loopback_tcp_mb_s
                 .map_or("not measured".into(), |d| format!("{d:.0} MB/s"))
         );
+        if let (Some(cpu), Some(per_gb)) = (self.broker_cpu_seconds, self.broker_cpu_seconds_per_gb)
+        {
+            let _ = writeln!(
+                s,
+                "broker CPU {cpu:.2} s over the run: {per_gb:.2} CPU-s per GB produced"
+            );
+        }
         let _ = writeln!(
             s,
             "{:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",

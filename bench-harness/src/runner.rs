@@ -69,6 +69,8 @@ pub struct RunResult {
     /// Messages produced but not consumed by every subscription when the run
     /// ended (0 when consumers kept up and drained).
     pub undelivered: u64,
+    /// Bytes produced over the whole run (warm-up and measured phase).
+    pub produced_bytes_all: u64,
     pub timeline: Vec<Second>,
 }
 
@@ -430,6 +432,7 @@ async fn drive(
         errors: stats.errors.load(Ordering::Relaxed),
         first_error,
         undelivered: produced_all.saturating_sub(slowest),
+        produced_bytes_all: stats.produced.all_bytes.load(Ordering::Relaxed),
         timeline,
     })
 }
