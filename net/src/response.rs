@@ -28,7 +28,13 @@ pub fn encode_response(
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
     let header_version = api_key.response_header_version(version);
-    let mut buf = BytesMut::with_capacity(64);
+    // Fetch answers carry megabytes of records: size the buffer once instead
+    // of growing (and copying) it a dozen times while encoding.
+    let body_size = match body {
+        ResponseKind::Fetch(f) => f.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(64 + body_size);
     buf.put_i32(0);
     header
         .encode(&mut buf, header_version)
