@@ -54,8 +54,11 @@ macro_rules! settings {
             $(pub $name: settings!(@chosen $ty $(, $default)?),)+
         }
     };
-    (@help [$($doc:literal)+]) => { concat!($($doc),+) };
-    (@help [$($doc:literal)+] $default:literal) => { concat!($($doc),+, " [default: ", $default, "]") };
+    // Doc comments start with the space after `///`.
+    (@help [$($doc:literal)+]) => { concat!($($doc),+).trim_start() };
+    (@help [$($doc:literal)+] $default:literal) => {
+        concat!($($doc),+, " [default: ", $default, "]").trim_start()
+    };
     (@chosen $ty:ty) => { Option<$ty> };
     (@chosen $ty:ty, $default:literal) => { $ty };
     (@choose $value:expr, $name:ident) => { $value };
