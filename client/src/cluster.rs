@@ -260,13 +260,16 @@ impl Client {
 
     /// The connection to broker `node`, opened (or reopened) on demand.
     pub async fn connection(&self, node: i32) -> Result<Arc<Connection>> {
-        let addr = self
-            .lock_metadata()
+        let addr = self.broker_addr(node)?;
+        self.connection_to(&addr).await
+    }
+
+    fn broker_addr(&self, node: i32) -> Result<String> {
+        self.lock_metadata()
             .brokers
             .get(&node)
             .map(|b| b.addr())
-            .ok_or_else(|| Error::Protocol(format!("broker {node} is not in the metadata")))?;
-        self.connection_to(&addr).await
+            .ok_or_else(|| Error::Protocol(format!("broker {node} is not in the metadata")))
     }
 
     /// A new connection to broker `node` that no one else uses: for
@@ -275,12 +278,7 @@ impl Client {
     /// request on a shared connection would delay every request queued
     /// behind it (a producer's acknowledgements by up to `fetch_max_wait`).
     pub async fn dedicated_connection(&self, node: i32) -> Result<Arc<Connection>> {
-        let addr = self
-            .lock_metadata()
-            .brokers
-            .get(&node)
-            .map(|b| b.addr())
-            .ok_or_else(|| Error::Protocol(format!("broker {node} is not in the metadata")))?;
+        let addr = self.broker_addr(node)?;
         Ok(Arc::new(
             Connection::connect(&addr, self.inner.config.connection()).await?,
         ))

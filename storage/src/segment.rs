@@ -238,28 +238,6 @@ pub async fn write_small_file(disk: &impl Disk, path: &Path, content: &[u8]) -> 
     Ok(())
 }
 
-/// Reads file bytes `position..end`, at most `max_len` of them (plus alignment).
-pub async fn read_range(
-    file: &impl SegmentFile,
-    position: u64,
-    end: u64,
-    max_len: u64,
-) -> Result<Vec<u8>> {
-    let aligned = align_down(position);
-    let skip = (position - aligned) as usize;
-    let len = (end.saturating_sub(position)).min(max_len) + skip as u64;
-    let data = file
-        .read_at_aligned(aligned, align_up(len) as usize)
-        .await
-        .map_err(|e| StorageError::io("reading a segment", e))?;
-    let avail = data.len().min(len as usize);
-    Ok(if avail <= skip {
-        Vec::new()
-    } else {
-        data[skip..avail].to_vec()
-    })
-}
-
 /// What [`scan_range`] shows its visitor.
 pub enum Seen<'a> {
     /// A whole batch whose CRC checks out, with its bytes.

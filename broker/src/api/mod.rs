@@ -72,18 +72,19 @@ pub async fn handle_admitting(
     req: Request,
     admission: &mut Admission,
 ) -> Option<ResponseKind> {
-    let client_id = req
-        .header
-        .client_id
-        .as_ref()
-        .map(|c| c.as_str().to_string());
+    let Request {
+        header,
+        version,
+        body,
+        ..
+    } = req;
     let cx = &Context {
         shard,
         connection,
-        version: req.version,
-        client_id: client_id.as_deref(),
+        version,
+        client_id: header.client_id.as_ref().map(|c| c.as_str()),
     };
-    Some(match req.body {
+    Some(match body {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(versions::api_versions_response(0))
         }

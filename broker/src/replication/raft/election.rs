@@ -1,8 +1,5 @@
 //! Elections: (pre-)campaigns, counting votes, becoming leader.
 
-use bytes::Bytes;
-
-use super::super::log::Entry;
 use super::progress::Progress;
 use super::{Message, MessageKind, NodeId, Raft, Role};
 
@@ -84,15 +81,6 @@ impl Raft {
             .collect();
         // An entry of the new term lets earlier entries commit (Raft §5.4.2);
         // it covers no Kafka offsets, so it is an empty marker of one offset.
-        let start = self.log.last_end();
-        let entry = Entry {
-            term: self.hs.term,
-            start,
-            end: start + 1,
-            data: Bytes::new(),
-            conf: None,
-        };
-        self.append_local(entry);
-        self.broadcast_append(false);
+        self.append_marker(None);
     }
 }

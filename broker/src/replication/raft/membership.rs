@@ -1,9 +1,7 @@
 //! Single-step membership changes: add a learner, promote it, remove a
 //! member; one pending change at a time.
 
-use bytes::Bytes;
-
-use super::super::log::{Entry, Membership};
+use super::super::log::Membership;
 use super::progress::Progress;
 use super::{NodeId, Raft, Role};
 
@@ -94,16 +92,6 @@ impl Raft {
                 }
             }
         }
-        let start = self.log.last_end();
-        let entry = Entry {
-            term: self.hs.term,
-            start,
-            end: start + 1,
-            data: Bytes::new(),
-            conf: Some(next),
-        };
-        self.append_local(entry);
-        self.broadcast_append(false);
-        Ok((start, start + 1))
+        Ok(self.append_marker(Some(next)))
     }
 }

@@ -304,6 +304,22 @@ impl Raft {
         }
     }
 
+    /// Appends (as leader) an entry of this term covering one offset and no
+    /// records — a new term's first entry, or a membership change — and
+    /// sends it. Returns its (start, end).
+    fn append_marker(&mut self, conf: Option<Membership>) -> (u64, u64) {
+        let start = self.log.last_end();
+        self.append_local(Entry {
+            term: self.hs.term,
+            start,
+            end: start + 1,
+            data: Bytes::new(),
+            conf,
+        });
+        self.broadcast_append(false);
+        (start, start + 1)
+    }
+
     fn append_local(&mut self, entry: Entry) {
         let conf = entry.conf.is_some();
         self.log.append(entry.clone());
