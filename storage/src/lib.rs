@@ -40,6 +40,7 @@ pub mod io;
 pub mod log;
 pub mod log_store;
 pub mod offset_index;
+pub mod producer_state;
 pub mod read_cache;
 pub mod retention;
 pub mod scan;
