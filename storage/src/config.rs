@@ -40,6 +40,9 @@ pub struct LogConfig {
     pub preallocate_bytes: u64,
     /// How often the recovery point is checkpointed after a sync at most.
     pub checkpoint_interval_ms: u64,
+    /// An idempotent producer silent this long (by its batches' timestamps)
+    /// is forgotten (`producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -57,6 +60,7 @@ impl Default for LogConfig {
             batch_bytes_max: 1 << 20,
             preallocate_bytes: 32 << 20,
             checkpoint_interval_ms: 1000,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
         }
     }
 }

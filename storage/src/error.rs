@@ -3,6 +3,7 @@
 use std::io;
 
 use crate::batch::BatchError;
+use crate::producer_state::SequenceError;
 use crate::scan::ScanError;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,9 @@ pub enum StorageError {
     NotBatchBoundary { offset: i64 },
     #[error("log is closed")]
     Closed,
+    /// An idempotent producer's batch out of turn (nothing was appended).
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
 }
 
 impl StorageError {

@@ -9,6 +9,7 @@
 mod maintenance;
 pub use maintenance::RetentionOutcome;
 mod open;
+mod producers;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use crate::checkpoint::{Checkpoint, SLOT_BYTES};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::io::{Disk, DmaDisk, IoBuffer, SegmentFile};
+use crate::producer_state::{ProducerBatch, ProducerStates, Verdict};
 use crate::read_cache::ReadCache;
 use crate::segment::{self, Segment};
 use crate::signal::Signal;
@@ -33,6 +35,9 @@ pub struct AppendInfo {
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp: i64,
+    /// The batch repeats one its idempotent producer already stored (a
+    /// retry): these are the original offsets and nothing was appended.
+    pub duplicate: bool,
 }
 
 /// Answer of [`PartitionLog::offset_for_timestamp`].
@@ -85,6 +90,8 @@ struct Shared<D: Disk> {
     durable_position: (i64, u64),
     leader_epoch: i32,
     cache: ReadCache,
+    /// Idempotent producers' sequences; changed only by the writer.
+    producers: ProducerStates,
     syncing: bool,
     failed: Option<String>,
     closed: bool,
@@ -260,6 +267,24 @@ impl<D: Disk> PartitionLog<D> {
         let inner = &*self.inner;
         let mut w = inner.writer.lock().await;
         inner.shared.borrow().usable()?;
+        // Checked under the writer's lock, so no other append of the same
+        // producer can come between the check and the append.
+        let producer = ProducerBatch::of(&header);
+        if let Some(b) = &producer {
+            let verdict = inner.shared.borrow().producers.check(b);
+            if let Verdict::Duplicate {
+                base_offset,
+                last_offset,
+            } = verdict?
+            {
+                return Ok(AppendInfo {
+                    base_offset,
+                    last_offset,
+                    max_timestamp: header.max_timestamp,
+                    duplicate: true,
+                });
+            }
+        }
         let len = batch.len() as u64;
         if self.roll_due(len) {
             self.roll(&mut w, len).await?;
@@ -292,10 +317,14 @@ impl<D: Disk> PartitionLog<D> {
         s.log_end_offset = next_offset;
         s.cache.push(base_offset, next_offset, epoch, batch);
         s.cache.evict(written_offset);
+        if let Some(b) = &producer {
+            s.producers.record(b, base_offset);
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset: next_offset - 1,
             max_timestamp: header.max_timestamp,
+            duplicate: false,
         })
     }
 
@@ -515,6 +544,7 @@ impl<D: Disk> PartitionLog<D> {
         }
         w.appender = appender;
         inner.durable.notify_all();
+        self.snapshot_producers(w).await;
         self.write_checkpoint(w, false).await
     }
 

@@ -144,6 +144,7 @@ impl LogStore for MemLog {
             base_offset: base,
             last_offset: next - 1,
             max_timestamp: header.max_timestamp,
+            duplicate: false,
         })
     }
     async fn make_durable(&self, offset: i64) -> Result<()> {

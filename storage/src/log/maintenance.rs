@@ -120,6 +120,10 @@ impl<D: Disk> PartitionLog<D> {
             s.cache.truncate_from(offset);
         }
         w.appender = appender;
+        // The producers' last batches may be among those cut: the state as
+        // of the new end, from a snapshot and the log (Kafka does the same).
+        let producers = self.rebuild_producers(offset).await?;
+        inner.shared.borrow_mut().producers = producers;
         self.write_checkpoint(&mut w, false).await
     }
 
@@ -205,6 +209,7 @@ impl<D: Disk> PartitionLog<D> {
             let mut s = inner.shared.borrow_mut();
             s.log_start_offset = offset;
             s.cache.discard_before(offset);
+            s.producers.evict_before(offset);
         }
         self.write_checkpoint(w, false).await?;
         let doomed: Vec<i64> = {
@@ -259,6 +264,7 @@ impl<D: Disk> PartitionLog<D> {
             // The next open rebuilds them by scanning; not worth failing the close.
             tracing::warn!(dir = %inner.dir.display(), segment = base, error = %e, "could not write segment indexes");
         }
+        self.snapshot_producers(&w).await;
         self.write_checkpoint(&mut w, true).await?;
         inner.shared.borrow_mut().closed = true;
         inner.durable.notify_all();

@@ -206,6 +206,7 @@ pub(super) async fn open<D: Disk>(
                 durable_position: (active_base, active_size),
                 leader_epoch: 0,
                 cache: ReadCache::new(cache_bytes_max),
+                producers: Default::default(),
                 syncing: false,
                 failed: None,
                 closed: false,
@@ -213,6 +214,8 @@ pub(super) async fn open<D: Disk>(
             durable: Signal::default(),
         }),
     };
+    let producers = log.rebuild_producers(log_end).await?;
+    log.inner.shared.borrow_mut().producers = producers;
     {
         // From here on a crash is an unclean stop.
         let mut w = log.inner.writer.lock().await;
