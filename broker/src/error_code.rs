@@ -2,6 +2,7 @@
 
 use rill_net::kafka_protocol::ResponseError;
 use rill_storage::batch::{BatchError, CodecError};
+use rill_storage::producer_state::SequenceError;
 use rill_storage::StorageError;
 
 pub fn storage_error(e: &StorageError) -> ResponseError {
@@ -19,6 +20,13 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         // The partition is being closed or moved: clients refresh metadata and retry.
         StorageError::Closed => ResponseError::NotLeaderOrFollower,
         StorageError::NotBatchBoundary { .. } => ResponseError::InvalidRequest,
+        StorageError::Sequence(SequenceError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
+        StorageError::Sequence(SequenceError::StaleEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch
+        }
+        StorageError::Sequence(SequenceError::Invalid { .. }) => ResponseError::InvalidRecord,
         StorageError::CorruptFlushedData { .. }
         | StorageError::DiskFull { .. }
         | StorageError::Io { .. }

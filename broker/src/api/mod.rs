@@ -12,6 +12,7 @@ mod describe_cluster;
 mod describe_configs;
 mod fetch;
 mod incremental_alter_configs;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -120,6 +121,9 @@ pub async fn handle_admitting(
         RequestKind::DescribeCluster(_) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(cx))
         }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(cx, r).await)
+        }
         other => {
             // decode_request only lets advertised APIs through.
             unreachable!("request for an API that is not advertised: {other:?}")
@@ -185,6 +189,7 @@ pub fn command_failure(e: CommandError) -> Failure {
         CommandError::UnknownTopic(_) | CommandError::UnknownPartition { .. } => {
             ResponseError::UnknownTopicOrPartition
         }
+        CommandError::ProducerIdsExhausted { .. } => ResponseError::KafkaStorageError,
     };
     (code, e.to_string())
 }

@@ -13,7 +13,7 @@ use rill_net::kafka_protocol::messages::produce_response::{
 };
 use rill_net::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use rill_net::kafka_protocol::ResponseError;
-use rill_storage::{batch, FlushPolicy};
+use rill_storage::{batch, FlushPolicy, StorageError};
 
 use super::Context;
 use crate::error_code::storage_error;
@@ -198,6 +198,12 @@ async fn produce_partition(
                             base_offset = info.base_offset;
                         }
                         next = info.last_offset + 1;
+                    }
+                    Err(e @ StorageError::Sequence(_)) => {
+                        // A producer's batch out of turn: its answer, not ours to log loudly.
+                        tracing::debug!(%topic, partition, error = %e, "refused a batch");
+                        part.appended.notify_all();
+                        return failed(storage_error(&e));
                     }
                     Err(e) => {
                         tracing::warn!(%topic, partition, error = %e, "append failed");

@@ -44,6 +44,13 @@ pub enum MetadataCommand {
         partition: i32,
         to: PartitionMeta,
     },
+    /// Hands `broker` the next `count` producer ids
+    /// (`[next_producer_id, next_producer_id + count)`), so no id is ever
+    /// given out twice, across restarts and (later) brokers.
+    AllocateProducerIds {
+        broker: i32,
+        count: i64,
+    },
 }
 
 /// A command that does not fit the state it is applied to.
@@ -57,6 +64,8 @@ pub enum CommandError {
     UnknownTopic(Uuid),
     #[error("topic {topic} has no partition {partition}")]
     UnknownPartition { topic: Uuid, partition: i32 },
+    #[error("no producer ids left (next {next}, asked for {count})")]
+    ProducerIdsExhausted { next: i64, count: i64 },
 }
 
 /// Applies `command` to `state`; on error `state` is unchanged. Every applied
@@ -120,6 +129,15 @@ pub fn apply(state: &mut ClusterMeta, command: &MetadataCommand) -> Result<(), C
                 .partitions
                 .get_mut(index)
                 .ok_or(unknown)? = to.clone();
+        }
+        MetadataCommand::AllocateProducerIds { count, .. } => {
+            let next = state.next_producer_id;
+            state.next_producer_id = next.checked_add(*count).filter(|_| *count > 0).ok_or(
+                CommandError::ProducerIdsExhausted {
+                    next,
+                    count: *count,
+                },
+            )?;
         }
     }
     state.version += 1;

@@ -129,10 +129,12 @@ impl Controller {
 }
 
 /// The state before a change, at a version past the change's: versions only
-/// grow, so every shard takes it as news.
+/// grow, so every shard takes it as news. Producer ids only grow too: none
+/// handed out is ever handed out again.
 fn undo_state(before: ClusterMeta, next: &ClusterMeta) -> ClusterMeta {
     ClusterMeta {
         version: next.version + 1,
+        next_producer_id: next.next_producer_id.max(before.next_producer_id),
         ..before
     }
 }

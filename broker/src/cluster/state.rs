@@ -35,6 +35,9 @@ pub struct ClusterMeta {
     /// default, a node id for one broker (see `broker_config`).
     #[serde(default)]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The first producer id not yet handed out (see `AllocateProducerIds`).
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 /// Directory of one partition's log.
@@ -50,6 +53,7 @@ impl ClusterMeta {
             version: 0,
             topics: BTreeMap::new(),
             broker_configs: BTreeMap::new(),
+            next_producer_id: 0,
         }
     }
 

@@ -177,6 +177,7 @@ mod tests {
             max_message_bytes: 1 << 20,
             flush_ms: 1000,
             compression_type: "producer".into(),
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 

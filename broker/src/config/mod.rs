@@ -107,8 +107,10 @@ settings! {
     default_max_message_bytes: i64 = "1048588";
     /// Topic default `flush.ms`: 0 syncs before every acknowledgement, N syncs every N ms; acks=all always waits for the sync.
     default_flush_ms: i64 = "1000";
-    /// How often retention runs over each shard's partitions.
+    /// How often retention runs over each shard's partitions (and idle producer ids expire).
     retention_check_interval_ms: u64 = "300000";
+    /// An idempotent producer silent this long is forgotten by the partitions it wrote to, as Kafka's producer.id.expiration.ms.
+    producer_id_expiration_ms: u64 = "86400000";
     /// io-properties file from `rill tune probe`, sizing segment writes [default: DATA_DIR/io-properties.toml if present, else built-in sizes].
     #[arg(value_name = "FILE")]
     io_properties: PathBuf;
@@ -200,6 +202,7 @@ impl BrokerConfig {
             max_message_bytes: s.default_max_message_bytes,
             flush_ms: s.default_flush_ms,
             compression_type: "producer".into(),
+            producer_id_expiration_ms: s.producer_id_expiration_ms,
         };
         if d.partitions < 1 {
             return Err(config("--default-partitions must be at least 1".into()));

@@ -18,6 +18,8 @@ pub struct TopicDefaults {
     pub flush_ms: i64,
     /// `compression.type` of topics that do not set it.
     pub compression_type: String,
+    /// Broker-wide `producer.id.expiration.ms` (not a topic config).
+    pub producer_id_expiration_ms: u64,
 }
 
 /// Write sizing measured by `rill tune probe`.
@@ -298,6 +300,7 @@ pub fn log_config(
         preallocate_bytes: (32u64 << 20).min(segment_bytes),
         write_buffer_bytes,
         writes_in_flight_max,
+        producer_id_expiration_ms: d.producer_id_expiration_ms,
         ..base
     }
 }
@@ -316,6 +319,7 @@ mod tests {
             max_message_bytes: 1 << 20,
             flush_ms: 0,
             compression_type: "producer".into(),
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::cluster::{ClusterMeta, Controller};
 use crate::config::BrokerConfig;
+use crate::producer_ids::ProducerIds;
 use partition_table::PartitionTable;
 
 mod metadata;
@@ -74,6 +75,8 @@ pub struct Shard {
     partitions: RefCell<PartitionTable>,
     /// Present on shard 0: the owner of metadata changes.
     pub controller: Option<Controller>,
+    /// Present on shard 0, beside the controller: idempotent producers' ids.
+    pub producer_ids: Option<ProducerIds>,
     pub stopping: Cell<bool>,
     pub stop_signal: Signal,
 }
@@ -94,6 +97,7 @@ impl Shard {
             advertised,
             meta: RefCell::new(meta),
             partitions: RefCell::new(PartitionTable::default()),
+            producer_ids: controller.as_ref().map(|_| ProducerIds::default()),
             controller,
             stopping: Cell::new(false),
             stop_signal: Signal::default(),
@@ -193,7 +197,8 @@ impl Shard {
         }
     }
 
-    /// Enforces retention on every partition this shard owns.
+    /// Enforces retention on every partition this shard owns, and forgets
+    /// its idle producer ids.
     pub async fn run_retention(self: &Rc<Self>) {
         let now = rill_storage::batch::now_ms();
         let parts = self.partitions.borrow().snapshot();
@@ -205,6 +210,10 @@ impl Shard {
                 ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(%topic, partition, error = %e, "retention failed"),
+            }
+            let expired = part.log.expire_producers(now).await;
+            if expired > 0 {
+                tracing::info!(%topic, partition, expired, "expired idle producer ids");
             }
         }
     }
