@@ -97,6 +97,9 @@ pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
     }
 }
 
+/// A request being handled; dropping it does not cancel it.
+type RequestTask = glommio::task::JoinHandle<Reply>;
+
 /// Bytes read from the socket at a time when no frame size is known yet.
 const READ_CHUNK: usize = 64 << 10;
 
@@ -117,14 +120,16 @@ async fn connection(shard: &Rc<Shard>, stream: TcpStream) -> io::Result<()> {
     });
     let (mut stream, mut writer) = futures_lite::io::split(stream);
     // Answers leave in request order: the writer awaits each request's task
-    // in turn.
-    let (tx, rx) = async_channel::bounded::<glommio::Task<Reply>>(PIPELINE_DEPTH);
+    // in turn. The tasks are detached: a request once started runs to its
+    // end even if the connection dies (a cancelled append would leave the
+    // log half-changed); only its answer is lost.
+    let (tx, rx) = async_channel::bounded::<RequestTask>(PIPELINE_DEPTH);
     let writer_task = glommio::spawn_local(async move {
         while let Ok(task) = rx.recv().await {
             match task.await {
-                Reply::Send(out) => writer.write_all(&out).await?,
-                Reply::Nothing => {}
-                Reply::Close(_) => break,
+                Some(Reply::Send(out)) => writer.write_all(&out).await?,
+                Some(Reply::Nothing) => {}
+                Some(Reply::Close(_)) | None => break,
             }
         }
         writer.close().await
@@ -140,7 +145,7 @@ async fn read_requests(
     shard: &Rc<Shard>,
     connection: &Rc<Connection>,
     stream: &mut futures_lite::io::ReadHalf<TcpStream>,
-    tx: &async_channel::Sender<glommio::Task<Reply>>,
+    tx: &async_channel::Sender<RequestTask>,
     closing: &Rc<Cell<bool>>,
 ) -> io::Result<()> {
     let max_request = shard.config.max_request_bytes;
@@ -200,7 +205,8 @@ async fn read_requests(
                 task_closing.set(true);
             }
             reply
-        });
+        })
+        .detach();
         if tx.send(task).await.is_err() {
             return Ok(()); // the writer stopped
         }

@@ -231,3 +231,14 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
+
+/// Rewrites a finished batch's producer id, epoch and base sequence and its
+/// CRC (which covers them): a producer giving an unsent batch new sequence
+/// numbers after an epoch bump.
+pub fn set_producer(batch: &mut [u8], id: i64, epoch: i16, base_sequence: i32) {
+    batch[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&id.to_be_bytes());
+    batch[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+    batch[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}

@@ -14,7 +14,9 @@ pub async fn handle(cx: &Context<'_>, req: InitProducerIdRequest) -> InitProduce
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = (-1).into();
     resp.producer_epoch = -1;
-    let result = if req.transactional_id.is_some() {
+    let result = if req.transactional_id.as_ref().is_some_and(|t| t.is_empty()) {
+        Err(ResponseError::InvalidRequest)
+    } else if req.transactional_id.is_some() {
         // Transactions are not implemented; refuse rather than pretend.
         Err(ResponseError::TransactionalIdAuthorizationFailed)
     } else {

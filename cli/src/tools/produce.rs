@@ -30,6 +30,10 @@ pub struct ProduceArgs {
     /// Milliseconds a batch waits for more records.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
+    /// Send without idempotence: a batch retried after a lost answer may be
+    /// stored twice (idempotence is on by default with --acks all).
+    #[arg(long)]
+    pub no_idempotence: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -39,6 +43,7 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
         acks: a.acks.parse::<Acks>()?,
         compression: a.compression.parse::<Compression>()?,
         linger: std::time::Duration::from_millis(a.linger_ms),
+        idempotence: !a.no_idempotence,
         ..ProducerConfig::default()
     };
     let mut headers = Vec::new();

@@ -28,13 +28,73 @@ pub(super) struct Batch {
     pub(super) attempts: u32,
     pub(super) retry_at: Option<Instant>,
     pub(super) last_error: Option<Error>,
+    /// Idempotence: the producer id, epoch and first sequence given when
+    /// the batch was first sent; kept across its retries.
+    pub(super) sequence: Option<Stamp>,
+}
+
+/// What an idempotent batch carries in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stamp {
+    pub id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// This producer's id and epoch from InitProducerId.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ProducerId {
+    pub id: i64,
+    pub epoch: i16,
 }
 
 #[derive(Default)]
 pub(super) struct PartitionQueue {
     pub(super) open: Option<Batch>,
+    /// Batches to send, in order: retried (numbered) ones first.
     pub(super) sealed: VecDeque<Batch>,
     pub(super) in_flight: usize,
+    /// Idempotence: the sequence the next new batch gets.
+    pub(super) next_sequence: i32,
+    /// Idempotence: first sequences of the numbered batches from the oldest
+    /// unfinished one on, and whether each is finished. At most five: the
+    /// broker remembers a producer's last five batches, so a retry is only
+    /// recognised as one if no more than five were numbered since.
+    pub(super) window: VecDeque<(i32, bool)>,
+    /// Idempotence: the sequence after the last batch the broker stored. A
+    /// batch refused as out of order that does not start here only came
+    /// before an earlier one being retried (the Java client's rule).
+    pub(super) stored_next: i32,
+}
+
+/// Batches a producer may have numbered and not finished per partition.
+pub(super) const WINDOW_BATCHES: usize = 5;
+
+impl PartitionQueue {
+    /// Marks the batch numbered `first` finished and drops finished ones
+    /// from the front of the window.
+    pub(super) fn finish(&mut self, first: i32) {
+        if let Some(e) = self.window.iter_mut().find(|e| e.0 == first) {
+            e.1 = true;
+        }
+        while self.window.front().is_some_and(|e| e.1) {
+            self.window.pop_front();
+        }
+    }
+
+    /// Puts a batch to retry back before the batches not yet sent, after
+    /// numbered ones with lower sequences: retries go out in sequence order.
+    pub(super) fn requeue(&mut self, b: Batch) {
+        let at = match b.sequence {
+            Some(s) => self
+                .sealed
+                .iter()
+                .position(|x| x.sequence.is_none_or(|t| t.base_sequence > s.base_sequence))
+                .unwrap_or(self.sealed.len()),
+            None => 0,
+        };
+        self.sealed.insert(at, b);
+    }
 }
 
 pub(super) type Tp = (Arc<str>, i32);
@@ -50,6 +110,11 @@ pub(super) struct State {
     pub(super) next_request: u64,
     pub(super) flushing: usize,
     pub(super) closing: bool,
+    /// Idempotence: the id and epoch new batches are numbered under.
+    pub(super) producer: Option<ProducerId>,
+    /// Idempotence: a batch failed for good; take the next epoch (and
+    /// number from 0 again) once nothing is in flight.
+    pub(super) bump_epoch: bool,
 }
 
 /// Where [`State::append`] put a record.
@@ -121,6 +186,7 @@ impl State {
             attempts: 0,
             retry_at: None,
             last_error: None,
+            sequence: None,
         });
         let Payload::Building(builder) = &mut open.payload else {
             unreachable!("open batches are building")

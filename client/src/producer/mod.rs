@@ -6,9 +6,15 @@
 //! (`send` waits for room); retriable errors are retried with backoff after
 //! a metadata refresh, until `delivery_timeout`.
 //!
-//! Ordering: with `max_in_flight_per_partition = 1` records of a partition
-//! are written in send order even across retries; with more, a retried batch
-//! may land after a later one (as in Kafka without idempotence).
+//! Idempotence (on by default with acks=all, as in the Java client): the
+//! producer gets a producer id from the broker (InitProducerId) and numbers
+//! each partition's batches when it first sends them; a retried batch keeps
+//! its numbers, so the broker stores it once and in order even with five
+//! batches of a partition in flight. A batch that fails for good leaves a
+//! hole in its partition's numbers: the producer then waits for its requests
+//! in flight, takes the next epoch of its id and numbers from 0 again.
+//! Without idempotence, `max_in_flight_per_partition = 1` keeps send order
+//! across retries; with more, a retried batch may land after a later one.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -81,6 +87,10 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// The broker's time limit for replication (Produce `timeout_ms`).
     pub ack_timeout: Duration,
+    /// Store each record exactly once and in order across retries (Kafka's
+    /// `enable.idempotence`). Takes effect with `acks = All` only; needs
+    /// `max_in_flight_per_partition` ≤ 5.
+    pub idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -95,6 +105,7 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             delivery_timeout: Duration::from_secs(120),
             ack_timeout: Duration::from_secs(30),
+            idempotence: true,
         }
     }
 }
@@ -215,6 +226,8 @@ impl IntoFuture for Delivery {
 struct Shared {
     client: Client,
     config: ProducerConfig,
+    /// Idempotence asked for and in effect (acks=all, broker supports it).
+    idempotent: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     wake: Notify,
     memory: Semaphore,
@@ -246,12 +259,19 @@ impl Producer {
                 "batch_size must be positive and at most buffer_memory".into(),
             ));
         }
+        let idempotent = config.idempotence && config.acks == Acks::All;
+        if idempotent && !(1..=5).contains(&config.max_in_flight_per_partition) {
+            return Err(Error::InvalidArgument(
+                "idempotence keeps order with at most 5 batches in flight per partition".into(),
+            ));
+        }
         let permits = config.buffer_memory.min(Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             client,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             memory: Semaphore::new(permits),
+            idempotent: idempotent.into(),
             config,
         });
         let sender = tokio::spawn(sender_loop(shared.clone()));
@@ -263,6 +283,12 @@ impl Producer {
 
     pub fn config(&self) -> &ProducerConfig {
         &self.shared.config
+    }
+
+    /// The producer id and epoch batches are stamped with, once the broker
+    /// has given one; `None` without idempotence.
+    pub fn producer_id(&self) -> Option<(i64, i16)> {
+        self.shared.lock().producer.map(|p| (p.id, p.epoch))
     }
 
     /// Queues `record` for sending and returns its pending delivery. Waits

@@ -3,17 +3,21 @@
 //! Produce requests, and resolves each batch from the answer or retries it.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use rill_record::BatchHeader;
 
-use super::accumulator::{Batch, Payload, Tp};
+use super::accumulator::{Batch, Payload, ProducerId, Stamp, Tp, WINDOW_BATCHES};
 use super::{Acks, Shared};
 use crate::error::{Error, Result};
+use crate::protocol::records::{set_producer, ProducerFields};
 
 /// A Produce request being assembled for one broker.
 struct Outgoing {
@@ -24,7 +28,8 @@ struct Outgoing {
 
 pub(super) async fn sender_loop(shared: Arc<Shared>) {
     loop {
-        let (outgoing, next_wake, done, refresh) = collect(&shared, Instant::now());
+        let may_send = ready_to_number(&shared).await;
+        let (outgoing, next_wake, done, refresh) = collect(&shared, Instant::now(), may_send);
         if !refresh.is_empty() {
             let client = shared.client.clone();
             let wake_shared = shared.clone();
@@ -60,15 +65,109 @@ pub(super) async fn sender_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Idempotence: whether batches can be numbered now. Gets the producer id
+/// the first time, and the next epoch once a failed batch left a hole and
+/// nothing is in flight any more. Without idempotence, always.
+async fn ready_to_number(shared: &Shared) -> bool {
+    if !shared.idempotent.load(Relaxed) {
+        return true;
+    }
+    let current = {
+        let st = shared.lock();
+        let idle = st.partitions.values().all(|q| q.in_flight == 0);
+        match st.producer {
+            Some(_) if !st.bump_epoch => return true,
+            Some(_) if !idle => return false,
+            p => p,
+        }
+    };
+    match init_producer_id(shared, current).await {
+        Ok(id) => {
+            let mut st = shared.lock();
+            if st.bump_epoch {
+                // Number again from 0 under the new epoch; batches waiting
+                // to be retried are stamped afresh when sent.
+                for q in st.partitions.values_mut() {
+                    q.next_sequence = 0;
+                    q.stored_next = 0;
+                    q.window.clear();
+                    for b in q.sealed.iter_mut() {
+                        b.sequence = None;
+                    }
+                }
+                st.bump_epoch = false;
+            }
+            tracing::debug!(producer_id = id.id, epoch = id.epoch, "producer id");
+            st.producer = Some(id);
+            true
+        }
+        Err(e @ Error::UnsupportedVersion { .. }) if current.is_none() => {
+            tracing::warn!(error = %e, "the broker has no idempotent producers; sending without idempotence");
+            shared.idempotent.store(false, Relaxed);
+            true
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "InitProducerId failed; trying again");
+            tokio::time::sleep(shared.config.retry_backoff).await;
+            false
+        }
+    }
+}
+
+/// A new producer id, or with `current` (v3+) the next epoch of it.
+async fn init_producer_id(shared: &Shared, current: Option<ProducerId>) -> Result<ProducerId> {
+    let conn = shared.client.any_connection().await?;
+    let version = conn.version(ApiKey::InitProducerId)?;
+    let mut req = InitProducerIdRequest::default();
+    req.transactional_id = None;
+    req.transaction_timeout_ms = 60_000;
+    let (id, epoch) = match current {
+        Some(p) if version >= 3 => (p.id, p.epoch),
+        _ => (-1, -1),
+    };
+    req.producer_id = id.into();
+    req.producer_epoch = epoch;
+    let resp = conn.send_versioned(&req, version).await?;
+    Error::check(resp.error_code, || "InitProducerId".to_string())?;
+    Ok(ProducerId {
+        id: resp.producer_id.0,
+        epoch: resp.producer_epoch,
+    })
+}
+
+/// Records in a batch, built or encoded.
+fn record_count(b: &Batch) -> i32 {
+    match &b.payload {
+        Payload::Building(builder) => builder.record_count(),
+        Payload::Encoded(bytes) => BatchHeader::parse(bytes).map_or(1, |h| h.record_count),
+    }
+}
+
+/// The sequence after a batch of `count` records from `first` (wrapping at `i32::MAX`).
+fn after(first: i32, count: i32) -> i32 {
+    if first > i32::MAX - count {
+        count - (i32::MAX - first) - 1
+    } else {
+        first + count
+    }
+}
+
 /// Picks the batches to send now: at most one per partition per request,
 /// grouped by leader, within the in-flight limits. Returns the requests, when
 /// to look again, whether the producer is closed and drained, and topics
-/// whose leaders are unknown.
-fn collect(shared: &Shared, now: Instant) -> (Vec<Outgoing>, Option<Instant>, bool, Vec<Arc<str>>) {
+/// whose leaders are unknown. With `may_send` false only expires batches.
+fn collect(
+    shared: &Shared,
+    now: Instant,
+    may_send: bool,
+) -> (Vec<Outgoing>, Option<Instant>, bool, Vec<Arc<str>>) {
     let config = &shared.config;
     let max_node = shared.client.config().max_in_flight;
+    let idempotent = shared.idempotent.load(Relaxed);
     let mut st = shared.lock();
     let st = &mut *st;
+    let producer = st.producer;
+    let mut hole = false;
     let urgent = st.flushing > 0 || st.closing;
     let mut next_wake: Option<Instant> = None;
     let mut wake_at = |t: Instant| next_wake = Some(next_wake.map_or(t, |w: Instant| w.min(t)));
@@ -84,16 +183,29 @@ fn collect(shared: &Shared, now: Instant) -> (Vec<Outgoing>, Option<Instant>, bo
             }
         }
         while q.sealed.front().is_some_and(|b| now >= b.deadline) {
-            expired.push(q.sealed.pop_front().expect("checked"));
+            let b = q.sealed.pop_front().expect("checked");
+            if let Some(s) = b.sequence {
+                q.finish(s.base_sequence);
+                hole = true;
+            }
+            expired.push(b);
         }
         let Some(head) = q.sealed.front() else {
             continue;
         };
+        if !may_send {
+            wake_at(now + config.retry_backoff);
+            continue;
+        }
         if let Some(at) = head.retry_at.filter(|&at| at > now) {
             wake_at(at);
             continue;
         }
         if q.in_flight >= config.max_in_flight_per_partition {
+            continue;
+        }
+        if idempotent && head.sequence.is_none() && q.window.len() >= WINDOW_BATCHES {
+            // Five numbered batches unfinished: wait for the oldest.
             continue;
         }
         let Some(leader) = shared.client.leader(&tp.0, tp.1) else {
@@ -109,7 +221,24 @@ fn collect(shared: &Shared, now: Instant) -> (Vec<Outgoing>, Option<Instant>, bo
             continue;
         }
         q.in_flight += 1;
-        group.push((tp.clone(), q.sealed.pop_front().expect("checked")));
+        let mut b = q.sealed.pop_front().expect("checked");
+        if idempotent {
+            let p = producer.expect("numbering waits for a producer id");
+            if b.sequence.is_none() {
+                let first = q.next_sequence;
+                q.next_sequence = after(first, record_count(&b));
+                b.sequence = Some(Stamp {
+                    id: p.id,
+                    epoch: p.epoch,
+                    base_sequence: first,
+                });
+                q.window.push_back((first, false));
+            }
+        }
+        group.push((tp.clone(), b));
+    }
+    if hole {
+        st.bump_epoch = true;
     }
     let mut outgoing = Vec::new();
     for (node, batches) in by_node {
@@ -125,9 +254,14 @@ fn collect(shared: &Shared, now: Instant) -> (Vec<Outgoing>, Option<Instant>, bo
         }
         outgoing.push(Outgoing { node, id, batches });
     }
+    // An idempotent producer's partitions keep their next sequence.
     st.partitions
-        .retain(|_, q| q.open.is_some() || !q.sealed.is_empty() || q.in_flight > 0);
-    let done = st.closing && st.partitions.is_empty() && outgoing.is_empty();
+        .retain(|_, q| q.open.is_some() || !q.sealed.is_empty() || q.in_flight > 0 || idempotent);
+    let drained = st
+        .partitions
+        .values()
+        .all(|q| q.open.is_none() && q.sealed.is_empty() && q.in_flight == 0);
+    let done = st.closing && drained && outgoing.is_empty();
     for b in expired {
         let e = b.last_error.clone().unwrap_or_else(|| {
             Error::Timeout(format!(
@@ -144,20 +278,52 @@ async fn send_request(shared: Arc<Shared>, mut out: Outgoing) {
     let config = &shared.config;
     let mut fatal: Vec<(usize, Error)> = Vec::new();
     for (i, (_, b)) in out.batches.iter_mut().enumerate() {
-        if let Payload::Building(_) = b.payload {
-            let Payload::Building(builder) =
-                std::mem::replace(&mut b.payload, Payload::Encoded(Bytes::new()))
-            else {
-                unreachable!()
-            };
-            match builder.finish(config.compression) {
-                Ok(bytes) => b.payload = Payload::Encoded(bytes),
-                Err(e) => fatal.push((i, e.into())),
+        match &b.payload {
+            Payload::Building(_) => {
+                let Payload::Building(mut builder) =
+                    std::mem::replace(&mut b.payload, Payload::Encoded(Bytes::new()))
+                else {
+                    unreachable!()
+                };
+                if let Some(s) = b.sequence {
+                    builder.producer(ProducerFields {
+                        id: s.id,
+                        epoch: s.epoch,
+                        base_sequence: s.base_sequence,
+                        transactional: false,
+                    });
+                }
+                match builder.finish(config.compression) {
+                    Ok(bytes) => b.payload = Payload::Encoded(bytes),
+                    Err(e) => fatal.push((i, e.into())),
+                }
+            }
+            Payload::Encoded(bytes) => {
+                // Numbered afresh after an epoch bump: stamp the new numbers.
+                if let (Some(s), Ok(h)) = (b.sequence, BatchHeader::parse(bytes)) {
+                    if (h.producer_id, h.producer_epoch, h.base_sequence)
+                        != (s.id, s.epoch, s.base_sequence)
+                    {
+                        let mut copy = BytesMut::from(&bytes[..]);
+                        set_producer(&mut copy, s.id, s.epoch, s.base_sequence);
+                        b.payload = Payload::Encoded(copy.freeze());
+                    }
+                }
             }
         }
     }
     let result = produce(&shared, &out).await;
     let now = Instant::now();
+    // Idempotence: where each partition's stored sequences end. A batch
+    // refused as out of order that does not start there only came before
+    // an earlier one that is being retried: it is retried too.
+    let stored_next: HashMap<Tp, i32> = {
+        let st = shared.lock();
+        out.batches
+            .iter()
+            .filter_map(|(tp, _)| Some((tp.clone(), st.partitions.get(tp)?.stored_next)))
+            .collect()
+    };
     let mut retry_topics: Vec<Arc<str>> = Vec::new();
     let mut finished = Vec::new();
     let mut requeue = Vec::new();
@@ -174,8 +340,17 @@ async fn send_request(shared: Arc<Shared>, mut out: Outgoing) {
                 Err(e) => Err(e.clone()),
             },
         };
+        let came_early = |e: &Error| {
+            e.code() == Some(ResponseError::OutOfOrderSequenceNumber.code())
+                && b.sequence
+                    .zip(stored_next.get(&tp))
+                    .is_some_and(|(s, &next)| s.base_sequence != next)
+        };
         match outcome {
-            Err(e) if e.is_retriable() && now + config.retry_backoff < b.deadline => {
+            Err(e)
+                if (e.is_retriable() || came_early(&e))
+                    && now + config.retry_backoff < b.deadline =>
+            {
                 tracing::debug!(topic = %tp.0, partition = tp.1, error = %e, attempt = b.attempts, "retrying a batch");
                 if !retry_topics.contains(&tp.0) {
                     retry_topics.push(tp.0.clone());
@@ -189,10 +364,15 @@ async fn send_request(shared: Arc<Shared>, mut out: Outgoing) {
         }
     }
     if !retry_topics.is_empty() {
-        let topics: Vec<&str> = retry_topics.iter().map(|t| t.as_ref()).collect();
-        if let Err(e) = shared.client.refresh(Some(&topics)).await {
-            tracing::debug!(error = %e, "metadata refresh before a retry failed");
-        }
+        // Fresh leaders for the retry, without holding the batches back
+        // (their backoff runs meanwhile).
+        let client = shared.client.clone();
+        tokio::spawn(async move {
+            let topics: Vec<&str> = retry_topics.iter().map(|t| t.as_ref()).collect();
+            if let Err(e) = client.refresh(Some(&topics)).await {
+                tracing::debug!(error = %e, "metadata refresh before a retry failed");
+            }
+        });
     }
     {
         let mut st = shared.lock();
@@ -204,12 +384,31 @@ async fn send_request(shared: Arc<Shared>, mut out: Outgoing) {
         for (tp, b) in requeue.into_iter().rev() {
             let q = st.partitions.entry(tp).or_default();
             q.in_flight -= 1;
-            q.sealed.push_front(b);
+            q.requeue(b);
         }
-        for (tp, _, _) in &finished {
+        let mut hole = false;
+        for (tp, b, outcome) in &finished {
             if let Some(q) = st.partitions.get_mut(tp) {
                 q.in_flight -= 1;
+                if let Some(s) = b.sequence {
+                    q.finish(s.base_sequence);
+                    match outcome {
+                        Ok(_) => {
+                            let next = after(s.base_sequence, record_count(b));
+                            // Answers of one partition may be read out of order.
+                            if next > q.stored_next || q.stored_next - next > i32::MAX / 2 {
+                                q.stored_next = next;
+                            }
+                        }
+                        Err(_) => hole = true,
+                    }
+                }
             }
+        }
+        if hole {
+            // A numbered batch failed for good: its sequences are a hole
+            // the broker would refuse every later batch over.
+            st.bump_epoch = true;
         }
     }
     for (_, b, outcome) in finished {

@@ -3,8 +3,8 @@
 //! bytes with [`decode_batches`].
 
 pub use rill_record::{
-    decode_batches, record_size_estimate, BatchBuilder, Compression, DecodeError, DecodedRecord,
-    Header, ProducerFields, TimestampType, UnknownCompression,
+    decode_batches, record_size_estimate, set_producer, BatchBuilder, Compression, DecodeError,
+    DecodedRecord, Header, ProducerFields, TimestampType, UnknownCompression,
 };
 
 impl From<DecodeError> for crate::error::Error {

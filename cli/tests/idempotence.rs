@@ -1,0 +1,343 @@
+//! Idempotent producers against a real broker: every record stored exactly
+//! once and in send order when answers are lost (a proxy cuts the
+//! connection after the broker appended and answered, so every client
+//! retries) and across `kill -9` of the broker; with kafka-python 3 at its
+//! defaults, confluent-kafka (Debian's and the newest), kafkajs and
+//! rill-client. The same lost answers without idempotence store duplicates:
+//! the fault is real.
+
+mod support;
+
+#[path = "support/fault_proxy.rs"]
+mod fault_proxy;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fault_proxy::FaultProxy;
+use rill_client::{
+    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Offset, OffsetSpec,
+    Producer, ProducerConfig, Record, TopicPartition,
+};
+use support::{clients_dir, python, run, Broker};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn test_clients() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.test-clients")
+        .canonicalize()
+        .expect("the newest Kafka clients are not installed: run `bash scripts/test-clients.sh`")
+}
+
+/// A broker reached only through a proxy that loses the answer to every
+/// third Produce request, at most `max_cuts` times.
+struct Lossy {
+    proxy: FaultProxy,
+    broker: Broker,
+    _dir: tempfile::TempDir,
+}
+
+impl Lossy {
+    fn start(max_cuts: usize) -> Lossy {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = FaultProxy::start(3, max_cuts);
+        let advertised = proxy.addr();
+        let broker = Broker::start(dir.path(), &["--advertised-listener", &advertised]);
+        proxy.forward_to(&broker.addr());
+        Lossy {
+            proxy,
+            broker,
+            _dir: dir,
+        }
+    }
+
+    fn create(&self, rt: &tokio::runtime::Runtime, topic: &str, partitions: i32) {
+        rt.block_on(async {
+            let c = Client::connect(ClientConfig::new(&self.proxy.addr()))
+                .await
+                .unwrap();
+            Admin::new(c)
+                .create_topic(NewTopic::new(topic, partitions))
+                .await
+                .unwrap();
+        });
+    }
+}
+
+/// Values of every record of `topic`, by partition, in offset order (read
+/// past the proxy, straight from the broker).
+fn stored(rt: &tokio::runtime::Runtime, addr: &str, topic: &str) -> HashMap<i32, Vec<String>> {
+    rt.block_on(async {
+        let client = Client::connect(ClientConfig::new(addr)).await.unwrap();
+        let n = client.ensure_topic(topic).await.unwrap();
+        let parts: Vec<TopicPartition> = (0..n).map(|p| TopicPartition::new(topic, p)).collect();
+        let specs: Vec<_> = parts
+            .iter()
+            .map(|tp| (tp.clone(), OffsetSpec::Latest))
+            .collect();
+        let ends: HashMap<i32, i64> = Admin::new(client.clone())
+            .list_offsets(&specs)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(tp, r)| (tp.partition, r.unwrap().0))
+            .collect();
+        let mut consumer = Consumer::new(
+            client.clone(),
+            ConsumerConfig {
+                start: Offset::Beginning,
+                ..ConsumerConfig::default()
+            },
+        );
+        consumer.assign(&parts).await.unwrap();
+        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while parts.iter().any(|tp| {
+            consumer
+                .position(tp)
+                .is_none_or(|p| p < ends[&tp.partition])
+        }) {
+            assert!(Instant::now() < deadline, "consuming {topic} timed out");
+            for r in consumer.poll(Duration::from_millis(300)).await.unwrap() {
+                if r.offset < ends[&r.partition] {
+                    let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+                    out.entry(r.partition).or_default().push(v.into_owned());
+                }
+            }
+        }
+        out
+    })
+}
+
+fn numbers(count: usize) -> Vec<String> {
+    (0..count).map(|i| i.to_string()).collect()
+}
+
+/// Runs an external client, which must acknowledge every record, through
+/// the lossy proxy; then partition 0 must hold `0..count` exactly once each,
+/// in order.
+fn exactly_once_through_lost_answers(client: &str, command: &mut Command, count: usize) {
+    let rt = runtime();
+    let lossy = Lossy::start(8);
+    let topic = format!("idem-{client}");
+    lossy.create(&rt, &topic, 1);
+    let (ok, out, err) = run(
+        command
+            .arg(lossy.proxy.addr())
+            .arg(&topic)
+            .arg(count.to_string()),
+        Duration::from_secs(240),
+    );
+    println!("{client}: {out}");
+    assert!(ok, "{client} failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(lossy.proxy.cuts() > 0, "{client}: the proxy cut no answer");
+    let values = stored(&rt, &lossy.broker.addr(), &topic)
+        .remove(&0)
+        .unwrap_or_default();
+    println!(
+        "{client}: {} produce requests, {} answers lost, {} records stored",
+        lossy.proxy.produce_requests(),
+        lossy.proxy.cuts(),
+        values.len()
+    );
+    assert_eq!(values.len(), count, "{client}: each record stored once");
+    assert!(values == numbers(count), "{client}: records out of order");
+}
+
+#[test]
+fn kafka_python_3_with_its_defaults() {
+    exactly_once_through_lost_answers(
+        "kafka-python",
+        Command::new(test_clients().join("venv/bin/python"))
+            .arg(clients_dir().join("idempotent_producer.py"))
+            .arg("kafka-python"),
+        3000,
+    );
+}
+
+#[test]
+fn confluent_kafka_newest_with_enable_idempotence() {
+    exactly_once_through_lost_answers(
+        "confluent-newest",
+        Command::new(test_clients().join("venv/bin/python"))
+            .arg(clients_dir().join("idempotent_producer.py"))
+            .arg("confluent"),
+        20_000,
+    );
+}
+
+#[test]
+fn debian_confluent_kafka_with_enable_idempotence() {
+    exactly_once_through_lost_answers(
+        "confluent-debian",
+        Command::new(python())
+            .arg(clients_dir().join("idempotent_producer.py"))
+            .arg("confluent"),
+        20_000,
+    );
+}
+
+#[test]
+fn kafkajs_idempotent() {
+    let node_dir = test_clients().join("node");
+    exactly_once_through_lost_answers(
+        "kafkajs",
+        Command::new("node")
+            .env("NODE_PATH", node_dir.join("node_modules"))
+            .arg(clients_dir().join("kafkajs_idempotent.js")),
+        3000,
+    );
+}
+
+/// rill-client through the proxy: `count` records over `partitions`, keyed
+/// by their number modulo the partitions; returns the stored values.
+fn rill_client_through_lost_answers(idempotence: bool) -> (usize, HashMap<i32, Vec<String>>) {
+    let rt = runtime();
+    let lossy = Lossy::start(10);
+    lossy.create(&rt, "idem-rill", 4);
+    let count = 40_000usize;
+    rt.block_on(async {
+        let client = Client::connect(ClientConfig::new(&lossy.proxy.addr()))
+            .await
+            .unwrap();
+        let producer = Producer::new(
+            client,
+            ProducerConfig {
+                acks: Acks::All,
+                batch_size: 8 << 10,
+                retry_backoff: Duration::from_millis(20),
+                idempotence,
+                ..ProducerConfig::default()
+            },
+        )
+        .unwrap();
+        let mut pending = Vec::with_capacity(count);
+        for i in 0..count {
+            let r = Record::new("idem-rill", i.to_string()).partition((i % 4) as i32);
+            pending.push(producer.send(r).await.unwrap());
+        }
+        for d in pending {
+            d.await.expect("every record is acknowledged");
+        }
+        if idempotence {
+            assert!(producer.producer_id().is_some());
+        }
+        producer.close().await;
+    });
+    assert!(lossy.proxy.cuts() > 0, "the proxy cut no answer");
+    println!(
+        "rill-client idempotence={idempotence}: {} produce requests, {} answers lost",
+        lossy.proxy.produce_requests(),
+        lossy.proxy.cuts()
+    );
+    (count, stored(&rt, &lossy.broker.addr(), "idem-rill"))
+}
+
+#[test]
+fn rill_client_stores_each_record_once_in_order_despite_lost_answers() {
+    let (count, stored) = rill_client_through_lost_answers(true);
+    for p in 0..4 {
+        let expected: Vec<String> = (0..count)
+            .filter(|i| i % 4 == p)
+            .map(|i| i.to_string())
+            .collect();
+        let got = &stored[&(p as i32)];
+        assert_eq!(got.len(), expected.len(), "partition {p}: each record once");
+        assert!(got == &expected, "partition {p}: records out of order");
+    }
+}
+
+#[test]
+fn without_idempotence_the_same_lost_answers_store_duplicates() {
+    let (count, stored) = rill_client_through_lost_answers(false);
+    let total: usize = stored.values().map(Vec::len).sum();
+    println!("without idempotence: {total} records stored for {count} sent");
+    assert!(
+        total > count,
+        "a retried batch whose answer was lost is stored again"
+    );
+}
+
+/// kill -9 of the broker while an idempotent producer sends with retries:
+/// after the restart no record is missing, none is stored twice, and each
+/// partition holds its records in send order (the producer state was
+/// rebuilt from the log).
+#[test]
+fn kill_9_during_an_idempotent_produce_loop_leaves_no_duplicate_and_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &[]);
+    let rt = runtime();
+    let client = rt.block_on(async {
+        let c = Client::connect(ClientConfig::new(&broker.addr()))
+            .await
+            .unwrap();
+        Admin::new(c.clone())
+            .create_topic(NewTopic::new("idem-kill", 3))
+            .await
+            .unwrap();
+        c
+    });
+    let producing = rt.spawn({
+        let client = client.clone();
+        async move {
+            let producer = Producer::new(
+                client,
+                ProducerConfig {
+                    batch_size: 16 << 10,
+                    retry_backoff: Duration::from_millis(50),
+                    delivery_timeout: Duration::from_secs(60),
+                    ..ProducerConfig::default()
+                },
+            )
+            .unwrap();
+            let mut pending = Vec::new();
+            let started = Instant::now();
+            let mut i = 0usize;
+            // Bounded by count and time.
+            while i < 60_000 && started.elapsed() < Duration::from_secs(20) {
+                let r = Record::new("idem-kill", i.to_string()).partition((i % 3) as i32);
+                pending.push(producer.send(r).await.unwrap());
+                i += 1;
+                if i.is_multiple_of(1000) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            let mut failed = 0;
+            for d in pending {
+                failed += d.await.is_err() as usize;
+            }
+            producer.close().await;
+            (i, failed)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    broker.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    broker.restart();
+    let (sent, failed) = rt.block_on(producing).unwrap();
+    assert_eq!(failed, 0, "retries deliver every record across the restart");
+    let stored = stored(&rt, &broker.addr(), "idem-kill");
+    for p in 0..3 {
+        let expected: Vec<String> = (0..sent)
+            .filter(|i| i % 3 == p)
+            .map(|i| i.to_string())
+            .collect();
+        let got = &stored[&(p as i32)];
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "partition {p}: no duplicate, no gap"
+        );
+        assert!(got == &expected, "partition {p}: send order");
+    }
+    println!("kill -9: {sent} records, each stored once in order");
+}
