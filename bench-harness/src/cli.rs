@@ -51,6 +51,9 @@ pub struct BenchArgs {
     /// "max*F" for a fraction of a calibrated maximum).
     #[arg(long)]
     pub rate: Option<String>,
+    /// Override the idempotence of every workload's producers (true/false).
+    #[arg(long)]
+    pub idempotence: Option<bool>,
     /// Worker threads of the load generator.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -71,6 +74,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         if let Some(d) = args.warmup_secs {
             w.warmup_secs = d;
+        }
+        if let Some(i) = args.idempotence {
+            w.idempotence = i;
         }
         if let Some(r) = &args.rate {
             w.rate = match r.as_str() {

@@ -63,6 +63,15 @@ impl Report {
         let r = &self.result;
         let mut s = String::new();
         let _ = writeln!(s, "workload {} against {}", self.workload.name, self.target);
+        let w = &self.workload;
+        let _ = writeln!(
+            s,
+            "producers acks={} idempotence={} linger {} ms, batch {} B",
+            w.acks,
+            w.idempotence && w.acks.parse::<rill_client::Acks>().ok() == Some(rill_client::Acks::All),
+            w.linger_ms,
+            w.batch_size
+        );
         if let Some(max) = self.calibrated_max_msgs_per_s {
             let _ = writeln!(
                 s,

@@ -217,6 +217,7 @@ async fn drive(
             client.clone(),
             ProducerConfig {
                 acks: w.acks.parse()?,
+                idempotence: w.idempotence,
                 compression: w.compression.parse()?,
                 linger: Duration::from_millis(w.linger_ms),
                 batch_size: w.batch_size,

@@ -117,6 +117,9 @@ pub struct Workload {
     pub rate: Rate,
     #[serde(default = "acks_all")]
     pub acks: String,
+    /// Idempotent producers (the client's default; takes effect with acks=all).
+    #[serde(default = "idempotence_on")]
+    pub idempotence: bool,
     #[serde(default = "no_compression")]
     pub compression: String,
     #[serde(default = "linger")]
@@ -151,6 +154,9 @@ fn one() -> u32 {
 }
 fn no_keys() -> Keys {
     Keys::None("none".into())
+}
+fn idempotence_on() -> bool {
+    true
 }
 fn acks_all() -> String {
     "all".into()

@@ -253,8 +253,9 @@ def check_kafka_python():
     topic = uniq("kp")
     a.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     assert topic in a.list_topics()
-    # Idempotence is kafka-python 3's default; Rill has no InitProducerId yet (issue 12).
-    p = KafkaProducer(bootstrap_servers=BOOT, acks="all", enable_idempotence=False, linger_ms=5)
+    # kafka-python 3's defaults: idempotence on.
+    p = KafkaProducer(bootstrap_servers=BOOT, linger_ms=5)
+    assert p.config["enable_idempotence"]
     futures = [p.send(topic, key=key(i), value=value(i), headers=headers(i)) for i in range(N)]
     p.flush(TIMEOUT)
     metas = [f.get(TIMEOUT) for f in futures]
