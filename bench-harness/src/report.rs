@@ -68,7 +68,8 @@ impl Report {
             s,
             "producers acks={} idempotence={} linger {} ms, batch {} B",
             w.acks,
-            w.idempotence && w.acks.parse::<rill_client::Acks>().ok() == Some(rill_client::Acks::All),
+            w.idempotence
+                && w.acks.parse::<rill_client::Acks>().ok() == Some(rill_client::Acks::All),
             w.linger_ms,
             w.batch_size
         );

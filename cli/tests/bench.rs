@@ -62,7 +62,7 @@ duration_secs = 3
         2 * produced,
         "both subscriptions read everything"
     );
-    assert_eq!(r["result"]["errors"], 0);
+    assert_eq!(r["result"]["errors"], 0, "{}", r["result"]["first_error"]);
     assert_eq!(r["result"]["undelivered"], 0);
     // The embedded broker's own CPU time, and what a GB produced cost it.
     let cpu = r["broker_cpu_seconds"].as_f64().unwrap();

@@ -18,6 +18,7 @@ use super::accumulator::{Batch, Payload, ProducerId, Stamp, Tp, WINDOW_BATCHES};
 use super::{Acks, Shared};
 use crate::error::{Error, Result};
 use crate::protocol::records::{set_producer, ProducerFields};
+use crate::transport::connection::{Connection, Started};
 
 /// A Produce request being assembled for one broker.
 struct Outgoing {
@@ -42,8 +43,13 @@ pub(super) async fn sender_loop(shared: Arc<Shared>) {
             });
         }
         let sent_any = !outgoing.is_empty();
-        for o in outgoing {
-            tokio::spawn(send_request(shared.clone(), o));
+        // Requests are put on their connections here, one after another,
+        // so a partition's batches reach the broker in sequence order; only
+        // the waits for the answers run apart.
+        for mut o in outgoing {
+            let fatal = encode_batches(&shared, &mut o);
+            let started = start_produce(&shared, &o).await;
+            tokio::spawn(send_request(shared.clone(), o, fatal, started));
         }
         if done {
             return;
@@ -274,7 +280,9 @@ fn collect(
     (outgoing, next_wake, done, refresh)
 }
 
-async fn send_request(shared: Arc<Shared>, mut out: Outgoing) {
+/// Finishes the batches of a request (stamping idempotent ones); returns
+/// the ones that could not be encoded.
+fn encode_batches(shared: &Shared, out: &mut Outgoing) -> Vec<(usize, Error)> {
     let config = &shared.config;
     let mut fatal: Vec<(usize, Error)> = Vec::new();
     for (i, (_, b)) in out.batches.iter_mut().enumerate() {
@@ -312,7 +320,20 @@ async fn send_request(shared: Arc<Shared>, mut out: Outgoing) {
             }
         }
     }
-    let result = produce(&shared, &out).await;
+    fatal
+}
+
+async fn send_request(
+    shared: Arc<Shared>,
+    mut out: Outgoing,
+    fatal: Vec<(usize, Error)>,
+    started: Result<InFlight>,
+) {
+    let config = &shared.config;
+    let result = match started {
+        Ok(in_flight) => in_flight.answers().await,
+        Err(e) => Err(e),
+    };
     let now = Instant::now();
     // Idempotence: where each partition's stored sequences end. A batch
     // refused as out of order that does not start there only came before
@@ -419,7 +440,15 @@ async fn send_request(shared: Arc<Shared>, mut out: Outgoing) {
 
 type Answers = HashMap<(String, i32), Result<(i64, i64)>>;
 
-async fn produce(shared: &Shared, out: &Outgoing) -> Result<Answers> {
+/// A Produce request put on its connection.
+enum InFlight {
+    Waiting(Arc<Connection>, Started<ProduceRequest>),
+    /// acks=0: no answer comes; these are the batches it carried.
+    Sent(Vec<(String, i32)>),
+}
+
+/// Builds the Produce request of `out` and puts it on its broker's connection.
+async fn start_produce(shared: &Shared, out: &Outgoing) -> Result<InFlight> {
     let config = &shared.config;
     let conn = shared.client.connection(out.node).await?;
     let version = conn.version(ApiKey::Produce)?;
@@ -445,30 +474,49 @@ async fn produce(shared: &Shared, out: &Outgoing) -> Result<Answers> {
         }
     }
     request.topic_data = topics;
-    let mut answers = Answers::new();
     if config.acks == Acks::None {
         conn.send_no_response(&request, version).await?;
-        for (tp, _) in &out.batches {
-            answers.insert((tp.0.to_string(), tp.1), Ok((-1, -1)));
-        }
-        return Ok(answers);
+        let batches = out
+            .batches
+            .iter()
+            .map(|(tp, _)| (tp.0.to_string(), tp.1))
+            .collect();
+        return Ok(InFlight::Sent(batches));
     }
-    let response = conn.send_versioned(&request, version).await?;
-    for t in response.responses {
-        for p in t.partition_responses {
-            let key = (t.name.0.to_string(), p.index);
-            let outcome = if p.error_code == 0 {
-                Ok((p.base_offset, p.log_append_time_ms))
-            } else {
-                let message = p.error_message.map(|m| m.to_string());
-                Err(Error::kafka(
-                    p.error_code,
-                    format!("producing to {}-{}", key.0, key.1),
-                    message,
-                ))
-            };
-            answers.insert(key, outcome);
+    let started = conn.start_versioned(&request, version).await?;
+    Ok(InFlight::Waiting(conn, started))
+}
+
+impl InFlight {
+    /// Each partition's outcome: (base offset, log append time) or its error.
+    async fn answers(self) -> Result<Answers> {
+        let mut answers = Answers::new();
+        let (conn, started) = match self {
+            InFlight::Sent(batches) => {
+                for key in batches {
+                    answers.insert(key, Ok((-1, -1)));
+                }
+                return Ok(answers);
+            }
+            InFlight::Waiting(conn, started) => (conn, started),
+        };
+        let response = started.finish(&conn).await?;
+        for t in response.responses {
+            for p in t.partition_responses {
+                let key = (t.name.0.to_string(), p.index);
+                let outcome = if p.error_code == 0 {
+                    Ok((p.base_offset, p.log_append_time_ms))
+                } else {
+                    let message = p.error_message.map(|m| m.to_string());
+                    Err(Error::kafka(
+                        p.error_code,
+                        format!("producing to {}-{}", key.0, key.1),
+                        message,
+                    ))
+                };
+                answers.insert(key, outcome);
+            }
         }
+        Ok(answers)
     }
-    Ok(answers)
 }

@@ -139,26 +139,29 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<R::Response> {
+        self.start_versioned(request, version)
+            .await?
+            .finish(self)
+            .await
+    }
+
+    /// Queues `request` for sending now (requests started one after another
+    /// go out in that order) and returns its answer to wait for with
+    /// [`Started::finish`].
+    pub async fn start_versioned<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<Started<R>> {
         let permit = self.permit().await?;
         let (id, rx) = self.submit(request, version, true)?;
-        let rx = rx.expect("a response is expected");
-        let answer = tokio::time::timeout(self.config.request_timeout, rx).await;
-        drop(permit);
-        let bytes = match answer {
-            Err(_) => {
-                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                p.waiters.remove(&id);
-                return Err(Error::Timeout(format!(
-                    "{} request to {} after {:?}",
-                    wire::api_name(ApiKey::try_from(R::KEY).unwrap_or(ApiKey::Metadata)),
-                    self.addr,
-                    self.config.request_timeout
-                )));
-            }
-            Ok(Err(_)) => return Err(self.failure()),
-            Ok(Ok(r)) => r?,
-        };
-        wire::decode_response::<R>(bytes, version)
+        Ok(Started {
+            permit,
+            id,
+            version,
+            rx: rx.expect("a response is expected"),
+            _request: std::marker::PhantomData,
+        })
     }
 
     /// Sends `request` at the negotiated version.
@@ -216,6 +219,39 @@ impl Connection {
             return Err(self.failure());
         }
         Ok((id, rx))
+    }
+}
+
+/// A request on its way: [`Started::finish`] waits for its answer.
+pub struct Started<R> {
+    permit: OwnedSemaphorePermit,
+    id: i32,
+    version: i16,
+    rx: oneshot::Receiver<Result<Bytes>>,
+    _request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> Started<R> {
+    /// The answer, or the connection's failure, or a timeout after the
+    /// connection's `request_timeout`.
+    pub async fn finish(self, conn: &Connection) -> Result<R::Response> {
+        let answer = tokio::time::timeout(conn.config.request_timeout, self.rx).await;
+        drop(self.permit);
+        let bytes = match answer {
+            Err(_) => {
+                let mut p = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
+                p.waiters.remove(&self.id);
+                return Err(Error::Timeout(format!(
+                    "{} request to {} after {:?}",
+                    wire::api_name(ApiKey::try_from(R::KEY).unwrap_or(ApiKey::Metadata)),
+                    conn.addr,
+                    conn.config.request_timeout
+                )));
+            }
+            Ok(Err(_)) => return Err(conn.failure()),
+            Ok(Ok(r)) => r?,
+        };
+        wire::decode_response::<R>(bytes, self.version)
     }
 }
 
