@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How early a paced producer stops sleeping before a send is due (the
+/// timer's resolution); it yields the rest of the way.
+const TIMER_SLACK_US: u64 = 1000;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use rill_client::{
     Admin, Client, ClientConfig, Consumer, ConsumerConfig, Delivery, NewTopic, Offset, Producer,
@@ -267,8 +271,18 @@ async fn drive(
                     None => now,
                     Some(iv) => {
                         let due = (i as f64 * iv) as u64;
+                        if due > now + TIMER_SLACK_US {
+                            // tokio's timer has millisecond resolution: sleep
+                            // to a millisecond before the send is due...
+                            tokio::time::sleep(Duration::from_micros(due - now - TIMER_SLACK_US))
+                                .await;
+                            continue;
+                        }
                         if due > now {
-                            tokio::time::sleep(Duration::from_micros((due - now).min(1000))).await;
+                            // ...and yield until it is, or the send would
+                            // start up to a millisecond late, and the
+                            // latency (counted from the due time) with it.
+                            tokio::task::yield_now().await;
                             continue;
                         }
                         due
