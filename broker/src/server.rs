@@ -127,7 +127,13 @@ async fn connection(shard: &Rc<Shard>, stream: TcpStream) -> io::Result<()> {
     let writer_task = glommio::spawn_local(async move {
         while let Ok(task) = rx.recv().await {
             match task.await {
-                Some(Reply::Send(out)) => writer.write_all(&out).await?,
+                Some(Reply::Send(out)) => {
+                    // Record data goes out from the buffers it was read
+                    // into (see `ResponseFrame`).
+                    for part in out.parts() {
+                        writer.write_all(part).await?;
+                    }
+                }
                 Some(Reply::Nothing) => {}
                 Some(Reply::Close(_)) | None => break,
             }
@@ -222,7 +228,7 @@ async fn read_requests(
 /// What to do after a request frame.
 pub enum Reply {
     /// Write this response frame.
-    Send(bytes::Bytes),
+    Send(rill_net::response::ResponseFrame),
     /// Send nothing (produce with acks=0).
     Nothing,
     /// Not a request we can answer: close the connection.
