@@ -110,6 +110,7 @@ impl Broker {
             let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{id}"))
                 .spawn(move || async move {
+                    rill_storage::io::keep_reactor_awake();
                     let controller = (id == 0)
                         .then(|| Controller::new(config.data_dir.clone(), (*meta).clone()));
                     let shard = Rc::new(Shard::new(

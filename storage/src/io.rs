@@ -185,3 +185,23 @@ impl Disk for DmaDisk {
         Ok(d.sync().await?)
     }
 }
+
+/// How often [`keep_reactor_awake`] wakes an executor.
+pub const REACTOR_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Works around a lost wakeup in glommio 0.9: now and then an executor whose
+/// only pending work is I/O goes to sleep in `io_uring_enter` and is not
+/// woken when that I/O (or a blocking-pool result) completes; it resumes
+/// only when something else wakes it (seen in `storage/tests/crash.rs`: a
+/// recovery stalled for minutes until a debugger's attach interrupted the
+/// wait). A timer always pending makes the reactor sleep with a timeout, so
+/// such a stall lasts at most [`REACTOR_HEARTBEAT`]. Call once on every
+/// executor that does I/O; the task ends with the executor.
+pub fn keep_reactor_awake() {
+    glommio::spawn_local(async {
+        loop {
+            glommio::timer::sleep(REACTOR_HEARTBEAT).await;
+        }
+    })
+    .detach();
+}

@@ -21,7 +21,10 @@ where
 {
     let _guard = EXECUTORS.lock().unwrap_or_else(|e| e.into_inner());
     glommio::LocalExecutorBuilder::default()
-        .spawn(f)
+        .spawn(|| {
+            rill_storage::io::keep_reactor_awake();
+            f()
+        })
         .expect("start executor")
         .join()
         .expect("executor thread")
