@@ -187,7 +187,7 @@ impl Disk for DmaDisk {
 }
 
 /// How often [`keep_reactor_awake`] wakes an executor.
-pub const REACTOR_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(10);
+pub const REACTOR_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Works around a lost wakeup in glommio 0.9: now and then an executor whose
 /// only pending work is I/O goes to sleep in `io_uring_enter` and is not
