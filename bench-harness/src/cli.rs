@@ -54,6 +54,13 @@ pub struct BenchArgs {
     /// Override the idempotence of every workload's producers (true/false).
     #[arg(long)]
     pub idempotence: Option<bool>,
+    /// Run the embedded broker on these CPUs only, one shard each
+    /// (comma-separated ids, as `taskset -c`); default: every CPU.
+    #[arg(long, value_delimiter = ',', value_name = "CPUS")]
+    pub broker_cpus: Vec<usize>,
+    /// Run the load generator on these CPUs only; default: every CPU.
+    #[arg(long, value_delimiter = ',', value_name = "CPUS")]
+    pub generator_cpus: Vec<usize>,
     /// Worker threads of the load generator.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -86,17 +93,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         workloads.push(w);
     }
+    if !args.broker_cpus.is_empty() && !args.embedded {
+        anyhow::bail!("--broker-cpus places the embedded broker: use it with --embedded (or start the broker with taskset)");
+    }
     let broker = if args.embedded {
-        Some(EmbeddedBroker::start(&args.data_dir)?)
+        Some(EmbeddedBroker::start_on(
+            &crate::embedded::rill_binary(),
+            &args.data_dir,
+            &args.broker_cpus,
+        )?)
     } else {
         None
     };
+    if !args.generator_cpus.is_empty() {
+        crate::cpu::pin_process(&args.generator_cpus)
+            .with_context(|| format!("pinning the generator to CPUs {:?}", args.generator_cpus))?;
+    }
+    let layout = crate::cpu::layout(&args.broker_cpus, &args.generator_cpus);
     let (brokers, target) = match &broker {
         Some(b) => (
             b.addr.clone(),
-            format!("embedded rill broker at {}", b.addr),
+            format!("embedded rill broker at {} ({layout})", b.addr),
         ),
-        None => (args.brokers.clone(), format!("brokers {}", args.brokers)),
+        None => {
+            let generator = match args.generator_cpus.as_slice() {
+                [] => "every CPU".to_string(),
+                c => format!("CPUs {c:?}"),
+            };
+            (
+                args.brokers.clone(),
+                format!("brokers {} (generator on {generator})", args.brokers),
+            )
+        }
     };
     let limits = if args.skip_limits {
         crate::limits::Limits::default()

@@ -35,3 +35,49 @@ mod tests {
         assert!(process_cpu_seconds(std::process::id()).is_some());
     }
 }
+
+/// Restricts the calling process (and the threads it starts from now on)
+/// to `cpus`, as `taskset -c` does.
+pub fn pin_process(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes
+    // inside it for ids below CPU_SETSIZE, checked first.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            if c >= libc::CPU_SETSIZE as usize {
+                return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The layout of a run, as the report states it.
+pub fn layout(broker_cpus: &[usize], generator_cpus: &[usize]) -> String {
+    let list = |c: &[usize]| {
+        c.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match (broker_cpus.is_empty(), generator_cpus.is_empty()) {
+        (true, true) => "shared: broker and generator on every CPU".to_string(),
+        (false, true) => format!(
+            "broker on CPUs {}, generator on every CPU",
+            list(broker_cpus)
+        ),
+        (true, false) => format!(
+            "broker on every CPU, generator on CPUs {}",
+            list(generator_cpus)
+        ),
+        (false, false) => format!(
+            "pinned: broker on CPUs {}, generator on CPUs {}",
+            list(broker_cpus),
+            list(generator_cpus)
+        ),
+    }
+}

@@ -37,20 +37,39 @@ impl EmbeddedBroker {
     /// Starts a broker ([`rill_binary`]) with its data in a new directory
     /// under `parent`.
     pub fn start(parent: &Path) -> anyhow::Result<EmbeddedBroker> {
-        EmbeddedBroker::start_binary(&rill_binary(), parent)
+        EmbeddedBroker::start_on(&rill_binary(), parent, &[])
     }
 
     /// Starts the `rill` binary at `bin`.
     pub fn start_binary(bin: &Path, parent: &Path) -> anyhow::Result<EmbeddedBroker> {
+        EmbeddedBroker::start_on(bin, parent, &[])
+    }
+
+    /// Starts the `rill` binary at `bin` on these CPUs only, one shard per
+    /// CPU (`taskset -c CPUS rill broker --cores N`); all CPUs when empty.
+    pub fn start_on(bin: &Path, parent: &Path, cpus: &[usize]) -> anyhow::Result<EmbeddedBroker> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
         let dir = tempfile::Builder::new()
             .prefix("rill-bench-")
             .tempdir_in(parent)
             .with_context(|| format!("creating a data directory in {}", parent.display()))?;
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir.path());
+        if !cpus.is_empty() {
+            command.args(["--cores", &cpus.len().to_string()]);
+            let cpus = cpus.to_vec();
+            // SAFETY: between fork and exec only sched_setaffinity runs, an
+            // async-signal-safe system call on memory prepared before fork.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    crate::cpu::pin_process(&cpus)
+                });
+            }
+        }
+        let mut child = command
             .env(
                 "RILL_LOG",
                 std::env::var("RILL_LOG").unwrap_or_else(|_| "warn".into()),

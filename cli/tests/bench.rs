@@ -42,6 +42,7 @@ duration_secs = 3
         Command::new(env!("CARGO_BIN_EXE_rill"))
             .args(["bench", "--embedded", "--data-dir"])
             .arg(dir.path())
+            .args(["--broker-cpus", "0", "--generator-cpus", "0"])
             .arg("--out")
             .arg(&out)
             .arg(&w),
@@ -49,6 +50,10 @@ duration_secs = 3
     );
     assert!(ok, "rill bench failed: {stderr}");
     assert!(stdout.contains("end-to-end"), "{stdout}");
+    assert!(
+        stdout.contains("pinned: broker on CPUs 0, generator on CPUs 0"),
+        "the report states the layout: {stdout}"
+    );
     assert!(
         stderr.contains("measure produce"),
         "a progress line every second: {stderr}"
