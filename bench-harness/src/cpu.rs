@@ -1,5 +1,6 @@
 //! CPU time a broker process spent, read from `/proc/PID/stat`, so a report
-//! can say what a gigabyte produced cost the broker (not the load generator).
+//! can say what a gigabyte produced cost the broker (not the load generator);
+//! and pinning processes to CPUs for the pinned layout.
 
 /// User + system CPU seconds of process `pid` so far; `None` if it cannot
 /// be read (not on this machine, gone, or not Linux).
@@ -19,21 +20,6 @@ fn parse_stat(stat: &str) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_utime_and_stime_past_a_name_with_spaces() {
-        let line =
-            "4242 (rill broker x) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 150 0 0 20 0 3 0 1 1 1";
-        let secs = parse_stat(line).unwrap();
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        assert!((secs - 400.0 / ticks).abs() < 1e-9, "{secs}");
-        assert!(process_cpu_seconds(std::process::id()).is_some());
-    }
 }
 
 /// Restricts the calling process (and the threads it starts from now on)
@@ -79,5 +65,33 @@ pub fn layout(broker_cpus: &[usize], generator_cpus: &[usize]) -> String {
             list(broker_cpus),
             list(generator_cpus)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_says_where_each_side_runs() {
+        assert_eq!(
+            layout(&[], &[]),
+            "shared: broker and generator on every CPU"
+        );
+        assert_eq!(
+            layout(&[1], &[0]),
+            "pinned: broker on CPUs 1, generator on CPUs 0"
+        );
+        assert!(pin_process(&[usize::MAX]).is_err());
+    }
+
+    #[test]
+    fn reads_utime_and_stime_past_a_name_with_spaces() {
+        let line =
+            "4242 (rill broker x) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 150 0 0 20 0 3 0 1 1 1";
+        let secs = parse_stat(line).unwrap();
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert!((secs - 400.0 / ticks).abs() < 1e-9, "{secs}");
+        assert!(process_cpu_seconds(std::process::id()).is_some());
     }
 }
