@@ -13,7 +13,9 @@ use rill_client::{
     Acks, Admin, Client, ClientConfig, Compression, ConfigChange, Consumer, ConsumerConfig,
     ConsumerRecord, NewTopic, Offset, OffsetSpec, Producer, ProducerConfig, Record, TopicPartition,
 };
-use support::{clients_dir, kcat_read, python, run, run_with_input, Broker, InProcess};
+use support::{
+    clients_dir, consume_all, kcat_read, python, run, run_with_input, Broker, InProcess,
+};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -32,43 +34,6 @@ async fn create(client: &Client, topic: &str, partitions: i32) {
         .create_topic(NewTopic::new(topic, partitions))
         .await
         .unwrap();
-}
-
-/// Every record of `topic` from the beginning up to the end offsets of now.
-async fn consume_all(client: &Client, topic: &str) -> Vec<ConsumerRecord> {
-    let n = client.ensure_topic(topic).await.unwrap();
-    let parts: Vec<TopicPartition> = (0..n).map(|p| TopicPartition::new(topic, p)).collect();
-    let specs: Vec<_> = parts
-        .iter()
-        .map(|tp| (tp.clone(), OffsetSpec::Latest))
-        .collect();
-    let ends: HashMap<i32, i64> = Admin::new(client.clone())
-        .list_offsets(&specs)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(tp, r)| (tp.partition, r.unwrap().0))
-        .collect();
-    let mut consumer = Consumer::new(
-        client.clone(),
-        ConsumerConfig {
-            start: Offset::Beginning,
-            ..ConsumerConfig::default()
-        },
-    );
-    consumer.assign(&parts).await.unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while parts.iter().any(|tp| {
-        consumer
-            .position(tp)
-            .is_none_or(|p| p < ends[&tp.partition])
-    }) {
-        assert!(Instant::now() < deadline, "consuming {topic} timed out");
-        out.extend(consumer.poll(Duration::from_millis(500)).await.unwrap());
-    }
-    out.retain(|r| r.offset < ends[&r.partition]);
-    out
 }
 
 fn text(b: &Option<bytes::Bytes>) -> String {

@@ -19,11 +19,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fault_proxy::FaultProxy;
-use rill_client::{
-    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Offset, OffsetSpec,
-    Producer, ProducerConfig, Record, TopicPartition,
-};
-use support::{clients_dir, python, run, Broker};
+use rill_client::{Acks, Admin, Client, ClientConfig, NewTopic, Producer, ProducerConfig, Record};
+use support::{clients_dir, consume_all, python, run, Broker};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -78,46 +75,16 @@ impl Lossy {
 /// Values of every record of `topic`, by partition, in offset order (read
 /// past the proxy, straight from the broker).
 fn stored(rt: &tokio::runtime::Runtime, addr: &str, topic: &str) -> HashMap<i32, Vec<String>> {
-    rt.block_on(async {
+    let records = rt.block_on(async {
         let client = Client::connect(ClientConfig::new(addr)).await.unwrap();
-        let n = client.ensure_topic(topic).await.unwrap();
-        let parts: Vec<TopicPartition> = (0..n).map(|p| TopicPartition::new(topic, p)).collect();
-        let specs: Vec<_> = parts
-            .iter()
-            .map(|tp| (tp.clone(), OffsetSpec::Latest))
-            .collect();
-        let ends: HashMap<i32, i64> = Admin::new(client.clone())
-            .list_offsets(&specs)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(tp, r)| (tp.partition, r.unwrap().0))
-            .collect();
-        let mut consumer = Consumer::new(
-            client.clone(),
-            ConsumerConfig {
-                start: Offset::Beginning,
-                ..ConsumerConfig::default()
-            },
-        );
-        consumer.assign(&parts).await.unwrap();
-        let mut out: HashMap<i32, Vec<String>> = HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while parts.iter().any(|tp| {
-            consumer
-                .position(tp)
-                .is_none_or(|p| p < ends[&tp.partition])
-        }) {
-            assert!(Instant::now() < deadline, "consuming {topic} timed out");
-            for r in consumer.poll(Duration::from_millis(300)).await.unwrap() {
-                if r.offset < ends[&r.partition] {
-                    let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
-                    out.entry(r.partition).or_default().push(v.into_owned());
-                }
-            }
-        }
-        out
-    })
+        consume_all(&client, topic).await
+    });
+    let mut out: HashMap<i32, Vec<String>> = HashMap::new();
+    for r in records {
+        let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+        out.entry(r.partition).or_default().push(v.into_owned());
+    }
+    out
 }
 
 fn numbers(count: usize) -> Vec<String> {

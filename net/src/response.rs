@@ -60,8 +60,8 @@ impl ResponseFrame {
 const SPLICE_MIN: usize = 16 << 10;
 
 /// A `ByteBufMut` that copies what the encoder writes, except the record
-/// data it was told about (`spliced`, recognised by address and length),
-/// which it keeps as references. kafka-protocol writes message fields in
+/// data it was told about (`spliced`, in encoding order, recognised by
+/// address and length), which it keeps as references. kafka-protocol writes message fields in
 /// order and seeks only forward (gaps are used by its compressors, not by
 /// messages), so nothing ever goes back into a finished part.
 struct SplicingBuf {
@@ -69,7 +69,7 @@ struct SplicingBuf {
     head: BytesMut,
     /// Bytes in `parts`.
     done: usize,
-    spliced: Vec<Bytes>,
+    spliced: std::collections::VecDeque<Bytes>,
 }
 
 impl SplicingBuf {
@@ -78,7 +78,7 @@ impl SplicingBuf {
             parts: Vec::new(),
             head: BytesMut::with_capacity(capacity),
             done: 0,
-            spliced,
+            spliced: spliced.into(),
         }
     }
 
@@ -105,22 +105,17 @@ unsafe impl BufMut for SplicingBuf {
         self.head.chunk_mut()
     }
     fn put_slice(&mut self, src: &[u8]) {
-        if src.len() >= SPLICE_MIN {
-            if let Some(b) = self
-                .spliced
-                .iter()
-                .find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len())
-            {
-                let b = b.clone();
-                let head = self.head.split().freeze();
-                self.done += head.len();
-                if !head.is_empty() {
-                    self.parts.push(head);
-                }
-                self.done += b.len();
-                self.parts.push(b);
-                return;
+        // The records come in the order they were collected in.
+        let next = self.spliced.front();
+        if next.is_some_and(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len()) {
+            let b = self.spliced.pop_front().expect("checked");
+            let head = self.head.split().freeze();
+            self.done += head.len() + b.len();
+            if !head.is_empty() {
+                self.parts.push(head);
             }
+            self.parts.push(b);
+            return;
         }
         self.head.extend_from_slice(src);
     }

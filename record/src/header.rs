@@ -232,6 +232,18 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// `sequence + by` for producer sequence numbers, which wrap from
+/// `i32::MAX` to 0 (Kafka's `DefaultRecordBatch.incrementSequence`): the
+/// last sequence of a batch is `increment_sequence(first, lastOffsetDelta)`,
+/// the one after it `increment_sequence(first, recordCount)`.
+pub fn increment_sequence(sequence: i32, by: i32) -> i32 {
+    if sequence > i32::MAX - by {
+        by - (i32::MAX - sequence) - 1
+    } else {
+        sequence + by
+    }
+}
+
 /// Rewrites a finished batch's producer id, epoch and base sequence and its
 /// CRC (which covers them): a producer giving an unsent batch new sequence
 /// numbers after an epoch bump.

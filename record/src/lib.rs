@@ -48,8 +48,9 @@ pub use build::{
 pub use codec::CodecError;
 pub use decode::{decode_batches, DecodeError, DecodedRecord, TimestampType};
 pub use header::{
-    compute_crc, peek_total_len, set_base_offset, set_leader_epoch, set_producer, BatchHeader,
-    Compression, UnknownCompression, HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2,
+    compute_crc, increment_sequence, peek_total_len, set_base_offset, set_leader_epoch,
+    set_producer, BatchHeader, Compression, UnknownCompression, HEADER_BYTES, LOG_OVERHEAD,
+    MAGIC_V2,
 };
 pub use transform::{first_record_at_or_after, recompress, records_section};
 pub use validate::{check_integrity, validate, BatchError, DECOMPRESSED_BYTES_MAX};

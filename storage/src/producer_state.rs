@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::batch::BatchHeader;
+use crate::batch::{increment_sequence, BatchHeader};
 
 /// Batches remembered per producer (Kafka's `max.in.flight` for idempotence).
 pub const BATCHES_KEPT: usize = 5;
@@ -52,28 +52,15 @@ impl ProducerBatch {
             producer_id: header.producer_id,
             epoch: header.producer_epoch,
             first_seq: header.base_sequence,
-            last_seq: last_sequence(header.base_sequence, header.last_offset_delta),
+            last_seq: increment_sequence(header.base_sequence, header.last_offset_delta),
             offset_delta: header.last_offset_delta,
             max_timestamp: header.max_timestamp,
         })
     }
 }
 
-/// Sequence of a batch's last record: sequences wrap from `i32::MAX` to 0.
-pub fn last_sequence(first_seq: i32, offset_delta: i32) -> i32 {
-    if first_seq > i32::MAX - offset_delta {
-        offset_delta - (i32::MAX - first_seq) - 1
-    } else {
-        first_seq + offset_delta
-    }
-}
-
 fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
-    if last_seq == i32::MAX {
-        next_seq == 0
-    } else {
-        next_seq == last_seq + 1
-    }
+    next_seq == increment_sequence(last_seq, 1)
 }
 
 /// One remembered batch.
@@ -372,7 +359,7 @@ mod tests {
             producer_id: pid,
             epoch,
             first_seq: first,
-            last_seq: last_sequence(first, n - 1),
+            last_seq: increment_sequence(first, n - 1),
             offset_delta: n - 1,
             max_timestamp: 1_000,
         }
@@ -380,9 +367,9 @@ mod tests {
 
     #[test]
     fn sequences_wrap_after_i32_max() {
-        assert_eq!(last_sequence(i32::MAX, 0), i32::MAX);
-        assert_eq!(last_sequence(i32::MAX, 1), 0);
-        assert_eq!(last_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(increment_sequence(i32::MAX, 0), i32::MAX);
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
         assert!(in_sequence(i32::MAX, 0));
         assert!(!in_sequence(i32::MAX, i32::MIN));
     }

@@ -3,8 +3,9 @@
 //! bumps, expirations and restarts from a snapshot plus the log after it.
 
 use proptest::prelude::*;
+use rill_storage::batch::increment_sequence;
 use rill_storage::producer_state::{
-    last_sequence, ProducerBatch, ProducerStates, SequenceError, Verdict, BATCHES_KEPT,
+    ProducerBatch, ProducerStates, SequenceError, Verdict, BATCHES_KEPT,
 };
 
 const EXPIRATION_MS: u64 = 10_000;
@@ -114,7 +115,7 @@ impl Model {
                 last_offset: d.base_offset + d.batch.offset_delta as i64,
             });
         }
-        let expected = last.batch.last_seq.wrapping_add(1).max(0);
+        let expected = increment_sequence(last.batch.last_seq, 1);
         if b.first_seq == expected {
             Ok(Verdict::Append)
         } else {
@@ -133,7 +134,7 @@ fn batch(p: usize, epoch: i16, first: i32, n: i32, now: i64) -> ProducerBatch {
         producer_id: p as i64,
         epoch,
         first_seq: first,
-        last_seq: last_sequence(first, n - 1),
+        last_seq: increment_sequence(first, n - 1),
         offset_delta: n - 1,
         max_timestamp: now,
     }
@@ -157,7 +158,7 @@ proptest! {
                     let c = &mut clients[p];
                     let b = batch(p, c.epoch, c.next_seq, n, now);
                     c.sent.push((b.first_seq, n));
-                    c.next_seq = last_sequence(b.first_seq, n - 1).wrapping_add(1);
+                    c.next_seq = increment_sequence(b.first_seq, n);
                     Some(b)
                 }
                 Op::Retry { p, back } => {

@@ -199,14 +199,13 @@ async fn produce_partition(
                         }
                         next = info.last_offset + 1;
                     }
-                    Err(e @ StorageError::Sequence(_)) => {
-                        // A producer's batch out of turn: its answer, not ours to log loudly.
-                        tracing::debug!(%topic, partition, error = %e, "refused a batch");
-                        part.appended.notify_all();
-                        return failed(storage_error(&e));
-                    }
                     Err(e) => {
-                        tracing::warn!(%topic, partition, error = %e, "append failed");
+                        if let StorageError::Sequence(_) = e {
+                            // A producer's batch out of turn: its answer, not ours to log loudly.
+                            tracing::debug!(%topic, partition, error = %e, "refused a batch");
+                        } else {
+                            tracing::warn!(%topic, partition, error = %e, "append failed");
+                        }
                         part.appended.notify_all();
                         return failed(storage_error(&e));
                     }

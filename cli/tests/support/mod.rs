@@ -270,3 +270,45 @@ impl Drop for InProcess {
         }
     }
 }
+
+/// Every record of `topic` from the beginning up to the end offsets of now.
+pub async fn consume_all(
+    client: &rill_client::Client,
+    topic: &str,
+) -> Vec<rill_client::ConsumerRecord> {
+    use rill_client::{Admin, Consumer, ConsumerConfig, Offset, OffsetSpec, TopicPartition};
+    use std::collections::HashMap;
+    let n = client.ensure_topic(topic).await.unwrap();
+    let parts: Vec<TopicPartition> = (0..n).map(|p| TopicPartition::new(topic, p)).collect();
+    let specs: Vec<_> = parts
+        .iter()
+        .map(|tp| (tp.clone(), OffsetSpec::Latest))
+        .collect();
+    let ends: HashMap<i32, i64> = Admin::new(client.clone())
+        .list_offsets(&specs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(tp, r)| (tp.partition, r.unwrap().0))
+        .collect();
+    let mut consumer = Consumer::new(
+        client.clone(),
+        ConsumerConfig {
+            start: Offset::Beginning,
+            ..ConsumerConfig::default()
+        },
+    );
+    consumer.assign(&parts).await.unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while parts.iter().any(|tp| {
+        consumer
+            .position(tp)
+            .is_none_or(|p| p < ends[&tp.partition])
+    }) {
+        assert!(Instant::now() < deadline, "consuming {topic} timed out");
+        out.extend(consumer.poll(Duration::from_millis(500)).await.unwrap());
+    }
+    out.retain(|r| r.offset < ends[&r.partition]);
+    out
+}

@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use rill_record::BatchHeader;
+use rill_record::{increment_sequence, BatchHeader};
 
 use super::accumulator::{Batch, Payload, ProducerId, Stamp, Tp, WINDOW_BATCHES};
 use super::{Acks, Shared};
@@ -149,15 +149,6 @@ fn record_count(b: &Batch) -> i32 {
     }
 }
 
-/// The sequence after a batch of `count` records from `first` (wrapping at `i32::MAX`).
-fn after(first: i32, count: i32) -> i32 {
-    if first > i32::MAX - count {
-        count - (i32::MAX - first) - 1
-    } else {
-        first + count
-    }
-}
-
 /// Picks the batches to send now: at most one per partition per request,
 /// grouped by leader, within the in-flight limits. Returns the requests, when
 /// to look again, whether the producer is closed and drained, and topics
@@ -232,7 +223,7 @@ fn collect(
             let p = producer.expect("numbering waits for a producer id");
             if b.sequence.is_none() {
                 let first = q.next_sequence;
-                q.next_sequence = after(first, record_count(&b));
+                q.next_sequence = increment_sequence(first, record_count(&b));
                 b.sequence = Some(Stamp {
                     id: p.id,
                     epoch: p.epoch,
@@ -415,7 +406,7 @@ async fn send_request(
                     q.finish(s.base_sequence);
                     match outcome {
                         Ok(_) => {
-                            let next = after(s.base_sequence, record_count(b));
+                            let next = increment_sequence(s.base_sequence, record_count(b));
                             // Answers of one partition may be read out of order.
                             if next > q.stored_next || q.stored_next - next > i32::MAX / 2 {
                                 q.stored_next = next;
