@@ -15,6 +15,8 @@
 //! - [`decode`]: [`decode_batches`] turns fetched bytes into records sharing
 //!   those bytes.
 //! - [`codec`]: gzip, snappy, lz4 and zstd, decompression bounded.
+//! - [`compact`]: records' keys, and a batch with some records left out
+//!   (log compaction), offsets and producer fields kept.
 //! - [`transform`]: a batch's records section, the record at a timestamp,
 //!   recompression into another codec.
 //!
@@ -36,6 +38,7 @@
 
 pub mod build;
 pub mod codec;
+pub mod compact;
 pub mod decode;
 pub mod header;
 pub mod transform;

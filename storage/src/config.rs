@@ -13,6 +13,35 @@ pub enum FlushPolicy {
     Interval(Duration),
 }
 
+/// How a compacted log (`cleanup.policy=compact`) is cleaned; see
+/// [`crate::compaction`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompactionConfig {
+    /// Clean once this share of the cleanable bytes is not yet cleaned
+    /// (`min.cleanable.dirty.ratio`).
+    pub min_cleanable_dirty_ratio: f64,
+    /// A segment whose newest record is younger than this is not cleaned
+    /// (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: u64,
+    /// A record uncleaned for this long is cleaned whatever the dirty ratio,
+    /// and the active segment rolls at this age (`max.compaction.lag.ms`).
+    pub max_compaction_lag_ms: u64,
+    /// A delete marker (null value) stays this long after its segment was
+    /// first cleaned (`delete.retention.ms`).
+    pub delete_retention_ms: u64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX as u64,
+            delete_retention_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
 /// Settings of one partition log.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -43,6 +72,9 @@ pub struct LogConfig {
     /// An idempotent producer silent this long (by its batches' timestamps)
     /// is forgotten (`producer.id.expiration.ms`).
     pub producer_id_expiration_ms: u64,
+    /// Keep the newest record per key (`Some`: `cleanup.policy` has
+    /// `compact`); retention above applies as well when set.
+    pub compaction: Option<CompactionConfig>,
 }
 
 impl Default for LogConfig {
@@ -61,6 +93,7 @@ impl Default for LogConfig {
             preallocate_bytes: 32 << 20,
             checkpoint_interval_ms: 1000,
             producer_id_expiration_ms: 24 * 3600 * 1000,
+            compaction: None,
         }
     }
 }

@@ -64,6 +64,9 @@ pub trait Disk: Clock + Clone + 'static {
     /// Size of the file at `path`.
     fn file_len(&self, path: &Path) -> io::Result<u64>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file within the directory, replacing `to` if it exists.
+    /// Durable only once the directory is synced.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Opens for reading and writing, creating the file if missing.
     async fn open_rw(&self, path: &Path) -> io::Result<Self::File>;
     /// Opens an existing file for reading.
@@ -156,6 +159,9 @@ impl Disk for DmaDisk {
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
     async fn open_rw(&self, path: &Path) -> io::Result<DmaFile> {
         Ok(OpenOptions::new()

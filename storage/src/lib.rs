@@ -13,6 +13,8 @@
 //! - [`checkpoint`], [`scan`], and [`log`]'s recovery: torn tails are cut, synced data is never.
 //! - [`read_cache`]: recent batches served from memory to tailing readers.
 //! - [`retention`]: which closed segments time and size limits delete.
+//! - [`compaction`]: log compaction (`cleanup.policy=compact`): the newest
+//!   record per key stays; the pass itself is [`PartitionLog::clean`].
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -32,6 +34,7 @@ pub mod appender;
 /// The RecordBatch v2 format (the `rill-record` crate).
 pub use rill_record as batch;
 pub mod checkpoint;
+pub mod compaction;
 pub mod config;
 pub mod device;
 pub mod error;
@@ -49,8 +52,8 @@ pub mod signal;
 pub mod sim_disk;
 pub mod time_index;
 
-pub use config::{FlushPolicy, LogConfig};
+pub use config::{CompactionConfig, FlushPolicy, LogConfig};
 pub use error::StorageError;
-pub use log::RetentionOutcome;
 pub use log::{AppendInfo, PartitionLog, TimestampOffset};
+pub use log::{CleanOutcome, RetentionOutcome};
 pub use log_store::{LogStore, MemLog};

@@ -6,6 +6,8 @@
 //! the [`Writer`]; reader-visible state lives in a `RefCell` that is never
 //! borrowed across an `.await`.
 
+mod clean;
+pub use clean::CleanOutcome;
 mod maintenance;
 pub use maintenance::RetentionOutcome;
 mod open;
@@ -21,6 +23,7 @@ use bytes::Bytes;
 use crate::appender::{Appender, AppenderConfig};
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint::{Checkpoint, SLOT_BYTES};
+use crate::compaction::CleanerState;
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::io::{Disk, DmaDisk, IoBuffer, SegmentFile};
@@ -92,6 +95,8 @@ struct Shared<D: Disk> {
     cache: ReadCache,
     /// Idempotent producers' sequences; changed only by the writer.
     producers: ProducerStates,
+    /// Where compaction got to (compacted logs).
+    cleaner: CleanerState,
     syncing: bool,
     failed: Option<String>,
     closed: bool,
@@ -330,11 +335,18 @@ impl<D: Disk> PartitionLog<D> {
 
     fn roll_due(&self, incoming_bytes: u64) -> bool {
         let s = self.inner.shared.borrow();
+        let config = self.inner.config.borrow();
         let active = s.active();
+        // A compacted log also rolls by `max.compaction.lag.ms`: only closed
+        // segments are cleaned.
+        let age_max = match config.compaction {
+            Some(c) => config.segment_ms.min(c.max_compaction_lag_ms),
+            None => config.segment_ms,
+        };
         !active.is_empty()
-            && (active.size_bytes + incoming_bytes > self.inner.config.borrow().segment_bytes
+            && (active.size_bytes + incoming_bytes > config.segment_bytes
                 || self.inner.disk.now_ms() - active.created_ms
-                    >= self.inner.config.borrow().segment_ms as i64)
+                    >= age_max.min(i64::MAX as u64) as i64)
     }
 
     /// Records a fatal I/O failure: the log refuses further writes.
@@ -574,7 +586,22 @@ impl<D: Disk> PartitionLog<D> {
                 .next_back()
                 .map(|(_, seg)| seg)
                 .expect("offset is in the log");
-            let position = seg.index.lookup((offset - seg.base_offset) as u32) as u64;
+            let position = if offset < seg.next_offset {
+                seg.index.lookup((offset - seg.base_offset) as u32) as u64
+            } else {
+                0
+            };
+            // Compaction removed the batches from `offset` to this segment's
+            // end: the next batch is the first of the next segment.
+            let seg = if offset < seg.next_offset {
+                seg
+            } else {
+                s.segments
+                    .range(offset + 1..)
+                    .next()
+                    .map(|(_, seg)| seg)
+                    .expect("the active segment holds the log end")
+            };
             (
                 seg.file.clone(),
                 seg.base_offset,

@@ -17,8 +17,8 @@ pub struct ScannedBatch {
 pub enum ScanError {
     #[error(transparent)]
     Batch(#[from] BatchError),
-    #[error("batch starts at offset {found}, expected {expected}")]
-    OffsetGap { expected: i64, found: i64 },
+    #[error("batch starts at offset {found}, before the {expected} its predecessor ends at")]
+    OffsetGoesBack { expected: i64, found: i64 },
     #[error("batch claims {len} bytes, more than the {max} a batch may hold")]
     ImplausibleLength { len: i64, max: usize },
     #[error("batch is cut short by the end of the segment's data")]
@@ -118,10 +118,10 @@ pub fn scan(
             }
         };
         if let Some(expected) = *expected_offset {
-            if header.base_offset != expected {
+            if header.base_offset < expected {
                 return ScanStop::Invalid {
                     position,
-                    error: ScanError::OffsetGap {
+                    error: ScanError::OffsetGoesBack {
                         expected,
                         found: header.base_offset,
                     },
@@ -225,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn corruption_and_offset_gaps_are_invalid() {
+    fn corruption_and_offsets_going_back_are_invalid() {
         let (mut log, positions) = log_of(3);
         log[positions[1] as usize + 40] ^= 0xff;
         let mut expected = Some(0);
@@ -240,7 +240,7 @@ mod tests {
         assert!(matches!(
             stop,
             ScanStop::Invalid {
-                error: ScanError::OffsetGap {
+                error: ScanError::OffsetGoesBack {
                     expected: 5,
                     found: 0
                 },

@@ -218,6 +218,15 @@ pub async fn read_small_file(disk: &impl Disk, path: &Path) -> Result<Option<Vec
 
 /// Replaces a small file's content (written padded, then cut to length).
 pub async fn write_small_file(disk: &impl Disk, path: &Path, content: &[u8]) -> Result<()> {
+    write_small(disk, path, content, false).await
+}
+
+/// [`write_small_file`], synced before it returns.
+pub async fn write_small_file_synced(disk: &impl Disk, path: &Path, content: &[u8]) -> Result<()> {
+    write_small(disk, path, content, true).await
+}
+
+async fn write_small(disk: &impl Disk, path: &Path, content: &[u8], sync: bool) -> Result<()> {
     let file = disk
         .create_truncate(path)
         .await
@@ -232,6 +241,11 @@ pub async fn write_small_file(disk: &impl Disk, path: &Path, content: &[u8]) -> 
     file.truncate(content.len() as u64)
         .await
         .map_err(|e| StorageError::io("truncating a small file", e))?;
+    if sync {
+        file.fdatasync()
+            .await
+            .map_err(|e| StorageError::io("syncing a small file", e))?;
+    }
     file.close()
         .await
         .map_err(|e| StorageError::io("closing a small file", e))?;

@@ -63,6 +63,24 @@ struct State {
     syncs: u64,
     /// The simulated wall clock (ms); moves only when told to.
     now_ms: i64,
+    /// Changes to files and names so far (writes, truncations, syncs,
+    /// creations, removals, renames).
+    mutations: u64,
+    /// After this many more changes every change fails: the process died.
+    mutations_left: Option<u64>,
+}
+
+impl State {
+    /// Counts one change, or refuses it once the process is "dead".
+    fn check_alive(&mut self) -> io::Result<()> {
+        match &mut self.mutations_left {
+            Some(0) => return Err(io::Error::other("simulated process death")),
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        self.mutations += 1;
+        Ok(())
+    }
 }
 
 /// An in-memory [`Disk`]; cheap to clone (all clones are the same disk).
@@ -88,6 +106,18 @@ impl SimDisk {
     /// Moves the simulated clock forward.
     pub fn advance_ms(&self, ms: i64) {
         self.state.borrow_mut().now_ms += ms;
+    }
+
+    /// Changes made to files and names so far.
+    pub fn mutations(&self) -> u64 {
+        self.state.borrow().mutations
+    }
+
+    /// Lets `n` more changes through, then fails every change after them,
+    /// as if the process were killed there: with [`SimDisk::crash`]
+    /// afterwards, a test stops an operation at any of its steps.
+    pub fn die_after(&self, n: u64) {
+        self.state.borrow_mut().mutations_left = Some(n);
     }
 
     /// `fdatasync` calls so far.
@@ -136,6 +166,8 @@ impl SimDisk {
                 dirs: s.dirs.clone(),
                 syncs: 0,
                 now_ms: s.now_ms,
+                mutations: 0,
+                mutations_left: None,
             })),
         }
     }
@@ -151,6 +183,7 @@ impl SimDisk {
             if !create {
                 return Err(io::Error::from(io::ErrorKind::NotFound));
             }
+            s.check_alive()?;
             s.files.insert(path.to_path_buf(), FileData::default());
         }
         let file = SimFile {
@@ -159,7 +192,7 @@ impl SimDisk {
         };
         drop(s);
         if truncate {
-            file.op(Op::Truncate(0));
+            file.op(Op::Truncate(0))?;
         }
         Ok(file)
     }
@@ -173,12 +206,14 @@ pub struct SimFile {
 }
 
 impl SimFile {
-    fn op(&self, op: Op) {
+    fn op(&self, op: Op) -> io::Result<()> {
         let mut s = self.disk.state.borrow_mut();
+        s.check_alive()?;
         if let Some(f) = s.files.get_mut(&self.path) {
             apply(&mut f.live, &op);
             f.pending.push(op);
         }
+        Ok(())
     }
 
     fn read(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -229,11 +264,12 @@ impl SegmentFile for SimFile {
         self.op(Op::Write {
             position,
             data: buf.0,
-        });
+        })?;
         Ok(n)
     }
     async fn fdatasync(&self) -> io::Result<()> {
         let mut s = self.disk.state.borrow_mut();
+        s.check_alive()?;
         s.syncs += 1;
         if let Some(f) = s.files.get_mut(&self.path) {
             f.durable = f.live.clone();
@@ -242,12 +278,11 @@ impl SegmentFile for SimFile {
         Ok(())
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
-        self.op(Op::Truncate(len));
-        Ok(())
+        self.op(Op::Truncate(len))
     }
     async fn pre_allocate(&self, len: u64, keep_size: bool) -> io::Result<()> {
         if !keep_size {
-            self.op(Op::Extend(len));
+            self.op(Op::Extend(len))?;
         }
         Ok(())
     }
@@ -297,10 +332,22 @@ impl Disk for SimDisk {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        match self.state.borrow_mut().files.remove(path) {
+        let mut s = self.state.borrow_mut();
+        s.check_alive()?;
+        match s.files.remove(path) {
             Some(_) => Ok(()),
             None => Err(io::Error::from(io::ErrorKind::NotFound)),
         }
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.state.borrow_mut();
+        s.check_alive()?;
+        let data = s
+            .files
+            .remove(from)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        s.files.insert(to.to_path_buf(), data);
+        Ok(())
     }
     async fn open_rw(&self, path: &Path) -> io::Result<SimFile> {
         self.open(path, true, false)

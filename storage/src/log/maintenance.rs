@@ -118,8 +118,12 @@ impl<D: Disk> PartitionLog<D> {
             s.durable_offset = offset;
             s.durable_position = (base, cut);
             s.cache.truncate_from(offset);
+            // The cut segment is active again: nothing in it is clean.
+            s.cleaner.cleaned_to = s.cleaner.cleaned_to.min(offset);
+            s.cleaner.cleaned_at.remove(&base);
         }
         w.appender = appender;
+        self.save_cleaner_state().await;
         // The producers' last batches may be among those cut: the state as
         // of the new end, from a snapshot and the log (Kafka does the same).
         let producers = self.rebuild_producers(offset).await?;

@@ -69,6 +69,7 @@ pub(super) async fn open<D: Disk>(
     disk.create_dir_all(dir)
         .await
         .map_err(|e| StorageError::io("creating the log directory", e))?;
+    super::clean::recover_swaps(&disk, dir).await?;
     let checkpoint_path = dir.join(CHECKPOINT_FILE);
     let checkpoint = segment::read_small_file(&disk, &checkpoint_path)
         .await?
@@ -185,6 +186,10 @@ pub(super) async fn open<D: Disk>(
         .pre_allocate(FILE_BYTES as u64, false)
         .await
         .map_err(|e| StorageError::io("allocating the checkpoint", e))?;
+    let mut cleaner = super::clean::load_state(&disk, dir).await;
+    cleaner
+        .cleaned_at
+        .retain(|base, _| *base != active_base && segments.contains_key(base));
     let cache_bytes_max = config.cache_bytes_max;
     let flush = config.flush;
     let log = PartitionLog {
@@ -207,6 +212,7 @@ pub(super) async fn open<D: Disk>(
                 leader_epoch: 0,
                 cache: ReadCache::new(cache_bytes_max),
                 producers: Default::default(),
+                cleaner,
                 syncing: false,
                 failed: None,
                 closed: false,
