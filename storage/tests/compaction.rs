@@ -370,3 +370,138 @@ fn delete_markers_stay_for_delete_retention_then_go_and_small_segments_merge() {
         );
     });
 }
+
+/// The real disk (O_DIRECT, io_uring): appends go on while passes run, and
+/// an idempotent producer's duplicate is still recognised after its batches
+/// were compacted away and its state rebuilt from the log alone.
+#[test]
+fn cleaning_on_the_real_disk_beside_appends_and_producer_state() {
+    run(|| async {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p0");
+        let config = || LogConfig {
+            preallocate_bytes: 16 << 10,
+            ..config(0.0)
+        };
+        let log = PartitionLog::open(&dir, config()).await.unwrap();
+        let done = std::rc::Rc::new(std::cell::Cell::new(false));
+        let writer = {
+            let (log, done) = (log.clone(), done.clone());
+            glommio::spawn_local(async move {
+                for i in 0..400u32 {
+                    let key = format!("k{}", i % 37);
+                    let value = format!("{i}-{}", "v".repeat(200));
+                    log.append(records(
+                        &[(&key, Some(&value))],
+                        i as i64,
+                        Compression::Zstd,
+                    ))
+                    .await
+                    .unwrap();
+                }
+                done.set(true);
+            })
+        };
+        let mut passes = 0;
+        while !done.get() {
+            if log.clean(40 * 16).await.unwrap().is_some() {
+                passes += 1;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        writer.await;
+        while log.clean(1 << 20).await.unwrap().is_some() {}
+        assert!(passes > 0, "no pass ran beside the appends");
+
+        // An idempotent producer writing one key over and over.
+        let mut last = Bytes::new();
+        for seq in 0..20 {
+            let mut b = BatchBuilder::new(4096);
+            let now = rill_storage::batch::now_ms();
+            b.push(
+                now,
+                Some(b"p"),
+                Some(format!("{seq}-{}", "w".repeat(100)).as_bytes()),
+                &[],
+            );
+            b.producer(rill_storage::batch::ProducerFields {
+                id: 9,
+                epoch: 0,
+                base_sequence: seq,
+                transactional: false,
+            });
+            last = b.finish(Compression::None).unwrap();
+            assert!(!log.append(last.clone()).await.unwrap().duplicate);
+        }
+        // A later write supersedes all of them: the producer's last batches
+        // stay as empty batches (not only as the last batch of a segment).
+        log.append(records(&[("q", Some("x"))], 0, Compression::None))
+            .await
+            .unwrap();
+        log.append(records(
+            &[("p", Some("later")), ("z", Some(&"z".repeat(9000)))],
+            0,
+            Compression::None,
+        ))
+        .await
+        .unwrap();
+        log.append(records(
+            &[("z", Some(&"z".repeat(9000)))],
+            0,
+            Compression::None,
+        ))
+        .await
+        .unwrap();
+        while log.clean(1 << 20).await.unwrap().is_some() {}
+
+        let check = |held: Vec<(i64, Record)>| {
+            let mut newest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for (_, (k, v)) in &held {
+                newest.insert(k.clone(), v.clone().unwrap());
+            }
+            for k in 0..37u32 {
+                let i = (0..400u32).filter(|i| i % 37 == k).max().unwrap();
+                assert!(newest[format!("k{k}").as_bytes()].starts_with(format!("{i}-").as_bytes()));
+            }
+            assert_eq!(newest[&b"p"[..]], b"later");
+            assert!(held.len() < 150, "{} records left of 421", held.len());
+        };
+        check(contents_of(&log).await);
+        let end = log.log_end_offset();
+        log.close().await.unwrap();
+        // Forget the producer snapshots: the state comes from the log only.
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "producers") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let log = PartitionLog::open(&dir, config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), end);
+        check(contents_of(&log).await);
+        let again = log.append(last).await.unwrap();
+        assert!(
+            again.duplicate,
+            "the retry of the producer's last batch is recognised"
+        );
+        log.close().await.unwrap();
+    });
+}
+
+async fn contents_of(log: &PartitionLog) -> Vec<(i64, Record)> {
+    let mut out = Vec::new();
+    let mut at = log.log_start_offset();
+    while at < log.log_end_offset() {
+        let data = log.read(at, 1 << 16).await.expect("readable");
+        let mut records = Vec::new();
+        let next = decode_batches(&data, at, &mut records).expect("decodes");
+        for r in records {
+            out.push((
+                r.offset,
+                (r.key.unwrap().to_vec(), r.value.map(|v| v.to_vec())),
+            ));
+        }
+        at = next.expect("a batch");
+    }
+    out
+}
