@@ -132,6 +132,7 @@ impl Broker {
                         .detach();
                     }
                     spawn_retention(shard.clone());
+                    spawn_cleaner(shard.clone());
                     let _ = ready_tx.send(id);
                     drop(ready_tx);
                     // Returns once this shard's connections are done.
@@ -269,26 +270,65 @@ fn load_fitted(data_dir: &Path, shards: usize) -> Result<ClusterMeta> {
 
 fn spawn_retention(shard: Rc<Shard>) {
     let every = Duration::from_millis(shard.config.retention_check_interval_ms.max(100));
-    glommio::spawn_local(async move {
-        loop {
-            let stopped = futures_lite::future::or(
-                async {
-                    glommio::timer::sleep(every).await;
-                    false
-                },
-                async {
-                    shard.stopped().await;
-                    true
-                },
-            )
-            .await;
-            if stopped {
-                break;
+    let queue = glommio::executor().current_task_queue();
+    spawn_periodic(shard, every, queue, |shard| async move {
+        shard.run_retention().await
+    });
+}
+
+/// The compaction cleaner, in a task queue of its own with few shares:
+/// when produce and fetch keep the shard busy, it gets about a twentieth
+/// of the CPU (and yields between batches), and all of it when they do not.
+fn spawn_cleaner(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.config.log_cleaner_backoff_ms.max(10));
+    let queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(50),
+        glommio::Latency::NotImportant,
+        "cleaner",
+    );
+    spawn_periodic(shard, every, queue, |shard| async move {
+        shard.run_cleaner().await
+    });
+}
+
+/// Runs `job` every `every` in `queue` until the shard stops.
+fn spawn_periodic<F, Fut>(
+    shard: Rc<Shard>,
+    every: Duration,
+    queue: glommio::TaskQueueHandle,
+    job: F,
+) where
+    F: Fn(Rc<Shard>) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let task = glommio::spawn_local_into(
+        async move {
+            loop {
+                let stopped = futures_lite::future::or(
+                    async {
+                        glommio::timer::sleep(every).await;
+                        false
+                    },
+                    async {
+                        shard.stopped().await;
+                        true
+                    },
+                )
+                .await;
+                if stopped {
+                    break;
+                }
+                job(shard.clone()).await;
             }
-            shard.run_retention().await;
+        },
+        queue,
+    );
+    match task {
+        Ok(t) => {
+            t.detach();
         }
-    })
-    .detach();
+        Err(e) => tracing::error!(error = %e, "could not start a periodic task"),
+    }
 }
 
 /// A broker of one shard inside the current glommio executor, without a

@@ -19,9 +19,11 @@ use super::Context;
 use crate::error_code::storage_error;
 use crate::shard::Shard;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Outcome {
     error: Option<ResponseError>,
+    /// Said to the client beside the error (ProduceResponse v8+).
+    message: Option<String>,
     base_offset: i64,
     log_start_offset: i64,
 }
@@ -29,6 +31,7 @@ struct Outcome {
 fn failed(error: ResponseError) -> Outcome {
     Outcome {
         error: Some(error),
+        message: None,
         base_offset: -1,
         log_start_offset: -1,
     }
@@ -109,6 +112,9 @@ pub async fn handle(
                     let mut pr = PartitionProduceResponse::default();
                     pr.index = p.index;
                     pr.error_code = crate::error_code::code(o.error);
+                    if version >= 8 {
+                        pr.error_message = o.message.map(Into::into);
+                    }
                     pr.base_offset = o.base_offset;
                     if version >= 5 {
                         pr.log_start_offset = o.log_start_offset;
@@ -181,8 +187,22 @@ async fn produce_partition(
             let recompress_to = part.recompress_to.get();
             let mut checked = Vec::with_capacity(batches.len());
             for b in batches {
-                match accept_batch(b, config.batch_bytes_max, recompress_to) {
-                    Ok(checked_batch) => checked.push(checked_batch),
+                let accepted = accept_batch(b, config.batch_bytes_max, recompress_to).and_then(|c| {
+                    let keyed = config.compaction.is_none() || batch::compact::all_records_keyed(&c.0)?;
+                    Ok((c, keyed))
+                });
+                match accepted {
+                    Ok((checked_batch, true)) => checked.push(checked_batch),
+                    Ok((_, false)) => {
+                        // Kafka's rule: compaction keeps the newest record per
+                        // key, so a record without one has no place in the log.
+                        return Outcome {
+                            message: Some(format!(
+                                "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+                            )),
+                            ..failed(ResponseError::InvalidRecord)
+                        };
+                    }
                     Err(e) => {
                         tracing::debug!(%topic, partition, error = %e, "rejected a batch");
                         return failed(storage_error(&e.into()));
@@ -221,6 +241,7 @@ async fn produce_partition(
             }
             Outcome {
                 error: None,
+                message: None,
                 base_offset,
                 log_start_offset: part.log.log_start_offset(),
             }

@@ -109,6 +109,10 @@ settings! {
     default_flush_ms: i64 = "1000";
     /// How often retention runs over each shard's partitions (and idle producer ids expire).
     retention_check_interval_ms: u64 = "300000";
+    /// How often each shard's cleaner looks for compacted partitions to clean, as Kafka's log.cleaner.backoff.ms.
+    log_cleaner_backoff_ms: u64 = "15000";
+    /// Memory for each shard's cleaner key map, as Kafka's log.cleaner.dedupe.buffer.size (there shared by all cleaner threads); a log with more keys is cleaned in several passes.
+    log_cleaner_dedupe_buffer_bytes: usize = "33554432";
     /// An idempotent producer silent this long is forgotten by the partitions it wrote to, as Kafka's producer.id.expiration.ms.
     producer_id_expiration_ms: u64 = "86400000";
     /// io-properties file from `rill tune probe`, sizing segment writes [default: DATA_DIR/io-properties.toml if present, else built-in sizes].
@@ -139,6 +143,8 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     pub topic_defaults: TopicDefaults,
     pub retention_check_interval_ms: u64,
+    pub log_cleaner_backoff_ms: u64,
+    pub log_cleaner_dedupe_buffer_bytes: usize,
     /// From the io-properties file; `None` keeps the storage engine's defaults.
     pub write_sizing: Option<WriteSizing>,
 }
@@ -231,6 +237,8 @@ impl BrokerConfig {
             auto_create_topics: s.auto_create_topics,
             topic_defaults: d,
             retention_check_interval_ms: s.retention_check_interval_ms,
+            log_cleaner_backoff_ms: s.log_cleaner_backoff_ms,
+            log_cleaner_dedupe_buffer_bytes: s.log_cleaner_dedupe_buffer_bytes,
             write_sizing,
         })
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rill_storage::{FlushPolicy, LogConfig};
+use rill_storage::{CompactionConfig, FlushPolicy, LogConfig};
 
 /// Topic config defaults, as Kafka's broker-level `log.*` settings.
 #[derive(Debug, Clone)]
@@ -31,10 +31,17 @@ pub struct WriteSizing {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Long { min: i64 },
-    Int { min: i64, max: i64 },
+    Long {
+        min: i64,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
     Choice(&'static [&'static str]),
+    /// A comma-separated, non-empty set of these.
+    List(&'static [&'static str]),
     Ratio,
 }
 
@@ -64,9 +71,12 @@ const fn k(
 }
 
 pub const KNOWN: &[Known] = &[
-    k("cleanup.policy", Kind::Choice(&["delete"]), true, |_| {
-        "delete".into()
-    }),
+    k(
+        "cleanup.policy",
+        Kind::List(&["delete", "compact"]),
+        true,
+        |_| "delete".into(),
+    ),
     k("retention.ms", Kind::Long { min: -1 }, true, |d| {
         d.retention_ms.to_string()
     }),
@@ -130,7 +140,7 @@ pub const KNOWN: &[Known] = &[
     k("unclean.leader.election.enable", Kind::Bool, false, |_| {
         "false".into()
     }),
-    k("delete.retention.ms", Kind::Long { min: 0 }, false, |_| {
+    k("delete.retention.ms", Kind::Long { min: 0 }, true, |_| {
         "86400000".into()
     }),
     k("file.delete.delay.ms", Kind::Long { min: 0 }, false, |_| {
@@ -139,19 +149,13 @@ pub const KNOWN: &[Known] = &[
     k("flush.messages", Kind::Long { min: 1 }, false, |_| {
         i64::MAX.to_string()
     }),
-    k(
-        "min.compaction.lag.ms",
-        Kind::Long { min: 0 },
-        false,
-        |_| "0".into(),
-    ),
-    k(
-        "max.compaction.lag.ms",
-        Kind::Long { min: 1 },
-        false,
-        |_| i64::MAX.to_string(),
-    ),
-    k("min.cleanable.dirty.ratio", Kind::Ratio, false, |_| {
+    k("min.compaction.lag.ms", Kind::Long { min: 0 }, true, |_| {
+        "0".into()
+    }),
+    k("max.compaction.lag.ms", Kind::Long { min: 1 }, true, |_| {
+        i64::MAX.to_string()
+    }),
+    k("min.cleanable.dirty.ratio", Kind::Ratio, true, |_| {
         "0.5".into()
     }),
     k("segment.jitter.ms", Kind::Long { min: 0 }, false, |_| {
@@ -169,6 +173,7 @@ pub fn config_type(c: &Known) -> i8 {
     match c.kind {
         Kind::Bool => 1,
         Kind::Choice(_) => 2,
+        Kind::List(_) => 7,
         Kind::Int { .. } => 3,
         Kind::Long { .. } => 5,
         Kind::Ratio => 6,
@@ -199,10 +204,16 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         Kind::Choice(options) => {
             if options.contains(&value.trim()) {
                 Ok(())
-            } else if name == "cleanup.policy" && value.contains("compact") {
-                bad("log compaction is not implemented yet".into())
             } else {
                 bad(format!("supported: {}", options.join(", ")))
+            }
+        }
+        Kind::List(options) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            if items.iter().all(|i| options.contains(i)) && !value.trim().is_empty() {
+                Ok(())
+            } else {
+                bad(format!("a comma-separated list of {}", options.join(", ")))
             }
         }
         Kind::Ratio => match value.trim().parse::<f64>() {
@@ -266,6 +277,23 @@ pub fn compression(
     }
 }
 
+/// What `cleanup.policy` asks for: (delete by retention, compact).
+pub fn cleanup_policy(overrides: &BTreeMap<String, String>) -> (bool, bool) {
+    let policy = overrides
+        .get("cleanup.policy")
+        .map(String::as_str)
+        .unwrap_or("delete");
+    let has = |p: &str| policy.split(',').any(|i| i.trim() == p);
+    (has("delete"), has("compact"))
+}
+
+fn get_ratio(overrides: &BTreeMap<String, String>, d: &TopicDefaults, name: &str) -> f64 {
+    overrides
+        .get(name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| default_value(name, d).parse().expect("numeric default"))
+}
+
 /// The storage settings of a partition of a topic with these overrides.
 pub fn log_config(
     overrides: &BTreeMap<String, String>,
@@ -283,11 +311,19 @@ pub fn log_config(
     let flush_ms = get(overrides, d, "flush.ms");
     let max_message = get(overrides, d, "max.message.bytes").max(0) as usize;
     let segment_bytes = get(overrides, d, "segment.bytes") as u64;
+    let (delete, compact) = cleanup_policy(overrides);
+    let compaction = compact.then(|| CompactionConfig {
+        min_cleanable_dirty_ratio: get_ratio(overrides, d, "min.cleanable.dirty.ratio"),
+        min_compaction_lag_ms: get(overrides, d, "min.compaction.lag.ms").max(0) as u64,
+        max_compaction_lag_ms: get(overrides, d, "max.compaction.lag.ms").max(1) as u64,
+        delete_retention_ms: get(overrides, d, "delete.retention.ms").max(0) as u64,
+    });
     LogConfig {
         segment_bytes,
         segment_ms: get(overrides, d, "segment.ms") as u64,
-        retention_ms: (retention_ms >= 0).then_some(retention_ms as u64),
-        retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
+        retention_ms: (delete && retention_ms >= 0).then_some(retention_ms as u64),
+        retention_bytes: (delete && retention_bytes >= 0).then_some(retention_bytes as u64),
+        compaction,
         flush: if flush_ms == 0 {
             FlushPolicy::Always
         } else {
@@ -332,9 +368,17 @@ mod tests {
         assert!(validate("segment.bytes", "abc")
             .unwrap_err()
             .contains("not an integer"));
-        assert!(validate("cleanup.policy", "compact")
-            .unwrap_err()
-            .contains("not implemented"));
+        for ok in ["compact", "delete", "compact,delete", "delete, compact"] {
+            assert!(validate("cleanup.policy", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "compact,", "shred", "compact,shred"] {
+            assert!(
+                validate("cleanup.policy", bad)
+                    .unwrap_err()
+                    .contains("list"),
+                "{bad}"
+            );
+        }
         assert!(validate("no.such.config", "1")
             .unwrap_err()
             .contains("unknown"));
@@ -353,6 +397,27 @@ mod tests {
         let c = log_config(&o, &defaults(), 100, None);
         assert_eq!(c.flush, FlushPolicy::Interval(Duration::from_millis(250)));
         assert_eq!(c.retention_bytes, Some(5000));
+        assert_eq!(c.compaction, None);
+        o.insert("cleanup.policy".to_string(), "compact".to_string());
+        o.insert("delete.retention.ms".to_string(), "100".to_string());
+        let c = log_config(&o, &defaults(), 100, None);
+        assert_eq!(
+            (c.retention_ms, c.retention_bytes),
+            (None, None),
+            "compact only: no retention"
+        );
+        let compaction = c.compaction.unwrap();
+        assert_eq!(
+            (
+                compaction.delete_retention_ms,
+                compaction.min_cleanable_dirty_ratio
+            ),
+            (100, 0.5)
+        );
+        o.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+        let c = log_config(&o, &defaults(), 100, None);
+        assert_eq!(c.retention_bytes, Some(5000));
+        assert!(c.compaction.is_some());
         for known in KNOWN {
             assert!(
                 validate(known.name, &default_value(known.name, &defaults())).is_ok(),

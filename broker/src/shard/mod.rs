@@ -218,6 +218,38 @@ impl Shard {
         }
     }
 
+    /// One round of the compaction cleaner over this shard's compacted
+    /// partitions: passes on each until none is due, at most a few, so one
+    /// busy log does not hold the others back for long.
+    pub async fn run_cleaner(self: &Rc<Self>) {
+        const PASSES_PER_ROUND: usize = 4;
+        let map_bytes = self.config.log_cleaner_dedupe_buffer_bytes;
+        let parts = self.partitions.borrow().snapshot();
+        for ((topic, partition), part) in parts {
+            if part.log.config().compaction.is_none() {
+                continue;
+            }
+            for _ in 0..PASSES_PER_ROUND {
+                if self.stopping.get() {
+                    return;
+                }
+                match part.log.clean(map_bytes).await {
+                    Ok(Some(o)) => tracing::info!(
+                        %topic, partition, segments_read = o.segments_read, segments_written = o.segments_written,
+                        bytes_read = o.bytes_read, bytes_written = o.bytes_written,
+                        records_removed = o.records_removed, cleaned_to = o.cleaned_to,
+                        "compacted"
+                    ),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(%topic, partition, error = %e, "compaction failed; retrying later");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     /// Clean shutdown of every partition: synced, indexes written, clean marker.
     pub async fn close_all(self: &Rc<Self>) {
         let parts = self.partitions.borrow_mut().drain();
