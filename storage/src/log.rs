@@ -655,16 +655,16 @@ impl<D: Disk> PartitionLog<D> {
                 if header.next_offset() <= offset {
                     continue;
                 }
-                if header.max_timestamp >= timestamp {
-                    let found = batch::first_record_at_or_after(whole, timestamp)
-                        .map(|(o, ts)| TimestampOffset {
-                            offset: o,
-                            timestamp: ts,
-                        })
-                        .unwrap_or(TimestampOffset {
-                            offset: header.base_offset,
-                            timestamp: header.max_timestamp,
-                        });
+                // A compacted batch keeps its max timestamp even when the
+                // record that had it is gone: no record here qualifies then.
+                let found = (header.max_timestamp >= timestamp)
+                    .then(|| batch::first_record_at_or_after(whole, timestamp))
+                    .flatten()
+                    .map(|(o, ts)| TimestampOffset {
+                        offset: o,
+                        timestamp: ts,
+                    });
+                if let Some(found) = found {
                     let start = self.log_start_offset();
                     return Ok(Some(TimestampOffset {
                         offset: found.offset.max(start),

@@ -23,9 +23,14 @@ const DIR: &str = "/sim/compacted-0";
 const DELETE_RETENTION_MS: u64 = 5_000;
 
 fn config(dirty_ratio: f64) -> LogConfig {
+    with_retention(dirty_ratio, None)
+}
+
+/// `cleanup.policy=compact,delete` when `retention_ms` is set.
+fn with_retention(dirty_ratio: f64, retention_ms: Option<u64>) -> LogConfig {
     LogConfig {
         segment_bytes: 8 << 10,
-        retention_ms: None,
+        retention_ms,
         compaction: Some(CompactionConfig {
             min_cleanable_dirty_ratio: dirty_ratio,
             delete_retention_ms: DELETE_RETENTION_MS,
@@ -58,14 +63,21 @@ async fn contents(log: &PartitionLog<SimDisk>) -> Vec<(i64, Record)> {
 }
 
 struct Model {
-    /// Every acknowledged record by offset.
+    /// Every acknowledged record by offset (those below the log start
+    /// removed when DeleteRecords or retention moved it).
     written: BTreeMap<i64, Record>,
+    /// Each record's timestamp.
+    timestamps: BTreeMap<i64, i64>,
     /// The clean point the log reached (a crash may lose the cleaner's
     /// record of it, never what it removed).
     cleaned_to: i64,
 }
 
 impl Model {
+    fn forget_before(&mut self, start: i64) {
+        self.written = self.written.split_off(&start);
+    }
+
     fn newest(&self) -> BTreeMap<&[u8], (i64, &Option<Vec<u8>>)> {
         let mut out = BTreeMap::new();
         for (o, (k, v)) in &self.written {
@@ -151,6 +163,8 @@ fn keyed_batch(rng: &mut StdRng, keys: u32, now: i64) -> (Bytes, Vec<Record>) {
 async fn one_seed(seed: u64) -> (u64, usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let ratio = [0.0, 0.3, 0.5][rng.gen_range(0..3)];
+    let retention = rng.gen_bool(0.3).then_some(60_000);
+    let config = move |_: f64| with_retention(ratio, retention);
     let keys = rng.gen_range(3..40);
     let mut disk = SimDisk::new();
     disk.advance_ms(1_000_000);
@@ -159,6 +173,7 @@ async fn one_seed(seed: u64) -> (u64, usize) {
         .unwrap();
     let mut model = Model {
         written: BTreeMap::new(),
+        timestamps: BTreeMap::new(),
         cleaned_to: 0,
     };
     let mut removed = 0;
@@ -176,13 +191,27 @@ async fn one_seed(seed: u64) -> (u64, usize) {
         }
         match op {
             0..60 => {
-                let (batch, records) = keyed_batch(&mut rng, keys, disk.now_ms_for_test());
+                let now = disk.now_ms_for_test();
+                let (batch, records) = keyed_batch(&mut rng, keys, now);
                 let info = log.append(batch).await.unwrap();
                 for (i, r) in records.into_iter().enumerate() {
                     model.written.insert(info.base_offset + i as i64, r);
+                    model.timestamps.insert(info.base_offset + i as i64, now);
                 }
             }
-            60..70 => disk.advance_ms(rng.gen_range(0..3_000)),
+            60..67 => disk.advance_ms(rng.gen_range(0..3_000)),
+            67..68 => {
+                let (start, end) = (log.log_start_offset(), log.log_end_offset());
+                let to = rng.gen_range(start..=end.min(start + 30));
+                log.delete_records_before(to).await.unwrap();
+                model.forget_before(log.log_start_offset());
+                check(&log, &mut model, &format!("{what} DeleteRecords({to})")).await;
+            }
+            68..70 => {
+                log.enforce_retention(disk.now_ms_for_test()).await.unwrap();
+                model.forget_before(log.log_start_offset());
+                check(&log, &mut model, &format!("{what} retention")).await;
+            }
             70..85 => {
                 let map_bytes = [40 * 8, 40 * 64, 1 << 20][rng.gen_range(0..3)];
                 if let Some(o) = log.clean(map_bytes).await.unwrap() {

@@ -183,7 +183,9 @@ impl<D: Disk> PartitionLog<D> {
             .any(|m| compaction::tombstones_due(m.cleaned_at, now, &config));
         let dirty = match c.first_dirty {
             Some(first) => {
-                let from = cleaned_to.max(views[first].base_offset);
+                let from = cleaned_to
+                    .max(views[first].base_offset)
+                    .max(self.log_start_offset());
                 let due = c.dirty_ratio >= config.min_cleanable_dirty_ratio
                     || compaction::due(&c, self.first_timestamp_at(from).await?, now, &config);
                 due.then_some(from)
