@@ -102,6 +102,37 @@ impl OffsetMap {
     }
 }
 
+/// What a cleaning pass may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanerLimits {
+    /// Memory of the key map (Kafka's `log.cleaner.dedupe.buffer.size`).
+    pub map_bytes: usize,
+    /// Bytes read plus written per second at most
+    /// (`log.cleaner.io.max.bytes.per.second`); `None`: as fast as it goes.
+    pub io_bytes_per_second: Option<u64>,
+}
+
+impl CleanerLimits {
+    pub fn map_only(map_bytes: usize) -> CleanerLimits {
+        CleanerLimits {
+            map_bytes,
+            io_bytes_per_second: None,
+        }
+    }
+}
+
+/// Paces a pass to a byte rate: after `bytes` in total, `elapsed` since
+/// the pass began, how long to wait before going on.
+pub fn io_pause(
+    bytes: u64,
+    elapsed: std::time::Duration,
+    rate: Option<u64>,
+) -> Option<std::time::Duration> {
+    let rate = rate.filter(|r| *r > 0)?;
+    let due = std::time::Duration::from_secs_f64(bytes as f64 / rate as f64);
+    due.checked_sub(elapsed).filter(|d| !d.is_zero())
+}
+
 /// What the cleaner needs to know of one closed segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentView {
@@ -367,6 +398,17 @@ mod tests {
         assert!(tombstones_expired(Some(900), 1000, &config));
         assert!(tombstones_due(Some(900), 1000, &config));
         assert!(!tombstones_due(Some(TOMBSTONE_FREE), 1000, &config));
+    }
+
+    #[test]
+    fn the_pace_holds_the_rate() {
+        use std::time::Duration;
+        assert_eq!(io_pause(1000, Duration::ZERO, None), None);
+        assert_eq!(io_pause(1000, Duration::from_secs(2), Some(1000)), None);
+        assert_eq!(
+            io_pause(3000, Duration::from_secs(1), Some(1000)),
+            Some(Duration::from_secs(2))
+        );
     }
 
     #[test]

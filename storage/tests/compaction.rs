@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rill_storage::batch::{decode_batches, BatchBuilder, BatchHeader, Compression};
+use rill_storage::compaction::CleanerLimits;
 use rill_storage::sim_disk::{CrashPlan, SimDisk};
 use rill_storage::{CompactionConfig, LogConfig, PartitionLog};
 use support::{run, small_config};
@@ -214,7 +215,7 @@ async fn one_seed(seed: u64) -> (u64, usize) {
             }
             70..85 => {
                 let map_bytes = [40 * 8, 40 * 64, 1 << 20][rng.gen_range(0..3)];
-                if let Some(o) = log.clean(map_bytes).await.unwrap() {
+                if let Some(o) = log.clean(CleanerLimits::map_only(map_bytes)).await.unwrap() {
                     removed += o.records_removed;
                 }
                 check(&log, &mut model, &what).await;
@@ -229,7 +230,7 @@ async fn one_seed(seed: u64) -> (u64, usize) {
             90..97 => {
                 // Killed at a random step of a pass, then restarted.
                 disk.die_after(rng.gen_range(0..40));
-                let killed = log.clean(1 << 20).await.is_err();
+                let killed = log.clean(CleanerLimits::map_only(1 << 20)).await.is_err();
                 model.cleaned_to = model.cleaned_to.max(log.cleaned_to());
                 if killed {
                     kills += 1;
@@ -338,7 +339,11 @@ fn delete_markers_stay_for_delete_retention_then_go_and_small_segments_merge() {
         }
         let segments = log.segment_count();
         assert!(segments > 4, "{segments} segments");
-        let first = log.clean(1 << 20).await.unwrap().expect("a pass was due");
+        let first = log
+            .clean(CleanerLimits::map_only(1 << 20))
+            .await
+            .unwrap()
+            .expect("a pass was due");
         assert!(first.records_removed >= 30, "{first:?}");
         // Groups are sized by the segments' bytes before cleaning (as Kafka
         // does): segments shrunk by this pass merge in the next one.
@@ -358,7 +363,7 @@ fn delete_markers_stay_for_delete_retention_then_go_and_small_segments_merge() {
         // Before delete.retention.ms has passed since the first cleaning, it stays.
         disk.advance_ms(DELETE_RETENTION_MS as i64 - 1);
         assert_eq!(
-            log.clean(1 << 20).await.unwrap(),
+            log.clean(CleanerLimits::map_only(1 << 20)).await.unwrap(),
             None,
             "nothing dirty, no marker due"
         );
@@ -366,7 +371,7 @@ fn delete_markers_stay_for_delete_retention_then_go_and_small_segments_merge() {
         // Then it goes, in a pass with nothing dirty.
         disk.advance_ms(1);
         let pass = log
-            .clean(1 << 20)
+            .clean(CleanerLimits::map_only(1 << 20))
             .await
             .unwrap()
             .expect("expired markers make a pass due");
@@ -380,7 +385,7 @@ fn delete_markers_stay_for_delete_retention_then_go_and_small_segments_merge() {
         assert!(held.iter().all(|(k, _)| k != "a"), "{held:?}");
         assert_eq!(held[0], ("b".to_string(), false));
         assert_eq!(
-            log.clean(1 << 20).await.unwrap(),
+            log.clean(CleanerLimits::map_only(1 << 20)).await.unwrap(),
             None,
             "a segment without markers is not visited again"
         );
@@ -393,7 +398,7 @@ fn delete_markers_stay_for_delete_retention_then_go_and_small_segments_merge() {
         assert_eq!(log.log_end_offset(), end);
         assert_eq!(keys(&contents(&log).await), held);
         assert_eq!(
-            log.clean(1 << 20).await.unwrap(),
+            log.clean(CleanerLimits::map_only(1 << 20)).await.unwrap(),
             None,
             "the cleaner state survived the reopen"
         );
@@ -433,13 +438,23 @@ fn cleaning_on_the_real_disk_beside_appends_and_producer_state() {
         };
         let mut passes = 0;
         while !done.get() {
-            if log.clean(40 * 16).await.unwrap().is_some() {
+            if log
+                .clean(CleanerLimits::map_only(40 * 16))
+                .await
+                .unwrap()
+                .is_some()
+            {
                 passes += 1;
             }
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
         writer.await;
-        while log.clean(1 << 20).await.unwrap().is_some() {}
+        while log
+            .clean(CleanerLimits::map_only(1 << 20))
+            .await
+            .unwrap()
+            .is_some()
+        {}
         assert!(passes > 0, "no pass ran beside the appends");
 
         // An idempotent producer writing one key over and over.
@@ -481,7 +496,12 @@ fn cleaning_on_the_real_disk_beside_appends_and_producer_state() {
         ))
         .await
         .unwrap();
-        while log.clean(1 << 20).await.unwrap().is_some() {}
+        while log
+            .clean(CleanerLimits::map_only(1 << 20))
+            .await
+            .unwrap()
+            .is_some()
+        {}
 
         let check = |held: Vec<(i64, Record)>| {
             let mut newest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();

@@ -113,6 +113,8 @@ settings! {
     log_cleaner_backoff_ms: u64 = "15000";
     /// Memory for each shard's cleaner key map, as Kafka's log.cleaner.dedupe.buffer.size (there shared by all cleaner threads); a log with more keys is cleaned in several passes.
     log_cleaner_dedupe_buffer_bytes: usize = "33554432";
+    /// Bytes each shard's cleaner reads and writes per second at most, as Kafka's log.cleaner.io.max.bytes.per.second [default: unlimited].
+    log_cleaner_io_max_bytes_per_second: u64;
     /// An idempotent producer silent this long is forgotten by the partitions it wrote to, as Kafka's producer.id.expiration.ms.
     producer_id_expiration_ms: u64 = "86400000";
     /// io-properties file from `rill tune probe`, sizing segment writes [default: DATA_DIR/io-properties.toml if present, else built-in sizes].
@@ -145,6 +147,7 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     pub log_cleaner_backoff_ms: u64,
     pub log_cleaner_dedupe_buffer_bytes: usize,
+    pub log_cleaner_io_max_bytes_per_second: Option<u64>,
     /// From the io-properties file; `None` keeps the storage engine's defaults.
     pub write_sizing: Option<WriteSizing>,
 }
@@ -239,6 +242,7 @@ impl BrokerConfig {
             retention_check_interval_ms: s.retention_check_interval_ms,
             log_cleaner_backoff_ms: s.log_cleaner_backoff_ms,
             log_cleaner_dedupe_buffer_bytes: s.log_cleaner_dedupe_buffer_bytes,
+            log_cleaner_io_max_bytes_per_second: s.log_cleaner_io_max_bytes_per_second,
             write_sizing,
         })
     }

@@ -223,7 +223,10 @@ impl Shard {
     /// busy log does not hold the others back for long.
     pub async fn run_cleaner(self: &Rc<Self>) {
         const PASSES_PER_ROUND: usize = 4;
-        let map_bytes = self.config.log_cleaner_dedupe_buffer_bytes;
+        let limits = rill_storage::compaction::CleanerLimits {
+            map_bytes: self.config.log_cleaner_dedupe_buffer_bytes,
+            io_bytes_per_second: self.config.log_cleaner_io_max_bytes_per_second,
+        };
         let parts = self.partitions.borrow().snapshot();
         for ((topic, partition), part) in parts {
             if part.log.config().compaction.is_none() {
@@ -233,7 +236,7 @@ impl Shard {
                 if self.stopping.get() {
                     return;
                 }
-                match part.log.clean(map_bytes).await {
+                match part.log.clean(limits).await {
                     Ok(Some(o)) => tracing::info!(
                         %topic, partition, segments_read = o.segments_read, segments_written = o.segments_written,
                         bytes_read = o.bytes_read, bytes_written = o.bytes_written,

@@ -23,7 +23,7 @@ use super::{appender_config, sync_dir, PartitionLog};
 use crate::appender::Appender;
 use crate::batch::compact::{self as records, Filtered};
 use crate::batch::BatchHeader;
-use crate::compaction::{self, CleanerState, OffsetMap, SegmentView};
+use crate::compaction::{self, CleanerLimits, CleanerState, OffsetMap, SegmentView};
 use crate::config::CompactionConfig;
 use crate::error::{Result, StorageError};
 use crate::io::{Disk, SegmentFile};
@@ -142,12 +142,17 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// Runs one cleaning pass if the log is compacted and a pass is due,
-    /// with an offset map of at most `map_bytes`; `None` when nothing was
+    /// within `limits` (key map memory, I/O rate); `None` when nothing was
     /// due. Appends and reads go on meanwhile (only the swap of each
     /// rewritten group holds the writer, briefly); a retention or truncation
     /// that changes the segments being cleaned ends the pass early, keeping
     /// what it already swapped.
-    pub async fn clean(&self, map_bytes: usize) -> Result<Option<CleanOutcome>> {
+    pub async fn clean(&self, limits: CleanerLimits) -> Result<Option<CleanOutcome>> {
+        let mut pace = Pace {
+            started: std::time::Instant::now(),
+            bytes: 0,
+            rate: limits.io_bytes_per_second,
+        };
         let inner = &*self.inner;
         let Some(config) = inner.config.borrow().compaction else {
             return Ok(None);
@@ -194,7 +199,7 @@ impl<D: Disk> PartitionLog<D> {
         };
         let (map, mapped_to) = match dirty {
             Some(from) => {
-                self.map_keys(from, members[c.end - 1].end, map_bytes)
+                self.map_keys(from, members[c.end - 1].end, limits.map_bytes, &mut pace)
                     .await?
             }
             // Only delete markers to remove: nothing to map.
@@ -210,6 +215,12 @@ impl<D: Disk> PartitionLog<D> {
             cleaned_to,
             ..Default::default()
         };
+        let pass = Pass {
+            map: &map,
+            mapped_to,
+            now,
+            config: &config,
+        };
         for group in compaction::groups(&views[..touched], segment_bytes) {
             let group = &members[group];
             // With nothing mapped, only segments with expired markers change.
@@ -220,7 +231,7 @@ impl<D: Disk> PartitionLog<D> {
             {
                 continue;
             }
-            match self.rewrite(group, &map, mapped_to, now, &config).await? {
+            match self.rewrite(group, &pass, &mut pace).await? {
                 Some(written) => {
                     outcome.segments_read += group.len();
                     outcome.segments_written += 1;
@@ -258,7 +269,13 @@ impl<D: Disk> PartitionLog<D> {
 
     /// Maps the keys of records `from..to` to their newest offsets until the
     /// map is full; returns it and the offset after the last record mapped.
-    async fn map_keys(&self, from: i64, to: i64, map_bytes: usize) -> Result<(OffsetMap, i64)> {
+    async fn map_keys(
+        &self,
+        from: i64,
+        to: i64,
+        map_bytes: usize,
+        pace: &mut Pace,
+    ) -> Result<(OffsetMap, i64)> {
         let mut map = OffsetMap::with_memory(map_bytes);
         let mut mapped_to = from;
         let mut at = from;
@@ -294,7 +311,7 @@ impl<D: Disk> PartitionLog<D> {
                 mapped_to = header.next_offset();
                 at = header.next_offset();
             }
-            glommio::yield_if_needed().await;
+            pace.account(data.len() as u64).await;
         }
         Ok((map, mapped_to))
     }
@@ -321,11 +338,15 @@ impl<D: Disk> PartitionLog<D> {
     async fn rewrite(
         &self,
         group: &[Member<D::File>],
-        map: &OffsetMap,
-        mapped_to: i64,
-        now: i64,
-        config: &CompactionConfig,
+        pass: &Pass<'_>,
+        pace: &mut Pace,
     ) -> Result<Option<Written>> {
+        let Pass {
+            mapped_to,
+            now,
+            config,
+            ..
+        } = *pass;
         let inner = &*self.inner;
         let base = group[0].view.base_offset;
         let end = group.last().expect("a group has segments").end;
@@ -333,7 +354,7 @@ impl<D: Disk> PartitionLog<D> {
         let _ = inner.disk.remove_file(&path);
         let file = Rc::new(segment::open_rw(&inner.disk, &path).await?);
         let written = self
-            .write_cleaned(group, end, file.clone(), map, now, config)
+            .write_cleaned(group, end, file.clone(), pass, pace)
             .await;
         let (seg, records_removed) = match written {
             Ok(w) => w,
@@ -408,10 +429,12 @@ impl<D: Disk> PartitionLog<D> {
         group: &[Member<D::File>],
         end: i64,
         file: Rc<D::File>,
-        map: &OffsetMap,
-        now: i64,
-        config: &CompactionConfig,
+        pass: &Pass<'_>,
+        pace: &mut Pace,
     ) -> Result<(Segment<D::File>, u64)> {
+        let Pass {
+            map, now, config, ..
+        } = *pass;
         let inner = &*self.inner;
         let base = group[0].view.base_offset;
         file.truncate(0)
@@ -470,7 +493,8 @@ impl<D: Disk> PartitionLog<D> {
                 }
                 tail = None;
             }
-            glommio::yield_if_needed().await;
+            // What was read, and about as much written.
+            pace.account(2 * data.len() as u64).await;
         }
         if let Some(t) = tail {
             out.put(&t).await?;
@@ -527,6 +551,32 @@ impl<D: Disk> PartitionLog<D> {
             segment::write_small_file_synced(&inner.disk, &inner.dir.join(STATE_FILE), &bytes).await
         {
             tracing::warn!(dir = %inner.dir.display(), error = %e, "could not save the cleaner state");
+        }
+    }
+}
+
+/// What one pass decided: the key map, how far it reaches, its clock and settings.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    map: &'a OffsetMap,
+    mapped_to: i64,
+    now: i64,
+    config: &'a CompactionConfig,
+}
+
+/// Keeps a pass within its I/O rate, and yields to other tasks between chunks.
+struct Pace {
+    started: std::time::Instant,
+    bytes: u64,
+    rate: Option<u64>,
+}
+
+impl Pace {
+    async fn account(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        match compaction::io_pause(self.bytes, self.started.elapsed(), self.rate) {
+            Some(wait) => glommio::timer::sleep(wait).await,
+            None => glommio::yield_if_needed().await,
         }
     }
 }
