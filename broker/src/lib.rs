@@ -16,6 +16,8 @@
 //!   and publishes changes, and the store that keeps them.
 //! - [`config`]: broker settings (each declared once), topic configs and
 //!   dynamic broker configs.
+//! - [`groups`]: consumer groups — the coordinator of each group, its
+//!   classic-protocol state machine, `__consumer_offsets`.
 //! - [`producer_ids`]: ids for idempotent producers, in blocks the
 //!   controller allocates durably.
 //! - [`replication`]: Raft per partition as a sans-I/O core, with its
@@ -27,6 +29,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod error_code;
+pub mod groups;
 pub mod producer_ids;
 pub mod replication;
 pub mod runtime;

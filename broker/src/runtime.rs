@@ -133,6 +133,7 @@ impl Broker {
                     }
                     spawn_retention(shard.clone());
                     spawn_cleaner(shard.clone());
+                    spawn_group_clock(shard.clone());
                     let _ = ready_tx.send(id);
                     drop(ready_tx);
                     // Returns once this shard's connections are done.
@@ -289,6 +290,22 @@ fn spawn_cleaner(shard: Rc<Shard>) {
     spawn_periodic(shard, every, queue, |shard| async move {
         shard.run_cleaner().await
     });
+}
+
+/// Sessions, rebalance deadlines and offset expiry of the groups this
+/// shard coordinates, checked every 100 ms.
+fn spawn_group_clock(shard: Rc<Shard>) {
+    let queue = glommio::executor().current_task_queue();
+    let retention_ms = shard
+        .config
+        .offsets_retention_minutes
+        .saturating_mul(60_000);
+    spawn_periodic(
+        shard,
+        Duration::from_millis(100),
+        queue,
+        move |shard| async move { crate::groups::coordinator::tick(&shard, Some(retention_ms)).await },
+    );
 }
 
 /// Runs `job` every `every` in `queue` until the shard stops.

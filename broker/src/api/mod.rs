@@ -11,10 +11,12 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod fetch;
+mod groups;
 mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 mod replica_assignment;
 
@@ -124,6 +126,29 @@ pub async fn handle_admitting(
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(cx, r).await)
         }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(cx, r).await)
+        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join_group(cx, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(cx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(cx, r).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(cx, r).await),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(cx, r).await),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(cx, r).await)
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(cx, r).await)
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offsets::offset_commit(cx, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offsets::offset_fetch(cx, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(offsets::offset_delete(cx, r).await)
+        }
         other => {
             // decode_request only lets advertised APIs through.
             unreachable!("request for an API that is not advertised: {other:?}")
@@ -146,6 +171,24 @@ pub type Failure = (ResponseError, String);
 
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+/// The command creating topic `name` with a fresh id.
+pub fn create_topic_command(
+    state: &crate::cluster::ClusterMeta,
+    name: &str,
+    partitions: i32,
+    configs: std::collections::BTreeMap<String, String>,
+    shards: usize,
+) -> crate::cluster::MetadataCommand {
+    create_topics::command(
+        state,
+        name,
+        uuid::Uuid::new_v4(),
+        partitions,
+        configs,
+        shards,
+    )
 }
 
 /// Creates topics that do not exist, with broker defaults (auto-create).

@@ -115,6 +115,16 @@ settings! {
     log_cleaner_dedupe_buffer_bytes: usize = "33554432";
     /// Bytes each shard's cleaner reads and writes per second at most, as Kafka's log.cleaner.io.max.bytes.per.second [default: unlimited].
     log_cleaner_io_max_bytes_per_second: u64;
+    /// Partitions of the internal __consumer_offsets topic, created on the first group request (Kafka's offsets.topic.num.partitions).
+    offsets_topic_num_partitions: i32 = "50";
+    /// Committed offsets of a group that has been empty this long are deleted (Kafka's offsets.retention.minutes).
+    offsets_retention_minutes: i64 = "10080";
+    /// Shortest session timeout a group member may ask for (Kafka's group.min.session.timeout.ms).
+    group_min_session_timeout_ms: i32 = "6000";
+    /// Longest session timeout a group member may ask for (Kafka's group.max.session.timeout.ms).
+    group_max_session_timeout_ms: i32 = "1800000";
+    /// The first rebalance of an empty group waits this long for more members (Kafka's group.initial.rebalance.delay.ms).
+    group_initial_rebalance_delay_ms: i32 = "3000";
     /// An idempotent producer silent this long is forgotten by the partitions it wrote to, as Kafka's producer.id.expiration.ms.
     producer_id_expiration_ms: u64 = "86400000";
     /// io-properties file from `rill tune probe`, sizing segment writes [default: DATA_DIR/io-properties.toml if present, else built-in sizes].
@@ -148,6 +158,9 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     pub log_cleaner_dedupe_buffer_bytes: usize,
     pub log_cleaner_io_max_bytes_per_second: Option<u64>,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_retention_minutes: i64,
+    pub group_limits: crate::groups::group::GroupLimits,
     /// From the io-properties file; `None` keeps the storage engine's defaults.
     pub write_sizing: Option<WriteSizing>,
 }
@@ -213,6 +226,11 @@ impl BrokerConfig {
             compression_type: "producer".into(),
             producer_id_expiration_ms: s.producer_id_expiration_ms,
         };
+        if s.offsets_topic_num_partitions < 1 {
+            return Err(config(
+                "--offsets-topic-num-partitions must be at least 1".into(),
+            ));
+        }
         if d.partitions < 1 {
             return Err(config("--default-partitions must be at least 1".into()));
         }
@@ -243,6 +261,13 @@ impl BrokerConfig {
             log_cleaner_backoff_ms: s.log_cleaner_backoff_ms,
             log_cleaner_dedupe_buffer_bytes: s.log_cleaner_dedupe_buffer_bytes,
             log_cleaner_io_max_bytes_per_second: s.log_cleaner_io_max_bytes_per_second,
+            offsets_topic_num_partitions: s.offsets_topic_num_partitions,
+            offsets_retention_minutes: s.offsets_retention_minutes,
+            group_limits: crate::groups::group::GroupLimits {
+                min_session_timeout_ms: s.group_min_session_timeout_ms,
+                max_session_timeout_ms: s.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: s.group_initial_rebalance_delay_ms,
+            },
             write_sizing,
         })
     }

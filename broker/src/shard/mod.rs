@@ -79,6 +79,8 @@ pub struct Shard {
     pub producer_ids: Option<ProducerIds>,
     pub stopping: Cell<bool>,
     pub stop_signal: Signal,
+    /// The consumer groups whose offsets partitions this shard owns.
+    pub groups: crate::groups::coordinator::Coordinator,
 }
 
 impl Shard {
@@ -91,6 +93,7 @@ impl Shard {
         controller: Option<Controller>,
     ) -> Shard {
         Shard {
+            groups: crate::groups::coordinator::Coordinator::new(config.group_limits),
             id,
             config,
             router,

@@ -1,0 +1,132 @@
+//! Consumer groups: within a group each partition (so each record) goes to
+//! one member — a queue; every group reads everything — publish-subscribe.
+//!
+//! - [`group`]: one group under the classic protocol, a pure state machine.
+//! - [`records`]: the `__consumer_offsets` records, in Kafka's layout.
+//! - [`coordinator`]: the I/O around it — which shard coordinates a group,
+//!   replaying the offsets topic, waiting answers, durable appends.
+
+pub mod coordinator;
+pub mod group;
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use rill_net::kafka_protocol::ResponseError;
+
+use crate::shard::Shard;
+
+/// The internal, compacted topic holding groups and committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Kafka's partition of the offsets topic for a group:
+/// `abs(groupId.hashCode()) % partitions` with Java's `String.hashCode`, so
+/// a group lands where it would on Kafka.
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    let mut h: i32 = 0;
+    for unit in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(unit as i32);
+    }
+    (h & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// Creates the offsets topic the first time a group needs it.
+pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), ResponseError> {
+    if shard.meta().topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let partitions = shard.config.offsets_topic_num_partitions;
+    let result = shard
+        .change_metadata(move |draft, placement| {
+            if draft.state().topics.contains_key(OFFSETS_TOPIC) {
+                return;
+            }
+            let configs: BTreeMap<String, String> = [
+                ("cleanup.policy", "compact"),
+                // Kafka's offsets.topic.segment.bytes.
+                ("segment.bytes", "104857600"),
+                ("compression.type", "producer"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let create = crate::api::create_topic_command(
+                draft.state(),
+                OFFSETS_TOPIC,
+                partitions,
+                configs,
+                placement.shards,
+            );
+            draft.push(create).expect("the name is free");
+        })
+        .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(partitions, "created {OFFSETS_TOPIC}");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "creating {OFFSETS_TOPIC} failed");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
+
+/// Topics the members of a "consumer" group subscribe to (from their
+/// ConsumerProtocolSubscription metadata: version, then the topic names).
+pub fn subscribed_topics(g: &group::Group) -> Vec<String> {
+    if g.protocol_type.as_deref() != Some("consumer") {
+        return Vec::new();
+    }
+    let protocol = g.protocol.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for m in &g.members {
+        let Some((_, meta)) = m.protocols.iter().find(|(n, _)| *n == protocol) else {
+            continue;
+        };
+        let mut at = 2usize;
+        let Some(n) = meta.get(at..at + 4) else {
+            continue;
+        };
+        let n = i32::from_be_bytes(n.try_into().expect("4 bytes"));
+        at += 4;
+        for _ in 0..n.max(0) {
+            let Some(len) = meta.get(at..at + 2) else {
+                break;
+            };
+            let len = i16::from_be_bytes(len.try_into().expect("2 bytes")).max(0) as usize;
+            at += 2;
+            let Some(name) = meta.get(at..at + len) else {
+                break;
+            };
+            at += len;
+            let name = String::from_utf8_lossy(name).into_owned();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_land_where_kafka_puts_them() {
+        // Java's String.hashCode over UTF-16 units ("hello".hashCode() == 99162322).
+        let java_hash = |s: &str| {
+            s.encode_utf16()
+                .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32))
+        };
+        assert_eq!(java_hash("a"), 97);
+        assert_eq!(java_hash("ab"), 97 * 31 + 98);
+        assert_eq!(java_hash("hello"), 99_162_322);
+        assert_eq!(partition_for("hello", 50), 99_162_322 % 50);
+        for g in ["", "g", "consumer-group-1", "ünïcode"] {
+            assert!((0..50).contains(&partition_for(g, 50)));
+        }
+    }
+}
