@@ -9,6 +9,8 @@
 pub mod coordinator;
 pub mod group;
 pub mod records;
+#[cfg(test)]
+mod sim;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
