@@ -1,0 +1,532 @@
+//! Consumer groups on a real broker with the clients people use: Debian's
+//! confluent-kafka (librdkafka 2.0.2) and kcat, the newest confluent-kafka,
+//! kafka-python and kafkajs (`clients/groups.py`, `clients/kafkajs_group.js`).
+//! Within a group every record goes to one member (a queue); every group
+//! gets every record (publish-subscribe); a killed member's partitions move
+//! to the survivor; committed offsets survive SIGTERM and kill -9; a static
+//! member restarts without a rebalance; 20 members settle over 200
+//! partitions within a bound.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{clients_dir, python, run, Broker};
+
+fn groups_py(python: &Path, broker: &Broker, args: &[&str]) -> String {
+    let (ok, out, err) = run(
+        Command::new(python)
+            .arg(clients_dir().join("groups.py"))
+            .arg(broker.addr())
+            .args(args),
+        Duration::from_secs(180),
+    );
+    assert!(
+        ok,
+        "groups.py {args:?} failed\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    out
+}
+
+fn debian() -> PathBuf {
+    PathBuf::from(python())
+}
+
+fn test_clients() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.test-clients")
+        .canonicalize()
+        .expect("the newest Kafka clients are not installed: run `bash scripts/test-clients.sh`")
+}
+
+/// A group member process (`groups.py member`), stopped by its stop file.
+struct Member {
+    child: Child,
+    out: PathBuf,
+    stop: PathBuf,
+}
+
+impl Member {
+    fn start(
+        py: &Path,
+        broker: &Broker,
+        dir: &Path,
+        name: &str,
+        topic: &str,
+        group: &str,
+        extra: &[&str],
+    ) -> Member {
+        let out = dir.join(format!("{name}.out"));
+        let stop = dir.join(format!("{name}.stop"));
+        let _ = std::fs::remove_file(&stop);
+        let child = Command::new(py)
+            .arg(clients_dir().join("groups.py"))
+            .arg(broker.addr())
+            .args(["member", topic, group])
+            .arg(&out)
+            .arg(&stop)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start a member");
+        Member { child, out, stop }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// (partition, offset) of every record it read.
+    fn records(&self) -> Vec<(i32, i64)> {
+        self.lines()
+            .iter()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (p, o) = l.split_once(' ')?;
+                Some((p.parse().ok()?, o.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Its assignments, in order.
+    fn assignments(&self) -> Vec<Vec<i32>> {
+        self.lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("# assigned "))
+            .map(|l| {
+                l.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|p| p.parse().unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn stop(mut self) {
+        std::fs::write(&self.stop, b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "a member did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    start.elapsed()
+}
+
+fn committed(broker: &Broker, topic: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    groups_py(
+        &debian(),
+        broker,
+        &["committed", topic, group, &partitions.to_string()],
+    )
+    .lines()
+    .map(|l| {
+        let (p, o) = l.split_once(' ').unwrap();
+        (p.parse().unwrap(), o.parse().unwrap())
+    })
+    .collect()
+}
+
+fn broker(dir: &Path) -> Broker {
+    Broker::start(
+        &dir.join("data"),
+        &["--group-initial-rebalance-delay-ms", "1000"],
+    )
+}
+
+#[test]
+fn two_members_share_forty_partitions_exactly_once_with_commit_on_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let (topic, n, parts) = ("queue", 100_000usize, 40);
+    groups_py(
+        &debian(),
+        &broker,
+        &["produce", topic, &parts.to_string(), &n.to_string()],
+    );
+    // Both read slowly enough (about 5,000 records/s each) that the second
+    // joins while the first is reading: a rebalance mid-stream.
+    let slow = ["rill.pause_every=50"];
+    let a = Member::start(&debian(), &broker, dir.path(), "a", topic, "shared", &slow);
+    wait_until("the first member reads", Duration::from_secs(60), || {
+        !a.records().is_empty()
+    });
+    let b = Member::start(&debian(), &broker, dir.path(), "b", topic, "shared", &slow);
+    wait_until("every record read", Duration::from_secs(120), || {
+        a.records().len() + b.records().len() >= n
+    });
+    let (ra, rb) = (a.records(), b.records());
+    let (aa, ab) = (a.assignments(), b.assignments());
+    a.stop();
+    b.stop();
+    assert!(!rb.is_empty(), "the second member read nothing");
+    assert!(
+        aa.len() >= 2,
+        "the first member was never rebalanced: {aa:?}"
+    );
+    let mut all: Vec<(i32, i64)> = ra.iter().chain(&rb).copied().collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        total,
+        all.len(),
+        "{} records were delivered twice",
+        total - all.len()
+    );
+    assert_eq!(all.len(), n);
+    let last_a: BTreeSet<i32> = aa.last().unwrap().iter().copied().collect();
+    let last_b: BTreeSet<i32> = ab.last().unwrap().iter().copied().collect();
+    assert!(last_a.is_disjoint(&last_b), "a partition with two owners");
+    assert_eq!(last_a.len() + last_b.len(), parts as usize);
+    let committed = committed(&broker, topic, "shared", parts);
+    let per = (n / parts as usize) as i64;
+    assert!(
+        committed.values().all(|o| *o == per),
+        "committed offsets are not last + 1: {committed:?}"
+    );
+    println!(
+        "a read {}, b read {}; committed {per} on each of {parts} partitions",
+        ra.len(),
+        rb.len()
+    );
+}
+
+#[test]
+fn every_group_gets_every_record_with_the_newest_clients_and_kcat() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let (topic, n, parts) = ("pubsub", 3_000usize, 6);
+    groups_py(
+        &debian(),
+        &broker,
+        &["produce", topic, &parts.to_string(), &n.to_string()],
+    );
+    let venv = test_clients().join("venv/bin/python");
+    println!(
+        "{}",
+        groups_py(
+            &venv,
+            &broker,
+            &["kafka-python", topic, "g-kafka-python", &n.to_string()]
+        )
+    );
+    let clients = test_clients();
+    let (ok, out, err) = run(
+        Command::new("node")
+            .arg(clients_dir().join("kafkajs_group.js"))
+            .args([broker.addr().as_str(), topic, "g-kafkajs", &n.to_string()])
+            .env("NODE_PATH", clients.join("node/node_modules")),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "kafkajs failed\n{out}\n{err}");
+    println!("{out}");
+    // The newest confluent-kafka as a group member.
+    let m = Member::start(
+        &venv,
+        &broker,
+        dir.path(),
+        "newest",
+        topic,
+        "g-confluent",
+        &[],
+    );
+    wait_until(
+        "the newest confluent-kafka reads all",
+        Duration::from_secs(60),
+        || m.records().len() >= n,
+    );
+    let read: BTreeSet<(i32, i64)> = m.records().into_iter().collect();
+    m.stop();
+    assert_eq!(read.len(), n);
+    // kcat's balanced consumer (Debian's librdkafka), two of them in one group.
+    let kcat = |name: &str| {
+        Command::new("kcat")
+            .args([
+                "-b",
+                &broker.addr(),
+                "-G",
+                "g-kcat",
+                topic,
+                "-e",
+                "-q",
+                "-f",
+                "%p %o\n",
+            ])
+            .args(["-X", "auto.offset.reset=earliest"])
+            .stdout(std::fs::File::create(dir.path().join(name)).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut k1, mut k2) = (kcat("k1"), kcat("k2"));
+    for k in [&mut k1, &mut k2] {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while k.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "kcat -G did not finish");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let union: BTreeSet<String> = ["k1", "k2"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(dir.path().join(f))
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(union.len(), n, "kcat -G read {} of {n}", union.len());
+    // Each group committed everything: the topic's end on every partition.
+    for group in ["g-kafka-python", "g-kafkajs", "g-confluent", "g-kcat"] {
+        let c = committed(&broker, topic, group, parts);
+        assert!(
+            c.values().all(|o| *o == (n / parts as usize) as i64),
+            "{group}: {c:?}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_members_partitions_move_to_the_survivor() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let (topic, parts) = ("failover", 8);
+    groups_py(
+        &debian(),
+        &broker,
+        &["produce", topic, &parts.to_string(), "0"],
+    );
+    let a = Member::start(&debian(), &broker, dir.path(), "a", topic, "fo", &[]);
+    let mut b = Member::start(&debian(), &broker, dir.path(), "b", topic, "fo", &[]);
+    wait_until("both assigned", Duration::from_secs(60), || {
+        let (aa, ab) = (a.assignments(), b.assignments());
+        aa.last().is_some_and(|x| !x.is_empty())
+            && ab.last().is_some_and(|x| !x.is_empty())
+            && aa.last().unwrap().len() + ab.last().unwrap().len() == parts as usize
+    });
+    groups_py(
+        &debian(),
+        &broker,
+        &["append", topic, &parts.to_string(), "0", "4000"],
+    );
+    wait_until("all read", Duration::from_secs(60), || {
+        a.records().len() + b.records().len() >= 4000
+    });
+    assert!(!b.records().is_empty() && !a.records().is_empty());
+    // Both commit within a second of reading.
+    wait_until("everything committed", Duration::from_secs(30), || {
+        committed(&broker, topic, "fo", parts)
+            .values()
+            .all(|o| *o == 500)
+    });
+    b.kill9();
+    let killed_at = Instant::now();
+    let b_read: BTreeSet<(i32, i64)> = b.records().into_iter().collect();
+    // More records while b is gone: only a can read them, once b's session ends.
+    groups_py(
+        &debian(),
+        &broker,
+        &["append", topic, &parts.to_string(), "4000", "8000"],
+    );
+    let takeover = wait_until("a takes every partition", Duration::from_secs(40), || {
+        a.assignments()
+            .last()
+            .is_some_and(|x| x.len() == parts as usize)
+    });
+    wait_until("a reads everything", Duration::from_secs(60), || {
+        let mine: BTreeSet<(i32, i64)> = a.records().into_iter().collect();
+        mine.union(&b_read).count() >= 8000
+    });
+    let ra = a.records();
+    a.stop();
+    let mine: BTreeSet<(i32, i64)> = ra.iter().copied().collect();
+    assert_eq!(mine.len(), ra.len(), "a read a record twice");
+    let twice: Vec<_> = mine.intersection(&b_read).collect();
+    println!(
+        "a took over {:.1} s after b was killed (session timeout 6 s); {} records read by both",
+        killed_at.elapsed().min(takeover).as_secs_f64(),
+        twice.len()
+    );
+    // b had committed all it read: nothing is delivered twice.
+    assert!(
+        twice.is_empty(),
+        "{} records b had committed were delivered again",
+        twice.len()
+    );
+    assert_eq!(mine.union(&b_read).count(), 8000, "records were lost");
+}
+
+#[test]
+fn committed_offsets_survive_sigterm_and_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path());
+    let (topic, parts) = ("durable", 4);
+    groups_py(
+        &debian(),
+        &broker,
+        &["produce", topic, &parts.to_string(), "1000"],
+    );
+    let m = Member::start(&debian(), &broker, dir.path(), "m", topic, "d", &[]);
+    wait_until("all read", Duration::from_secs(60), || {
+        m.records().len() >= 1000
+    });
+    m.stop();
+    let before = committed(&broker, topic, "d", parts);
+    assert!(before.values().all(|o| *o == 250), "{before:?}");
+    let status = broker.terminate();
+    assert!(status.success());
+    broker.restart();
+    assert_eq!(
+        committed(&broker, topic, "d", parts),
+        before,
+        "after SIGTERM"
+    );
+    groups_py(
+        &debian(),
+        &broker,
+        &["append", topic, &parts.to_string(), "1000", "2000"],
+    );
+    let m = Member::start(&debian(), &broker, dir.path(), "m2", topic, "d", &[]);
+    wait_until("the rest read", Duration::from_secs(60), || {
+        m.records().len() >= 1000
+    });
+    assert!(
+        m.records().iter().all(|(_, o)| *o >= 250),
+        "the second run started before the commit"
+    );
+    m.stop();
+    let after = committed(&broker, topic, "d", parts);
+    assert!(after.values().all(|o| *o == 500), "{after:?}");
+    broker.kill9();
+    broker.restart();
+    assert_eq!(
+        committed(&broker, topic, "d", parts),
+        after,
+        "after kill -9"
+    );
+}
+
+#[test]
+fn a_static_member_restarts_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let (topic, parts) = ("static", 6);
+    groups_py(
+        &debian(),
+        &broker,
+        &["produce", topic, &parts.to_string(), "600"],
+    );
+    let statik = ["group.instance.id=member-a", "session.timeout.ms=20000"];
+    let mut a = Member::start(&debian(), &broker, dir.path(), "a", topic, "st", &statik);
+    let b = Member::start(
+        &debian(),
+        &broker,
+        dir.path(),
+        "b",
+        topic,
+        "st",
+        &["session.timeout.ms=20000"],
+    );
+    wait_until("both assigned", Duration::from_secs(60), || {
+        let (aa, ab) = (a.assignments(), b.assignments());
+        aa.last().is_some_and(|x| !x.is_empty())
+            && ab.last().is_some_and(|x| !x.is_empty())
+            && aa.last().unwrap().len() + ab.last().unwrap().len() == parts as usize
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let before_a = a.assignments().last().unwrap().clone();
+    let b_assignments = b.assignments().len();
+    a.kill9();
+    let a2 = Member::start(&debian(), &broker, dir.path(), "a2", topic, "st", &statik);
+    wait_until("the static member is back", Duration::from_secs(30), || {
+        a2.assignments().last().is_some_and(|x| !x.is_empty())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        a2.assignments().last().unwrap(),
+        &before_a,
+        "it got its partitions back"
+    );
+    assert_eq!(
+        b.assignments().len(),
+        b_assignments,
+        "the other member was rebalanced"
+    );
+    a2.stop();
+    b.stop();
+}
+
+#[test]
+fn twenty_members_settle_over_two_hundred_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let (topic, parts) = ("wide", 200);
+    groups_py(
+        &debian(),
+        &broker,
+        &["produce", topic, &parts.to_string(), "200"],
+    );
+    let start = Instant::now();
+    let members: Vec<Member> = (0..20)
+        .map(|i| {
+            Member::start(
+                &debian(),
+                &broker,
+                dir.path(),
+                &format!("m{i}"),
+                topic,
+                "wide",
+                &[],
+            )
+        })
+        .collect();
+    let settled = wait_until("20 members settle", Duration::from_secs(90), || {
+        let latest: Vec<Vec<i32>> = members
+            .iter()
+            .filter_map(|m| m.assignments().last().cloned())
+            .collect();
+        latest.len() == 20 && latest.iter().all(|a| !a.is_empty()) && {
+            let all: BTreeSet<i32> = latest.iter().flatten().copied().collect();
+            all.len() == parts as usize
+                && latest.iter().map(Vec::len).sum::<usize>() == parts as usize
+        }
+    });
+    println!(
+        "20 members × 200 partitions settled {:.1} s after the first started ({:.1} s to start them)",
+        start.elapsed().as_secs_f64(),
+        (start.elapsed() - settled).as_secs_f64()
+    );
+    for m in members {
+        m.stop();
+    }
+}
