@@ -84,7 +84,7 @@ mod tests {
         let ours = [
             (ApiKey::Fetch, 4, 12),
             (ApiKey::ListOffsets, 1, 7),
-            (ApiKey::DescribeGroups, 5, 5),
+            (ApiKey::EndTxn, 0, 3),
         ];
         let chosen = negotiate(&ours, &api_versions_response(0));
         assert_eq!(chosen, vec![(ApiKey::Fetch, 12), (ApiKey::ListOffsets, 6)]);

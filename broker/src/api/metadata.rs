@@ -66,6 +66,7 @@ pub async fn handle(cx: &Context<'_>, req: MetadataRequest) -> MetadataResponse 
                     if version >= 10 {
                         t.topic_id = topic.id;
                     }
+                    t.is_internal = name == crate::groups::OFFSETS_TOPIC;
                     t.partitions = (0..topic.partitions.len() as i32)
                         .map(|i| {
                             let mut p = MetadataResponsePartition::default();

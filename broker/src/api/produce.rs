@@ -73,9 +73,13 @@ pub async fn handle(
             let (topic, partition, records) =
                 (t.name.as_str().to_string(), p.index, p.records.clone());
             let (shard, appended) = (shard.clone(), appended_tx.clone());
+            // The offsets topic is the coordinator's alone (Kafka refuses
+            // appends to internal topics from clients too).
+            let internal = topic == crate::groups::OFFSETS_TOPIC;
             work.push(async move {
                 match refuse {
                     Some(e) => failed(e),
+                    None if internal => failed(ResponseError::InvalidTopicException),
                     None => {
                         produce_partition(&shard, topic, partition, records, acks, appended).await
                     }

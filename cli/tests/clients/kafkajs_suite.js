@@ -2,8 +2,7 @@
 // broker: admin round trip and a produce of the shared data set (the same
 // records as current_clients.py; that script reads them back byte for byte).
 // Usage: node kafkajs_suite.js BOOTSTRAP TOPIC PARTITIONS
-// kafkajs consumers always join a group; consuming with it waits for
-// consumer groups (issue 14).
+// kafkajs consumers always join a group: kafkajs_group.js reads through one.
 const { Kafka, logLevel } = require('kafkajs');
 
 const [boot, topic, partitions] = process.argv.slice(2);
