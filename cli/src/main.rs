@@ -30,6 +30,9 @@ enum Command {
     /// Create, list, describe, delete topics and change their configs.
     #[command(subcommand)]
     Topic(tools::TopicCommand),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    #[command(subcommand)]
+    Group(tools::GroupCommand),
     /// Produce lines of standard input as records.
     Produce(tools::ProduceArgs),
     /// Print records of a topic.
@@ -169,6 +172,7 @@ fn main() {
         Command::Broker(args) => run_broker(&args),
         Command::Tune(cmd) => tune(cmd),
         Command::Topic(cmd) => tools::topic(cmd),
+        Command::Group(cmd) => tools::group(cmd),
         Command::Produce(args) => tools::produce(args),
         Command::Consume(args) => tools::consume(args),
         Command::Offsets(args) => tools::offsets(args),

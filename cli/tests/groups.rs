@@ -530,3 +530,142 @@ fn twenty_members_settle_over_two_hundred_partitions() {
         m.stop();
     }
 }
+
+fn rill(broker: &Broker, args: &[&str]) -> (bool, String, String) {
+    run(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(args)
+            .args(["--brokers", &broker.addr()]),
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn rill_group_lists_describes_resets_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let (topic, parts) = ("tools", 4);
+    groups_py(
+        &debian(),
+        &broker,
+        &["produce", topic, &parts.to_string(), "400"],
+    );
+    let m = Member::start(&debian(), &broker, dir.path(), "m", topic, "tooled", &[]);
+    wait_until("all read", Duration::from_secs(60), || {
+        m.records().len() >= 400
+    });
+    wait_until("committed", Duration::from_secs(30), || {
+        committed(&broker, topic, "tooled", parts)
+            .values()
+            .all(|o| *o == 100)
+    });
+    // While the member is in the group: described with its partitions; a reset is refused.
+    let (ok, out, err) = rill(&broker, &["group", "describe", "tooled"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Stable"), "{out}");
+    assert!(out.contains("tools-0,tools-1,tools-2,tools-3"), "{out}");
+    let (ok, _, err) = rill(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "tooled",
+            "--topic",
+            topic,
+            "--to",
+            "earliest",
+        ],
+    );
+    assert!(!ok && err.contains("active member"), "{err}");
+    m.stop();
+
+    let (ok, out, _) = rill(&broker, &["group", "list"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("tooled") && l.contains("Empty")),
+        "{out}"
+    );
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let (ok, out, err) = rill(&broker, &a);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let lags = |v: &serde_json::Value| -> Vec<(i64, i64)> {
+        v["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["committed"].as_i64().unwrap(), o["lag"].as_i64().unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        lags(&json(&["group", "describe", "tooled"])),
+        vec![(100, 0); 4]
+    );
+    for (to, want) in [("earliest", 0), ("42", 42), ("latest", 100)] {
+        let (ok, _, err) = rill(
+            &broker,
+            &[
+                "group",
+                "reset-offsets",
+                "tooled",
+                "--topic",
+                topic,
+                "--to",
+                to,
+            ],
+        );
+        assert!(ok, "{err}");
+        assert_eq!(
+            lags(&json(&["group", "describe", "tooled"])),
+            vec![(want, 100 - want); 4],
+            "--to {to}"
+        );
+    }
+    // By time: every record is older than now + 1 h, so the end.
+    let later = format!("@{}", rill_storage::batch::now_ms() + 3_600_000);
+    let (ok, _, err) = rill(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "tooled",
+            "--topic",
+            topic,
+            "--to",
+            &later,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        lags(&json(&["group", "describe", "tooled"])),
+        vec![(100, 0); 4]
+    );
+    // A member resumes from the reset offsets.
+    let (ok, _, err) = rill(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "tooled",
+            "--topic",
+            topic,
+            "--to",
+            "90",
+        ],
+    );
+    assert!(ok, "{err}");
+    let m = Member::start(&debian(), &broker, dir.path(), "m2", topic, "tooled", &[]);
+    wait_until("the rest read", Duration::from_secs(60), || {
+        m.records().len() >= 40
+    });
+    assert!(m.records().iter().all(|(_, o)| *o >= 90));
+    m.stop();
+    let (ok, out, err) = rill(&broker, &["group", "delete", "tooled"]);
+    assert!(ok, "{out}{err}");
+    let (_, out, _) = rill(&broker, &["group", "list"]);
+    assert!(!out.contains("tooled"), "{out}");
+}

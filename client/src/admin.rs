@@ -113,7 +113,7 @@ pub enum ConfigChange {
 /// Administrative operations on a cluster.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    client: Client,
+    pub(crate) client: Client,
     timeout: Duration,
 }
 

@@ -1,8 +1,9 @@
-//! The client verbs of the `rill` binary (`topic`, `produce`, `consume`,
-//! `offsets`), built on `rill-client`. Human tables by default, `--json` for
+//! The client verbs of the `rill` binary (`topic`, `group`, `produce`,
+//! `consume`, `offsets`), built on `rill-client`. Human tables by default, `--json` for
 //! scripts; errors are one line, no backtraces.
 
 mod consume;
+mod group;
 mod produce;
 mod table;
 mod topic;
@@ -12,6 +13,7 @@ use clap::{Args, Subcommand};
 use rill_client::{Client, ClientConfig};
 
 pub use consume::ConsumeArgs;
+pub use group::GroupCommand;
 pub use produce::ProduceArgs;
 
 /// How to reach the cluster.
@@ -80,6 +82,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn topic(cmd: TopicCommand) -> anyhow::Result<()> {
     runtime()?.block_on(topic::run(cmd))
+}
+
+pub fn group(cmd: GroupCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(group::run(cmd))
 }
 
 pub fn produce(args: ProduceArgs) -> anyhow::Result<()> {

@@ -1,0 +1,316 @@
+//! Consumer groups from the admin side: list, describe (members and their
+//! assigned partitions), committed offsets, resetting them, deleting groups.
+//! Requests go to the group's coordinator (FindCoordinator).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::{
+    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
+    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::admin::Admin;
+use crate::error::{Error, Result};
+use crate::offsets::TopicPartition;
+use crate::transport::connection::Connection;
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: String,
+}
+
+/// A group member as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Its partitions, for a "consumer" group in a stable state.
+    pub assignment: Vec<TopicPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: String,
+    pub protocol_type: String,
+    /// The assignor in use (range, roundrobin, …) once stable.
+    pub protocol: String,
+    pub members: Vec<GroupMember>,
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// The partitions of a ConsumerProtocolAssignment (version, then topics with
+/// their partitions); empty for anything else.
+fn decode_assignment(b: &[u8]) -> Vec<TopicPartition> {
+    fn read(b: &[u8]) -> Option<Vec<TopicPartition>> {
+        let mut at = 2usize;
+        let i32_at = |at: usize| Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?));
+        let topics = i32_at(at)?;
+        at += 4;
+        let mut out = Vec::new();
+        for _ in 0..topics.max(0) {
+            let len = i16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?).max(0) as usize;
+            at += 2;
+            let topic = String::from_utf8_lossy(b.get(at..at + len)?).into_owned();
+            at += len;
+            let n = i32_at(at)?;
+            at += 4;
+            for _ in 0..n.max(0) {
+                out.push(TopicPartition::new(topic.clone(), i32_at(at)?));
+                at += 4;
+            }
+        }
+        Some(out)
+    }
+    let mut out = read(b).unwrap_or_default();
+    out.sort();
+    out
+}
+
+impl Admin {
+    /// The connection to `group`'s coordinator.
+    async fn coordinator(&self, group: &str) -> Result<Arc<Connection>> {
+        let conn = self.client.any_connection().await?;
+        let version = conn.version(ApiKey::FindCoordinator)?;
+        let mut req = FindCoordinatorRequest::default();
+        if version >= 4 {
+            req.coordinator_keys = vec![str_bytes(group)];
+        } else {
+            req.key = str_bytes(group);
+        }
+        let resp = conn.send_versioned(&req, version).await?;
+        let (code, node, message) = if version >= 4 {
+            let c = resp
+                .coordinators
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Protocol("empty FindCoordinator answer".into()))?;
+            (c.error_code, c.node_id.0, c.error_message)
+        } else {
+            (resp.error_code, resp.node_id.0, resp.error_message)
+        };
+        if code != 0 {
+            return Err(Error::kafka(
+                code,
+                format!("finding the coordinator of group {group}"),
+                message.map(|m| m.to_string()),
+            ));
+        }
+        match self.client.connection(node).await {
+            Ok(c) => Ok(c),
+            Err(_) => {
+                self.client.refresh(None).await?;
+                self.client.connection(node).await
+            }
+        }
+    }
+
+    /// Every group of the cluster (of each broker, merged).
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let meta = self.client.refresh(None).await?;
+        let mut out = Vec::new();
+        for node in meta.brokers.keys() {
+            let conn = self.client.connection(*node).await?;
+            let (resp, _) = conn.send(&ListGroupsRequest::default()).await?;
+            Error::check(resp.error_code, || "listing groups".to_string())?;
+            out.extend(resp.groups.into_iter().map(|g| GroupListing {
+                group_id: g.group_id.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                state: g.group_state.to_string(),
+            }));
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        Ok(out)
+    }
+
+    /// A group's state and members ("Dead" for a group that does not exist).
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let conn = self.coordinator(group).await?;
+        let mut req = DescribeGroupsRequest::default();
+        req.groups = vec![GroupId(str_bytes(group))];
+        let (resp, _) = conn.send(&req).await?;
+        let g = resp
+            .groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty DescribeGroups answer".into()))?;
+        Error::check(g.error_code, || format!("describing group {group}"))?;
+        let consumer = g.protocol_type.as_str() == "consumer";
+        Ok(GroupDescription {
+            group_id: group.to_string(),
+            state: g.group_state.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            protocol: g.protocol_data.to_string(),
+            members: g
+                .members
+                .into_iter()
+                .map(|m| GroupMember {
+                    member_id: m.member_id.to_string(),
+                    instance_id: m.group_instance_id.map(|s| s.to_string()),
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                    assignment: if consumer {
+                        decode_assignment(&m.member_assignment)
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    /// The offsets `group` has committed, per partition (-1: none).
+    pub async fn committed_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, i64>> {
+        let conn = self.coordinator(group).await?;
+        let version = conn.version(ApiKey::OffsetFetch)?;
+        let mut req = OffsetFetchRequest::default();
+        if version >= 8 {
+            let mut g = OffsetFetchRequestGroup::default();
+            g.group_id = GroupId(str_bytes(group));
+            g.topics = None;
+            req.groups = vec![g];
+        } else {
+            req.group_id = GroupId(str_bytes(group));
+            req.topics = None;
+        }
+        let resp = conn.send_versioned(&req, version).await?;
+        let mut out = BTreeMap::new();
+        if version >= 8 {
+            for g in resp.groups {
+                Error::check(g.error_code, || {
+                    format!("fetching the offsets of group {group}")
+                })?;
+                for t in g.topics {
+                    for p in t.partitions {
+                        Error::check(p.error_code, || {
+                            format!("the offset of {}-{}", t.name.0, p.partition_index)
+                        })?;
+                        out.insert(
+                            TopicPartition::new(t.name.to_string(), p.partition_index),
+                            p.committed_offset,
+                        );
+                    }
+                }
+            }
+        } else {
+            Error::check(resp.error_code, || {
+                format!("fetching the offsets of group {group}")
+            })?;
+            for t in resp.topics {
+                for p in t.partitions {
+                    Error::check(p.error_code, || {
+                        format!("the offset of {}-{}", t.name.0, p.partition_index)
+                    })?;
+                    out.insert(
+                        TopicPartition::new(t.name.to_string(), p.partition_index),
+                        p.committed_offset,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets `group`'s committed offsets from outside the group (generation
+    /// -1): the coordinator takes this only while the group has no members.
+    pub async fn set_committed_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        let conn = self.coordinator(group).await?;
+        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+        for (tp, o) in offsets {
+            by_topic
+                .entry(tp.topic.as_str())
+                .or_default()
+                .push((tp.partition, *o));
+        }
+        let mut req = OffsetCommitRequest::default();
+        req.group_id = GroupId(str_bytes(group));
+        req.generation_id_or_member_epoch = -1;
+        req.member_id = str_bytes("");
+        req.retention_time_ms = -1;
+        req.topics = by_topic
+            .iter()
+            .map(|(topic, parts)| {
+                let mut t = OffsetCommitRequestTopic::default();
+                t.name = TopicName(str_bytes(topic));
+                t.partitions = parts
+                    .iter()
+                    .map(|(p, o)| {
+                        let mut rp = OffsetCommitRequestPartition::default();
+                        rp.partition_index = *p;
+                        rp.committed_offset = *o;
+                        rp.committed_leader_epoch = -1;
+                        rp.committed_metadata = Some(str_bytes(""));
+                        rp
+                    })
+                    .collect();
+                t
+            })
+            .collect();
+        let (resp, _) = conn.send(&req).await?;
+        for t in resp.topics {
+            for p in t.partitions {
+                Error::check(p.error_code, || {
+                    format!(
+                        "committing an offset of group {group} for {}-{}",
+                        t.name.0, p.partition_index
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes groups (each must have no members); one result per group.
+    pub async fn delete_groups(&self, groups: &[&str]) -> Result<Vec<(String, Result<()>)>> {
+        let mut out = Vec::new();
+        for group in groups {
+            let conn = self.coordinator(group).await?;
+            let mut req = DeleteGroupsRequest::default();
+            req.groups_names = vec![GroupId(str_bytes(group))];
+            let (resp, _) = conn.send(&req).await?;
+            let code = resp.results.first().map(|r| r.error_code).unwrap_or(0);
+            out.push((
+                group.to_string(),
+                Error::check(code, || format!("deleting group {group}")),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_assignments_decode() {
+        // version 0, one topic "t" with partitions 2 and 0, empty user data.
+        let mut b = vec![
+            0, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0,
+        ];
+        b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            decode_assignment(&b),
+            vec![TopicPartition::new("t", 0), TopicPartition::new("t", 2)]
+        );
+        assert!(decode_assignment(&[0, 1]).is_empty());
+    }
+}
