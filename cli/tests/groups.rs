@@ -669,3 +669,96 @@ fn rill_group_lists_describes_resets_and_deletes() {
     let (_, out, _) = rill(&broker, &["group", "list"]);
     assert!(!out.contains("tooled"), "{out}");
 }
+
+/// Two rill-client group consumers over 12 partitions, the second joining
+/// mid-stream: each record once across the two (auto-commit commits before
+/// a revocation), every assignment disjoint, committed offsets at the end.
+#[test]
+fn rill_client_group_consumers_share_a_topic_exactly_once() {
+    use rill_client::{Client, ClientConfig, GroupConfig, GroupConsumer, OffsetReset, Rebalance};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let (topic, n, parts) = ("rill-group", 24_000usize, 12);
+    groups_py(
+        &debian(),
+        &broker,
+        &["produce", topic, &parts.to_string(), &n.to_string()],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = broker.addr();
+    let seen: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
+    let events: Arc<Mutex<Vec<(usize, Rebalance)>>> = Arc::default();
+    rt.block_on(async {
+        let member = |k: usize, delay: Duration| {
+            let (addr, seen, events) = (addr.clone(), seen.clone(), events.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
+                let mut config = GroupConfig::new("rill-members");
+                config.offset_reset = OffsetReset::Earliest;
+                config.session_timeout = Duration::from_secs(10);
+                config.heartbeat_interval = Duration::from_millis(300);
+                // Slow enough (about 5,000 records/s) that the second member joins mid-stream.
+                config.consumer.max_poll_records = 100;
+                let mut c = GroupConsumer::new(client, config);
+                let ev = events.clone();
+                c.on_rebalance(move |e| ev.lock().unwrap().push((k, e.clone())));
+                c.subscribe(&[topic]);
+                let deadline = Instant::now() + Duration::from_secs(90);
+                loop {
+                    let done = seen.lock().unwrap().len() >= n;
+                    if done || Instant::now() > deadline {
+                        break;
+                    }
+                    let records = c.poll(Duration::from_millis(200)).await.unwrap();
+                    seen.lock()
+                        .unwrap()
+                        .extend(records.iter().map(|r| (r.partition, r.offset)));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                c.close().await.unwrap();
+            })
+        };
+        let a = member(0, Duration::ZERO);
+        let b = member(1, Duration::from_millis(1500));
+        a.await.unwrap();
+        b.await.unwrap();
+    });
+    let mut all = seen.lock().unwrap().clone();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        total,
+        all.len(),
+        "{} records delivered twice",
+        total - all.len()
+    );
+    assert_eq!(all.len(), n);
+    let events = events.lock().unwrap().clone();
+    let assigned_b = events
+        .iter()
+        .any(|(k, e)| *k == 1 && matches!(e, Rebalance::Assigned(p) if !p.is_empty()));
+    assert!(
+        assigned_b,
+        "the second member never got partitions: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(k, e)| *k == 0 && matches!(e, Rebalance::Revoked(_))),
+        "no rebalance happened: {events:?}"
+    );
+    let c = committed(&broker, topic, "rill-members", parts);
+    let per = (n / parts as usize) as i64;
+    assert!(c.values().all(|o| *o == per), "{c:?}");
+    println!(
+        "rill-client members: {} rebalance events, committed {per} per partition",
+        events.len()
+    );
+}

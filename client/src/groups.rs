@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::admin::Admin;
+use crate::cluster::Client;
 use crate::error::{Error, Result};
 use crate::offsets::TopicPartition;
 use crate::transport::connection::Connection;
@@ -84,39 +85,7 @@ fn decode_assignment(b: &[u8]) -> Vec<TopicPartition> {
 impl Admin {
     /// The connection to `group`'s coordinator.
     async fn coordinator(&self, group: &str) -> Result<Arc<Connection>> {
-        let conn = self.client.any_connection().await?;
-        let version = conn.version(ApiKey::FindCoordinator)?;
-        let mut req = FindCoordinatorRequest::default();
-        if version >= 4 {
-            req.coordinator_keys = vec![str_bytes(group)];
-        } else {
-            req.key = str_bytes(group);
-        }
-        let resp = conn.send_versioned(&req, version).await?;
-        let (code, node, message) = if version >= 4 {
-            let c = resp
-                .coordinators
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::Protocol("empty FindCoordinator answer".into()))?;
-            (c.error_code, c.node_id.0, c.error_message)
-        } else {
-            (resp.error_code, resp.node_id.0, resp.error_message)
-        };
-        if code != 0 {
-            return Err(Error::kafka(
-                code,
-                format!("finding the coordinator of group {group}"),
-                message.map(|m| m.to_string()),
-            ));
-        }
-        match self.client.connection(node).await {
-            Ok(c) => Ok(c),
-            Err(_) => {
-                self.client.refresh(None).await?;
-                self.client.connection(node).await
-            }
-        }
+        coordinator(&self.client, group, false).await
     }
 
     /// Every group of the cluster (of each broker, merged).
@@ -293,6 +262,49 @@ impl Admin {
             ));
         }
         Ok(out)
+    }
+}
+
+/// A connection to `group`'s coordinator (`dedicated`: one no one else
+/// uses, for requests the coordinator may hold, such as JoinGroup).
+pub(crate) async fn coordinator(
+    client: &Client,
+    group: &str,
+    dedicated: bool,
+) -> Result<Arc<Connection>> {
+    let conn = client.any_connection().await?;
+    let version = conn.version(ApiKey::FindCoordinator)?;
+    let mut req = FindCoordinatorRequest::default();
+    if version >= 4 {
+        req.coordinator_keys = vec![str_bytes(group)];
+    } else {
+        req.key = str_bytes(group);
+    }
+    let resp = conn.send_versioned(&req, version).await?;
+    let (code, node, message) = if version >= 4 {
+        let c = resp
+            .coordinators
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty FindCoordinator answer".into()))?;
+        (c.error_code, c.node_id.0, c.error_message)
+    } else {
+        (resp.error_code, resp.node_id.0, resp.error_message)
+    };
+    if code != 0 {
+        return Err(Error::kafka(
+            code,
+            format!("finding the coordinator of group {group}"),
+            message.map(|m| m.to_string()),
+        ));
+    }
+    if !client.metadata().brokers.contains_key(&node) {
+        client.refresh(None).await?;
+    }
+    if dedicated {
+        client.dedicated_connection(node).await
+    } else {
+        client.connection(node).await
     }
 }
 

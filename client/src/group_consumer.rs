@@ -1,0 +1,713 @@
+//! A consumer in a group (the classic protocol, which every Kafka-API
+//! broker speaks): `subscribe` to topics, `poll`, `commit`. The group's
+//! members share the topics' partitions — each record goes to one member —
+//! and every group reads everything. The leader member assigns partitions
+//! with the range assignor, as Kafka's default; a background task
+//! heartbeats, and the next `poll` after the coordinator asks for a
+//! rebalance revokes the partitions (committing first, with auto-commit),
+//! rejoins, and resumes every newly assigned partition at its committed
+//! offset. A member whose session was lost (UNKNOWN_MEMBER_ID, ILLEGAL
+//! GENERATION, FENCED_INSTANCE_ID) loses its partitions without a commit.
+//!
+//! Wraps [`Consumer`] (assign + seek), as that type was built for.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tokio::task::JoinHandle;
+
+use crate::cluster::Client;
+use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};
+use crate::error::{Error, Result};
+use crate::groups::coordinator;
+use crate::offsets::TopicPartition;
+use crate::transport::connection::Connection;
+
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub group_id: String,
+    /// Static membership (KIP-345): a restart within the session keeps the
+    /// member's partitions without a rebalance.
+    pub instance_id: Option<String>,
+    pub session_timeout: Duration,
+    /// How long a rebalance waits for this member (Kafka's max.poll.interval.ms).
+    pub rebalance_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    /// Commit the positions this often, and before partitions are revoked;
+    /// `None`: only [`GroupConsumer::commit`] commits.
+    pub auto_commit_interval: Option<Duration>,
+    /// Where a partition without a committed offset starts.
+    pub offset_reset: OffsetReset,
+    /// Fetch settings of the underlying consumer.
+    pub consumer: ConsumerConfig,
+}
+
+impl GroupConfig {
+    pub fn new(group_id: impl Into<String>) -> GroupConfig {
+        GroupConfig {
+            group_id: group_id.into(),
+            instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            rebalance_timeout: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(3),
+            auto_commit_interval: Some(Duration::from_secs(5)),
+            offset_reset: OffsetReset::Latest,
+            consumer: ConsumerConfig::default(),
+        }
+    }
+}
+
+/// What a rebalance did to this member's partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebalance {
+    Assigned(Vec<TopicPartition>),
+    /// Taken away in an orderly rebalance (after the commit, with auto-commit).
+    Revoked(Vec<TopicPartition>),
+    /// Taken away because the session was lost: others may own them already.
+    Lost(Vec<TopicPartition>),
+}
+
+/// What [`GroupConsumer::on_rebalance`] is given.
+type Listener = Box<dyn FnMut(&Rebalance) + Send + Sync>;
+
+const OK: u8 = 0;
+const REJOIN: u8 = 1;
+const LOST: u8 = 2;
+
+pub struct GroupConsumer {
+    client: Client,
+    config: GroupConfig,
+    consumer: Consumer,
+    topics: Vec<String>,
+    conn: Option<Arc<Connection>>,
+    member_id: String,
+    generation: i32,
+    state: Arc<AtomicU8>,
+    joined: bool,
+    heartbeat: Option<JoinHandle<()>>,
+    last_commit: Instant,
+    listener: Option<Listener>,
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// ConsumerProtocolSubscription v0: the topics, no user data.
+fn subscription(topics: &[String]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(topics.len() as i32);
+    for t in topics {
+        b.put_i16(t.len() as i16);
+        b.put_slice(t.as_bytes());
+    }
+    b.put_i32(-1);
+    b.freeze()
+}
+
+fn parse_subscription(b: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(n) = b.get(2..6) else { return out };
+    let mut at = 6;
+    for _ in 0..i32::from_be_bytes(n.try_into().expect("4 bytes")).max(0) {
+        let Some(len) = b.get(at..at + 2) else { break };
+        let len = i16::from_be_bytes(len.try_into().expect("2 bytes")).max(0) as usize;
+        let Some(name) = b.get(at + 2..at + 2 + len) else {
+            break;
+        };
+        out.push(String::from_utf8_lossy(name).into_owned());
+        at += 2 + len;
+    }
+    out
+}
+
+/// ConsumerProtocolAssignment v0 of these partitions.
+fn assignment(parts: &[TopicPartition]) -> Bytes {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in parts {
+        by_topic.entry(&tp.topic).or_default().push(tp.partition);
+    }
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(by_topic.len() as i32);
+    for (t, ps) in by_topic {
+        b.put_i16(t.len() as i16);
+        b.put_slice(t.as_bytes());
+        b.put_i32(ps.len() as i32);
+        for p in ps {
+            b.put_i32(p);
+        }
+    }
+    b.put_i32(-1);
+    b.freeze()
+}
+
+/// The range assignor: per topic, the members subscribed to it (by id)
+/// each take a contiguous run of its partitions, the first ones one more.
+pub fn range_assign(
+    members: &[(String, Vec<String>)],
+    partitions: &BTreeMap<String, i32>,
+) -> BTreeMap<String, Vec<TopicPartition>> {
+    let mut out: BTreeMap<String, Vec<TopicPartition>> = members
+        .iter()
+        .map(|(m, _)| (m.clone(), Vec::new()))
+        .collect();
+    for (topic, &n) in partitions {
+        let mut subs: Vec<&String> = members
+            .iter()
+            .filter(|(_, ts)| ts.contains(topic))
+            .map(|(m, _)| m)
+            .collect();
+        subs.sort();
+        if subs.is_empty() {
+            continue;
+        }
+        let (per, extra) = (n / subs.len() as i32, n % subs.len() as i32);
+        let mut next = 0;
+        for (i, m) in subs.iter().enumerate() {
+            let take = per + i32::from((i as i32) < extra);
+            for p in next..next + take {
+                out.get_mut(*m)
+                    .expect("a member")
+                    .push(TopicPartition::new(topic.clone(), p));
+            }
+            next += take;
+        }
+    }
+    out
+}
+
+fn decode_assignment(b: &[u8]) -> Vec<TopicPartition> {
+    let mut out = Vec::new();
+    let i32_at = |at: usize| {
+        b.get(at..at + 4)
+            .map(|x| i32::from_be_bytes(x.try_into().expect("4 bytes")))
+    };
+    let Some(n) = i32_at(2) else { return out };
+    let mut at = 6;
+    for _ in 0..n.max(0) {
+        let Some(len) = b.get(at..at + 2) else { break };
+        let len = i16::from_be_bytes(len.try_into().expect("2 bytes")).max(0) as usize;
+        let Some(name) = b.get(at + 2..at + 2 + len) else {
+            break;
+        };
+        let topic = String::from_utf8_lossy(name).into_owned();
+        at += 2 + len;
+        let Some(count) = i32_at(at) else { break };
+        at += 4;
+        for _ in 0..count.max(0) {
+            let Some(p) = i32_at(at) else { break };
+            out.push(TopicPartition::new(topic.clone(), p));
+            at += 4;
+        }
+    }
+    out
+}
+
+impl GroupConsumer {
+    pub fn new(client: Client, config: GroupConfig) -> GroupConsumer {
+        let consumer = Consumer::new(client.clone(), config.consumer.clone());
+        GroupConsumer {
+            client,
+            consumer,
+            config,
+            topics: Vec::new(),
+            conn: None,
+            member_id: String::new(),
+            generation: -1,
+            state: Arc::new(AtomicU8::new(OK)),
+            joined: false,
+            heartbeat: None,
+            last_commit: Instant::now(),
+            listener: None,
+        }
+    }
+
+    /// Called with every assignment, revocation and loss.
+    pub fn on_rebalance(&mut self, f: impl FnMut(&Rebalance) + Send + Sync + 'static) {
+        self.listener = Some(Box::new(f));
+    }
+
+    /// The topics to consume; takes effect at the next `poll` (a rejoin).
+    pub fn subscribe(&mut self, topics: &[&str]) {
+        self.topics = topics.iter().map(|t| t.to_string()).collect();
+        self.topics.sort();
+        self.state.store(REJOIN, Ordering::SeqCst);
+    }
+
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.consumer.assignment()
+    }
+
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    pub fn generation(&self) -> i32 {
+        self.generation
+    }
+
+    fn tell(&mut self, event: Rebalance) {
+        if let Some(l) = &mut self.listener {
+            l(&event);
+        }
+    }
+
+    /// Records from the assigned partitions, rejoining the group first when
+    /// it rebalances.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if self.topics.is_empty() {
+            return Err(Error::InvalidArgument("subscribe before polling".into()));
+        }
+        let state = self.state.load(Ordering::SeqCst);
+        if !self.joined || state != OK {
+            self.rebalance(state == LOST).await?;
+        }
+        if let Some(every) = self.config.auto_commit_interval {
+            if self.last_commit.elapsed() >= every {
+                // A failed auto-commit is retried at the next interval or revocation.
+                let _ = self.commit().await;
+            }
+        }
+        self.consumer.poll(timeout).await
+    }
+
+    async fn rebalance(&mut self, lost: bool) -> Result<()> {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+        let owned = self.consumer.assignment();
+        if self.joined && !owned.is_empty() {
+            if lost {
+                self.tell(Rebalance::Lost(owned));
+            } else {
+                if self.config.auto_commit_interval.is_some() {
+                    let _ = self.commit().await;
+                }
+                self.tell(Rebalance::Revoked(owned));
+            }
+        }
+        if lost {
+            self.member_id.clear();
+            self.generation = -1;
+        }
+        self.consumer.assign(&[]).await?;
+        self.joined = false;
+        self.state.store(OK, Ordering::SeqCst);
+        let mine = self.join_and_sync().await?;
+        self.consumer.assign(&mine).await?;
+        let committed = self.fetch_committed(&mine).await?;
+        for tp in &mine {
+            let at = match committed.get(tp) {
+                Some(&o) if o >= 0 => Offset::At(o),
+                _ => match self.config.offset_reset {
+                    OffsetReset::Earliest => Offset::Beginning,
+                    _ => Offset::End,
+                },
+            };
+            self.consumer.seek(tp, at)?;
+        }
+        self.joined = true;
+        self.start_heartbeat().await?;
+        self.tell(Rebalance::Assigned(mine));
+        Ok(())
+    }
+
+    async fn connection(&mut self) -> Result<Arc<Connection>> {
+        if let Some(c) = &self.conn {
+            if c.is_alive() {
+                return Ok(c.clone());
+            }
+        }
+        let c = coordinator(&self.client, &self.config.group_id, true).await?;
+        self.conn = Some(c.clone());
+        Ok(c)
+    }
+
+    /// JoinGroup (through MEMBER_ID_REQUIRED) and SyncGroup until a
+    /// generation holds; returns this member's partitions.
+    async fn join_and_sync(&mut self) -> Result<Vec<TopicPartition>> {
+        let deadline = Instant::now() + self.config.rebalance_timeout + self.config.session_timeout;
+        loop {
+            if Instant::now() > deadline {
+                return Err(Error::Protocol(format!(
+                    "joining group {} timed out",
+                    self.config.group_id
+                )));
+            }
+            let conn = self.connection().await?;
+            let mut j = JoinGroupRequest::default();
+            j.group_id = GroupId(s(&self.config.group_id));
+            j.session_timeout_ms = self.config.session_timeout.as_millis() as i32;
+            j.rebalance_timeout_ms = self.config.rebalance_timeout.as_millis() as i32;
+            j.member_id = s(&self.member_id);
+            if conn.version(ApiKey::JoinGroup)? >= 5 {
+                j.group_instance_id = self.config.instance_id.as_deref().map(s);
+            }
+            j.protocol_type = s("consumer");
+            let mut p = JoinGroupRequestProtocol::default();
+            p.name = s("range");
+            p.metadata = subscription(&self.topics);
+            j.protocols = vec![p];
+            let (r, _) = conn.send(&j).await?;
+            let code = ResponseError::try_from_code(r.error_code);
+            match code {
+                Some(ResponseError::MemberIdRequired) => {
+                    self.member_id = r.member_id.to_string();
+                    continue;
+                }
+                Some(ResponseError::UnknownMemberId) => {
+                    self.member_id.clear();
+                    continue;
+                }
+                Some(e) if e.is_retriable() || e == ResponseError::RebalanceInProgress => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Some(ResponseError::NotCoordinator)
+                | Some(ResponseError::CoordinatorNotAvailable) => {
+                    self.conn = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Some(_) => {
+                    return Err(Error::kafka(
+                        r.error_code,
+                        format!("joining group {}", self.config.group_id),
+                        None,
+                    ))
+                }
+                None => {}
+            }
+            self.member_id = r.member_id.to_string();
+            self.generation = r.generation_id;
+            let mut sync = SyncGroupRequest::default();
+            sync.group_id = GroupId(s(&self.config.group_id));
+            sync.generation_id = r.generation_id;
+            sync.member_id = s(&self.member_id);
+            if conn.version(ApiKey::SyncGroup)? >= 3 {
+                sync.group_instance_id = self.config.instance_id.as_deref().map(s);
+            }
+            if r.leader == r.member_id && !r.skip_assignment {
+                sync.assignments = self
+                    .assign(
+                        &r.members
+                            .iter()
+                            .map(|m| (m.member_id.to_string(), m.metadata.clone()))
+                            .collect::<Vec<_>>(),
+                    )
+                    .await?;
+            }
+            let (sr, _) = conn.send(&sync).await?;
+            match ResponseError::try_from_code(sr.error_code) {
+                None => return Ok(decode_assignment(&sr.assignment)),
+                Some(ResponseError::UnknownMemberId) | Some(ResponseError::IllegalGeneration) => {
+                    if sr.error_code == ResponseError::UnknownMemberId.code() {
+                        self.member_id.clear();
+                    }
+                    continue;
+                }
+                Some(ResponseError::RebalanceInProgress) => continue,
+                Some(e) if e.is_retriable() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Some(_) => {
+                    return Err(Error::kafka(
+                        sr.error_code,
+                        format!("syncing group {}", self.config.group_id),
+                        None,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The leader's work: range-assign every subscribed topic among the members.
+    async fn assign(&self, members: &[(String, Bytes)]) -> Result<Vec<SyncGroupRequestAssignment>> {
+        let subs: Vec<(String, Vec<String>)> = members
+            .iter()
+            .map(|(id, m)| (id.clone(), parse_subscription(m)))
+            .collect();
+        let mut topics: Vec<String> = subs.iter().flat_map(|(_, t)| t.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        let mut partitions = BTreeMap::new();
+        for t in topics {
+            if let Ok(n) = self.client.ensure_topic(&t).await {
+                partitions.insert(t, n);
+            }
+        }
+        Ok(range_assign(&subs, &partitions)
+            .into_iter()
+            .map(|(id, parts)| {
+                let mut a = SyncGroupRequestAssignment::default();
+                a.member_id = s(&id);
+                a.assignment = assignment(&parts);
+                a
+            })
+            .collect())
+    }
+
+    async fn fetch_committed(
+        &mut self,
+        parts: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let mut out = BTreeMap::new();
+        if parts.is_empty() {
+            return Ok(out);
+        }
+        let conn = self.connection().await?;
+        let version = conn.version(ApiKey::OffsetFetch)?;
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for tp in parts {
+            by_topic.entry(&tp.topic).or_default().push(tp.partition);
+        }
+        let mut req = OffsetFetchRequest::default();
+        if version >= 8 {
+            let mut g = OffsetFetchRequestGroup::default();
+            g.group_id = GroupId(s(&self.config.group_id));
+            g.topics = Some(
+                by_topic
+                    .iter()
+                    .map(|(t, ps)| {
+                        let mut rt = OffsetFetchRequestTopics::default();
+                        rt.name = TopicName(s(t));
+                        rt.partition_indexes = ps.clone();
+                        rt
+                    })
+                    .collect(),
+            );
+            req.groups = vec![g];
+        } else {
+            req.group_id = GroupId(s(&self.config.group_id));
+            req.topics = Some(
+                by_topic
+                    .iter()
+                    .map(|(t, ps)| {
+                        let mut rt = OffsetFetchRequestTopic::default();
+                        rt.name = TopicName(s(t));
+                        rt.partition_indexes = ps.clone();
+                        rt
+                    })
+                    .collect(),
+            );
+        }
+        let resp = conn.send_versioned(&req, version).await?;
+        if version >= 8 {
+            for g in resp.groups {
+                Error::check(g.error_code, || "fetching committed offsets".to_string())?;
+                for t in g.topics {
+                    for p in t.partitions {
+                        out.insert(
+                            TopicPartition::new(t.name.to_string(), p.partition_index),
+                            p.committed_offset,
+                        );
+                    }
+                }
+            }
+        } else {
+            Error::check(resp.error_code, || "fetching committed offsets".to_string())?;
+            for t in resp.topics {
+                for p in t.partitions {
+                    out.insert(
+                        TopicPartition::new(t.name.to_string(), p.partition_index),
+                        p.committed_offset,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn start_heartbeat(&mut self) -> Result<()> {
+        let conn = coordinator(&self.client, &self.config.group_id, true).await?;
+        let state = self.state.clone();
+        let (group, member, generation, instance) = (
+            self.config.group_id.clone(),
+            self.member_id.clone(),
+            self.generation,
+            self.config.instance_id.clone(),
+        );
+        let every = self.config.heartbeat_interval;
+        self.heartbeat = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let mut h = HeartbeatRequest::default();
+                h.group_id = GroupId(s(&group));
+                h.generation_id = generation;
+                h.member_id = s(&member);
+                if conn.version(ApiKey::Heartbeat).unwrap_or(0) >= 3 {
+                    h.group_instance_id = instance.as_deref().map(s);
+                }
+                let code = match conn.send(&h).await {
+                    Ok((r, _)) => r.error_code,
+                    Err(_) => continue, // the coordinator is unreachable for now
+                };
+                match ResponseError::try_from_code(code) {
+                    None => {}
+                    Some(ResponseError::RebalanceInProgress) => {
+                        state.store(REJOIN, Ordering::SeqCst);
+                        return;
+                    }
+                    Some(ResponseError::UnknownMemberId)
+                    | Some(ResponseError::IllegalGeneration)
+                    | Some(ResponseError::FencedInstanceId) => {
+                        state.store(LOST, Ordering::SeqCst);
+                        return;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    /// Commits the position of every assigned partition (the offset of the
+    /// next record `poll` would return), synchronously.
+    pub async fn commit(&mut self) -> Result<()> {
+        let positions: Vec<(TopicPartition, i64)> = self
+            .consumer
+            .assignment()
+            .into_iter()
+            .filter_map(|tp| self.consumer.position(&tp).map(|o| (tp, o)))
+            .collect();
+        self.last_commit = Instant::now();
+        if positions.is_empty() || !self.joined {
+            return Ok(());
+        }
+        let conn = self.connection().await?;
+        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+        for (tp, o) in &positions {
+            by_topic
+                .entry(&tp.topic)
+                .or_default()
+                .push((tp.partition, *o));
+        }
+        let mut req = OffsetCommitRequest::default();
+        req.group_id = GroupId(s(&self.config.group_id));
+        req.generation_id_or_member_epoch = self.generation;
+        req.member_id = s(&self.member_id);
+        if conn.version(ApiKey::OffsetCommit)? >= 7 {
+            req.group_instance_id = self.config.instance_id.as_deref().map(s);
+        }
+        req.topics = by_topic
+            .iter()
+            .map(|(t, ps)| {
+                let mut rt = OffsetCommitRequestTopic::default();
+                rt.name = TopicName(s(t));
+                rt.partitions = ps
+                    .iter()
+                    .map(|(p, o)| {
+                        let mut rp = OffsetCommitRequestPartition::default();
+                        rp.partition_index = *p;
+                        rp.committed_offset = *o;
+                        rp
+                    })
+                    .collect();
+                rt
+            })
+            .collect();
+        let (resp, _) = conn.send(&req).await?;
+        for t in resp.topics {
+            for p in t.partitions {
+                Error::check(p.error_code, || {
+                    format!("committing {}-{}", t.name.0, p.partition_index)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits (with auto-commit) and leaves the group, so the others
+    /// rebalance at once. A static member does not leave: a restart within
+    /// its session takes its place back.
+    pub async fn close(mut self) -> Result<()> {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+        if !self.joined {
+            return Ok(());
+        }
+        if self.config.auto_commit_interval.is_some() {
+            self.commit().await?;
+        }
+        let owned = self.consumer.assignment();
+        self.tell(Rebalance::Revoked(owned));
+        if self.config.instance_id.is_some() {
+            return Ok(());
+        }
+        let conn = self.connection().await?;
+        let version = conn.version(ApiKey::LeaveGroup)?;
+        let mut req = LeaveGroupRequest::default();
+        req.group_id = GroupId(s(&self.config.group_id));
+        if version >= 3 {
+            let mut m = MemberIdentity::default();
+            m.member_id = s(&self.member_id);
+            req.members = vec![m];
+        } else {
+            req.member_id = s(&self.member_id);
+        }
+        let resp = conn.send_versioned(&req, version).await?;
+        Error::check(resp.error_code, || {
+            format!("leaving group {}", self.config.group_id)
+        })
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_assignment_splits_each_topic() {
+        let members = vec![
+            ("b".to_string(), vec!["t".to_string(), "u".to_string()]),
+            ("a".to_string(), vec!["t".to_string()]),
+        ];
+        let parts: BTreeMap<String, i32> = [("t".to_string(), 5), ("u".to_string(), 2)].into();
+        let got = range_assign(&members, &parts);
+        let names = |v: &Vec<TopicPartition>| v.iter().map(|tp| tp.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&got["a"]), vec!["t-0", "t-1", "t-2"]);
+        assert_eq!(names(&got["b"]), vec!["t-3", "t-4", "u-0", "u-1"]);
+    }
+
+    #[test]
+    fn subscriptions_and_assignments_round_trip() {
+        let topics = vec!["t".to_string(), "orders".to_string()];
+        assert_eq!(parse_subscription(&subscription(&topics)), topics);
+        let parts = vec![
+            TopicPartition::new("orders", 3),
+            TopicPartition::new("t", 0),
+            TopicPartition::new("t", 1),
+        ];
+        assert_eq!(decode_assignment(&assignment(&parts)), parts);
+    }
+}
