@@ -8,7 +8,9 @@
 //!   for keyless records), retried on retriable errors, and bounded in memory.
 //! - [`Consumer`]: `assign`, `seek` (offset, beginning, end, timestamp),
 //!   `poll` with the next fetch already in flight, or a `Stream`.
-//! - [`Admin`]: topics, partitions, configs, offsets.
+//! - [`GroupConsumer`]: a member of a consumer group (the classic protocol):
+//!   `subscribe`, `poll`, `commit`, rebalance callbacks, static membership.
+//! - [`Admin`]: topics, partitions, configs, offsets, consumer groups.
 //! - [`Error`]: one error type; Kafka error codes are kept and
 //!   [`Error::is_retriable`] says whether trying again can help.
 //!
