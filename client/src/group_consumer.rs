@@ -258,6 +258,16 @@ impl GroupConsumer {
         self.consumer.assignment()
     }
 
+    /// Moves an assigned partition's position (the next commit commits it).
+    pub fn seek(&mut self, tp: &TopicPartition, offset: Offset) -> Result<()> {
+        self.consumer.seek(tp, offset)
+    }
+
+    /// The offset of the next record `poll` returns for an assigned partition.
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        self.consumer.position(tp)
+    }
+
     pub fn member_id(&self) -> &str {
         &self.member_id
     }

@@ -35,6 +35,12 @@ pub struct ConsumeArgs {
     /// One JSON object per record instead of --format.
     #[arg(long)]
     pub json: bool,
+    /// Read as a member of this consumer group: the group's partitions are
+    /// shared with its other members, reading resumes at its committed
+    /// offsets (--from beginning|end says where a partition without one
+    /// starts) and what was read is committed.
+    #[arg(long, short = 'g', conflicts_with = "partition")]
+    pub group: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -131,6 +137,9 @@ fn to_json(r: &ConsumerRecord) -> serde_json::Value {
 }
 
 pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
+    if a.group.is_some() {
+        return run_in_group(a).await;
+    }
     let from = parse_from(&a.from)?;
     let client = a.connect.connect().await?;
     let n = client.ensure_topic(&a.topic).await?;
@@ -194,6 +203,79 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `rill consume --group`: a group member; without --follow it stops once
+/// its partitions are read up to the end offsets of when it started.
+async fn run_in_group(a: ConsumeArgs) -> anyhow::Result<()> {
+    use rill_client::{GroupConfig, GroupConsumer, OffsetReset};
+    let group = a.group.clone().expect("--group");
+    let reset = match parse_from(&a.from)? {
+        Offset::Beginning => OffsetReset::Earliest,
+        Offset::End => OffsetReset::Latest,
+        _ => bail!("--from with --group is beginning or end (where partitions without a committed offset start)"),
+    };
+    let client = a.connect.connect().await?;
+    let n = client.ensure_topic(&a.topic).await?;
+    let specs: Vec<_> = (0..n)
+        .map(|p| (TopicPartition::new(&a.topic, p), OffsetSpec::Latest))
+        .collect();
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for (tp, r) in rill_client::admin::Admin::new(client.clone())
+        .list_offsets(&specs)
+        .await?
+    {
+        ends.insert(tp.partition, r?.0);
+    }
+    let mut config = GroupConfig::new(&group);
+    config.offset_reset = reset;
+    config.session_timeout = Duration::from_secs(10);
+    config.heartbeat_interval = Duration::from_secs(1);
+    let mut member = GroupConsumer::new(client, config);
+    member.subscribe(&[a.topic.as_str()]);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut printed = 0u64;
+    loop {
+        let records = member.poll(Duration::from_millis(500)).await?;
+        for (i, r) in records.iter().enumerate() {
+            if a.json {
+                writeln!(out, "{}", to_json(r))?;
+            } else {
+                writeln!(out, "{}", render(&a.format, r))?;
+            }
+            printed += 1;
+            if a.count.is_some_and(|c| printed >= c) {
+                // What was fetched but not printed is not committed: each
+                // partition goes back to its first record not printed.
+                let mut first: HashMap<i32, i64> = HashMap::new();
+                for rest in &records[i + 1..] {
+                    first.entry(rest.partition).or_insert(rest.offset);
+                }
+                for (p, o) in first {
+                    member.seek(&TopicPartition::new(&a.topic, p), Offset::At(o))?;
+                }
+                break;
+            }
+        }
+        out.flush()?;
+        if a.count.is_some_and(|c| printed >= c) {
+            break;
+        }
+        let caught_up = !a.follow
+            && records.is_empty()
+            && member.assignment().iter().all(|tp| {
+                member
+                    .position(tp)
+                    .is_some_and(|pos| pos >= ends[&tp.partition])
+            });
+        if caught_up {
+            break;
+        }
+    }
+    member.commit().await?;
+    member.close().await?;
     Ok(())
 }
 
