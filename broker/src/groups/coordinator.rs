@@ -175,15 +175,23 @@ impl Coordinator {
             let c = &shard.groups;
             // The group as it is when the append starts: later changes
             // append their own, newer snapshot.
-            let record = {
+            let (record, generation) = {
                 let groups = c.groups.borrow();
                 let Some(g) = groups.get(&group) else { return };
-                OffsetsRecord::Group {
+                let record = OffsetsRecord::Group {
                     group: group.clone(),
                     value: Some(g.snapshot(now_ms())),
-                }
+                };
+                (record, g.generation)
             };
             let result = append(&part, &[record]).await;
+            if result.is_err() && !after_persist.is_empty() {
+                let mut effects = Vec::new();
+                if let Some(g) = c.groups.borrow_mut().get_mut(&group) {
+                    g.assignment_not_persisted(now_ms(), generation, &mut effects);
+                }
+                c.dispatch(&shard, &part, &group, effects);
+            }
             for (t, mut r) in after_persist {
                 if let Err(e) = result {
                     r = SyncReply {

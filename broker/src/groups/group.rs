@@ -572,6 +572,25 @@ impl Group {
         }
     }
 
+    /// The new generation's assignment could not be made durable: its
+    /// members were told so (COORDINATOR_NOT_AVAILABLE), so the group
+    /// starts over rather than stay Stable on an assignment nobody got
+    /// (Kafka does the same).
+    pub fn assignment_not_persisted(
+        &mut self,
+        now: i64,
+        generation: i32,
+        effects: &mut Vec<Effect>,
+    ) {
+        if self.generation == generation && self.state == GroupState::Stable {
+            for m in &mut self.members {
+                m.assignment = Bytes::new();
+            }
+            self.prepare_rebalance(now, effects);
+            self.maybe_complete_join(now, effects);
+        }
+    }
+
     fn prepare_rebalance(&mut self, now: i64, effects: &mut Vec<Effect>) {
         self.cancel_syncs(effects);
         self.set_state(GroupState::PreparingRebalance, now);
@@ -1315,6 +1334,37 @@ mod tests {
             g.heartbeat(102, &a, Some("i-1"), 1),
             Err(ResponseError::FencedInstanceId)
         );
+    }
+
+    #[test]
+    fn an_assignment_that_was_not_persisted_starts_a_new_rebalance() {
+        let mut g = Group::new("g", 0, LIMITS);
+        let mut fx = Vec::new();
+        let a = new_member(&mut g, 0, 1, &mut fx);
+        g.sync(
+            0,
+            2,
+            &a,
+            None,
+            1,
+            (None, None),
+            vec![(a.clone(), Bytes::from("x"))],
+            &mut fx,
+        );
+        assert_eq!(g.state, GroupState::Stable);
+        g.assignment_not_persisted(1, 0, &mut fx);
+        assert_eq!(
+            g.state,
+            GroupState::Stable,
+            "an older generation's failure changes nothing"
+        );
+        g.assignment_not_persisted(1, 1, &mut fx);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert_eq!(
+            g.heartbeat(2, &a, None, 1),
+            Err(ResponseError::RebalanceInProgress)
+        );
+        assert!(g.member(&a).unwrap().assignment.is_empty());
     }
 
     #[test]
