@@ -22,13 +22,10 @@ use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::offset_fetch_request::{
-    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
-};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest, TopicName,
+    SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -37,7 +34,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::Client;
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};
 use crate::error::{Error, Result};
-use crate::groups::coordinator;
+use crate::groups::{coordinator, decode_assignment, fetch_offsets};
 use crate::offsets::TopicPartition;
 use crate::transport::connection::Connection;
 
@@ -191,33 +188,6 @@ pub fn range_assign(
                     .push(TopicPartition::new(topic.clone(), p));
             }
             next += take;
-        }
-    }
-    out
-}
-
-fn decode_assignment(b: &[u8]) -> Vec<TopicPartition> {
-    let mut out = Vec::new();
-    let i32_at = |at: usize| {
-        b.get(at..at + 4)
-            .map(|x| i32::from_be_bytes(x.try_into().expect("4 bytes")))
-    };
-    let Some(n) = i32_at(2) else { return out };
-    let mut at = 6;
-    for _ in 0..n.max(0) {
-        let Some(len) = b.get(at..at + 2) else { break };
-        let len = i16::from_be_bytes(len.try_into().expect("2 bytes")).max(0) as usize;
-        let Some(name) = b.get(at + 2..at + 2 + len) else {
-            break;
-        };
-        let topic = String::from_utf8_lossy(name).into_owned();
-        at += 2 + len;
-        let Some(count) = i32_at(at) else { break };
-        at += 4;
-        for _ in 0..count.max(0) {
-            let Some(p) = i32_at(at) else { break };
-            out.push(TopicPartition::new(topic.clone(), p));
-            at += 4;
         }
     }
     out
@@ -482,71 +452,11 @@ impl GroupConsumer {
         &mut self,
         parts: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>> {
-        let mut out = BTreeMap::new();
         if parts.is_empty() {
-            return Ok(out);
+            return Ok(BTreeMap::new());
         }
         let conn = self.connection().await?;
-        let version = conn.version(ApiKey::OffsetFetch)?;
-        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for tp in parts {
-            by_topic.entry(&tp.topic).or_default().push(tp.partition);
-        }
-        let mut req = OffsetFetchRequest::default();
-        if version >= 8 {
-            let mut g = OffsetFetchRequestGroup::default();
-            g.group_id = GroupId(s(&self.config.group_id));
-            g.topics = Some(
-                by_topic
-                    .iter()
-                    .map(|(t, ps)| {
-                        let mut rt = OffsetFetchRequestTopics::default();
-                        rt.name = TopicName(s(t));
-                        rt.partition_indexes = ps.clone();
-                        rt
-                    })
-                    .collect(),
-            );
-            req.groups = vec![g];
-        } else {
-            req.group_id = GroupId(s(&self.config.group_id));
-            req.topics = Some(
-                by_topic
-                    .iter()
-                    .map(|(t, ps)| {
-                        let mut rt = OffsetFetchRequestTopic::default();
-                        rt.name = TopicName(s(t));
-                        rt.partition_indexes = ps.clone();
-                        rt
-                    })
-                    .collect(),
-            );
-        }
-        let resp = conn.send_versioned(&req, version).await?;
-        if version >= 8 {
-            for g in resp.groups {
-                Error::check(g.error_code, || "fetching committed offsets".to_string())?;
-                for t in g.topics {
-                    for p in t.partitions {
-                        out.insert(
-                            TopicPartition::new(t.name.to_string(), p.partition_index),
-                            p.committed_offset,
-                        );
-                    }
-                }
-            }
-        } else {
-            Error::check(resp.error_code, || "fetching committed offsets".to_string())?;
-            for t in resp.topics {
-                for p in t.partitions {
-                    out.insert(
-                        TopicPartition::new(t.name.to_string(), p.partition_index),
-                        p.committed_offset,
-                    );
-                }
-            }
-        }
-        Ok(out)
+        fetch_offsets(&conn, &self.config.group_id, Some(parts)).await
     }
 
     async fn start_heartbeat(&mut self) -> Result<()> {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::{
     ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
     ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
@@ -55,8 +57,8 @@ fn str_bytes(s: &str) -> StrBytes {
 }
 
 /// The partitions of a ConsumerProtocolAssignment (version, then topics with
-/// their partitions); empty for anything else.
-fn decode_assignment(b: &[u8]) -> Vec<TopicPartition> {
+/// their partitions), sorted; empty for anything else.
+pub(crate) fn decode_assignment(b: &[u8]) -> Vec<TopicPartition> {
     fn read(b: &[u8]) -> Option<Vec<TopicPartition>> {
         let mut at = 2usize;
         let i32_at = |at: usize| Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?));
@@ -145,53 +147,7 @@ impl Admin {
     /// The offsets `group` has committed, per partition (-1: none).
     pub async fn committed_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, i64>> {
         let conn = self.coordinator(group).await?;
-        let version = conn.version(ApiKey::OffsetFetch)?;
-        let mut req = OffsetFetchRequest::default();
-        if version >= 8 {
-            let mut g = OffsetFetchRequestGroup::default();
-            g.group_id = GroupId(str_bytes(group));
-            g.topics = None;
-            req.groups = vec![g];
-        } else {
-            req.group_id = GroupId(str_bytes(group));
-            req.topics = None;
-        }
-        let resp = conn.send_versioned(&req, version).await?;
-        let mut out = BTreeMap::new();
-        if version >= 8 {
-            for g in resp.groups {
-                Error::check(g.error_code, || {
-                    format!("fetching the offsets of group {group}")
-                })?;
-                for t in g.topics {
-                    for p in t.partitions {
-                        Error::check(p.error_code, || {
-                            format!("the offset of {}-{}", t.name.0, p.partition_index)
-                        })?;
-                        out.insert(
-                            TopicPartition::new(t.name.to_string(), p.partition_index),
-                            p.committed_offset,
-                        );
-                    }
-                }
-            }
-        } else {
-            Error::check(resp.error_code, || {
-                format!("fetching the offsets of group {group}")
-            })?;
-            for t in resp.topics {
-                for p in t.partitions {
-                    Error::check(p.error_code, || {
-                        format!("the offset of {}-{}", t.name.0, p.partition_index)
-                    })?;
-                    out.insert(
-                        TopicPartition::new(t.name.to_string(), p.partition_index),
-                        p.committed_offset,
-                    );
-                }
-            }
-        }
-        Ok(out)
+        fetch_offsets(&conn, group, None).await
     }
 
     /// Sets `group`'s committed offsets from outside the group (generation
@@ -306,6 +262,90 @@ pub(crate) async fn coordinator(
     } else {
         client.connection(node).await
     }
+}
+
+/// OffsetFetch of `group` from its coordinator: `partitions` (`None`:
+/// every partition the group committed), -1 where nothing is committed.
+pub(crate) async fn fetch_offsets(
+    conn: &Connection,
+    group: &str,
+    partitions: Option<&[TopicPartition]>,
+) -> Result<BTreeMap<TopicPartition, i64>> {
+    let version = conn.version(ApiKey::OffsetFetch)?;
+    let by_topic: Option<BTreeMap<&str, Vec<i32>>> = partitions.map(|ps| {
+        let mut m: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for tp in ps {
+            m.entry(tp.topic.as_str()).or_default().push(tp.partition);
+        }
+        m
+    });
+    let mut req = OffsetFetchRequest::default();
+    if version >= 8 {
+        let mut g = OffsetFetchRequestGroup::default();
+        g.group_id = GroupId(str_bytes(group));
+        g.topics = by_topic.as_ref().map(|m| {
+            m.iter()
+                .map(|(t, ps)| {
+                    let mut rt = OffsetFetchRequestTopics::default();
+                    rt.name = TopicName(str_bytes(t));
+                    rt.partition_indexes = ps.clone();
+                    rt
+                })
+                .collect()
+        });
+        req.groups = vec![g];
+    } else {
+        req.group_id = GroupId(str_bytes(group));
+        req.topics = by_topic.as_ref().map(|m| {
+            m.iter()
+                .map(|(t, ps)| {
+                    let mut rt = OffsetFetchRequestTopic::default();
+                    rt.name = TopicName(str_bytes(t));
+                    rt.partition_indexes = ps.clone();
+                    rt
+                })
+                .collect()
+        });
+    }
+    let resp = conn.send_versioned(&req, version).await?;
+    let context = || format!("fetching the offsets of group {group}");
+    // (topic, partition, offset, error) from either layout.
+    let mut rows: Vec<(String, i32, i64, i16)> = Vec::new();
+    if version >= 8 {
+        for g in resp.groups {
+            Error::check(g.error_code, context)?;
+            for t in g.topics {
+                rows.extend(t.partitions.into_iter().map(|p| {
+                    (
+                        t.name.to_string(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.error_code,
+                    )
+                }));
+            }
+        }
+    } else {
+        Error::check(resp.error_code, context)?;
+        for t in resp.topics {
+            rows.extend(t.partitions.into_iter().map(|p| {
+                (
+                    t.name.to_string(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.error_code,
+                )
+            }));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (topic, partition, offset, code) in rows {
+        Error::check(code, || {
+            format!("the committed offset of {topic}-{partition}")
+        })?;
+        out.insert(TopicPartition::new(topic, partition), offset);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

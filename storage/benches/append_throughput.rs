@@ -11,12 +11,14 @@
 //! `cargo bench -p rill-storage --bench append_throughput`
 //! (`RILL_BENCH_DIR` picks the directory; default `target/bench-data`).
 
+#[path = "support/raw_write.rs"]
+mod raw_write;
+
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::io::OpenOptions;
 use rill_storage::batch::{encode_uncompressed, RecordSpec};
 use rill_storage::{FlushPolicy, LogConfig, PartitionLog};
 
@@ -51,42 +53,7 @@ fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
 }
 
 async fn raw(dir: &Path, total: u64) -> f64 {
-    let path = dir.join("raw.dat");
-    let file = Rc::new(
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .dma_open(&path)
-            .await
-            .unwrap(),
-    );
-    file.pre_allocate(total, true).await.unwrap();
-    let start = Instant::now();
-    let mut in_flight = Vec::new();
-    let mut pos = 0u64;
-    while pos < total {
-        let mut buf = file.alloc_dma_buffer(BUFFER_BYTES);
-        buf.as_bytes_mut().fill((pos >> 20) as u8);
-        let f = file.clone();
-        let at = pos;
-        in_flight.push(glommio::spawn_local(async move {
-            f.write_at(buf, at).await.unwrap()
-        }));
-        if in_flight.len() == WRITES_IN_FLIGHT {
-            in_flight.remove(0).await;
-        }
-        pos += BUFFER_BYTES as u64;
-    }
-    for t in in_flight {
-        t.await;
-    }
-    file.fdatasync().await.unwrap();
-    let rate = mb_per_s(total, start.elapsed());
-    drop(file);
-    std::fs::remove_file(&path).unwrap();
-    rate
+    raw_write::raw_write_mb_per_s(dir, total, BUFFER_BYTES, WRITES_IN_FLIGHT).await
 }
 
 fn engine_config(flush: FlushPolicy) -> LogConfig {

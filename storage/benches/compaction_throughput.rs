@@ -16,12 +16,13 @@
 //! `cargo bench -p rill-storage --bench compaction_throughput`
 //! (`RILL_BENCH_DIR` picks the directory; default `target/bench-data`).
 
+#[path = "support/raw_write.rs"]
+mod raw_write;
+
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::io::OpenOptions;
 use rill_storage::batch::{BatchBuilder, Compression};
 use rill_storage::compaction::CleanerLimits;
 use rill_storage::{CompactionConfig, FlushPolicy, LogConfig, PartitionLog};
@@ -67,41 +68,7 @@ fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
 }
 
 async fn raw(dir: &Path, total: u64) -> f64 {
-    let path = dir.join("raw.dat");
-    let file = Rc::new(
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .dma_open(&path)
-            .await
-            .unwrap(),
-    );
-    file.pre_allocate(total, true).await.unwrap();
-    let start = Instant::now();
-    let mut in_flight = Vec::new();
-    let mut pos = 0u64;
-    while pos < total {
-        let mut buf = file.alloc_dma_buffer(1 << 20);
-        buf.as_bytes_mut().fill((pos >> 20) as u8);
-        let (f, at) = (file.clone(), pos);
-        in_flight.push(glommio::spawn_local(async move {
-            f.write_at(buf, at).await.unwrap()
-        }));
-        if in_flight.len() == 4 {
-            in_flight.remove(0).await;
-        }
-        pos += 1 << 20;
-    }
-    for t in in_flight {
-        t.await;
-    }
-    file.fdatasync().await.unwrap();
-    let rate = mb_per_s(total, start.elapsed());
-    drop(file);
-    std::fs::remove_file(&path).unwrap();
-    rate
+    raw_write::raw_write_mb_per_s(dir, total, 1 << 20, 4).await
 }
 
 /// Appends `bytes` of keyed batches starting at record `first` (built

@@ -6,6 +6,7 @@
 //! the [`Writer`]; reader-visible state lives in a `RefCell` that is never
 //! borrowed across an `.await`.
 
+mod batches;
 mod clean;
 pub use clean::CleanOutcome;
 mod maintenance;

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rill_storage::batch::{decode_batches, BatchBuilder, BatchHeader, Compression};
 use rill_storage::compaction::CleanerLimits;
+use rill_storage::io::Disk;
 use rill_storage::sim_disk::{CrashPlan, SimDisk};
 use rill_storage::{CompactionConfig, LogConfig, PartitionLog};
 use support::{run, small_config};
@@ -45,7 +46,7 @@ fn with_retention(dirty_ratio: f64, retention_ms: Option<u64>) -> LogConfig {
 type Record = (Vec<u8>, Option<Vec<u8>>);
 
 /// Every record the log holds from its start, in offset order.
-async fn contents(log: &PartitionLog<SimDisk>) -> Vec<(i64, Record)> {
+async fn contents<D: Disk>(log: &PartitionLog<D>) -> Vec<(i64, Record)> {
     let mut out = Vec::new();
     let mut at = log.log_start_offset();
     while at < log.log_end_offset() {
@@ -515,7 +516,7 @@ fn cleaning_on_the_real_disk_beside_appends_and_producer_state() {
             assert_eq!(newest[&b"p"[..]], b"later");
             assert!(held.len() < 150, "{} records left of 421", held.len());
         };
-        check(contents_of(&log).await);
+        check(contents(&log).await);
         let end = log.log_end_offset();
         log.close().await.unwrap();
         // Forget the producer snapshots: the state comes from the log only.
@@ -527,7 +528,7 @@ fn cleaning_on_the_real_disk_beside_appends_and_producer_state() {
         }
         let log = PartitionLog::open(&dir, config()).await.unwrap();
         assert_eq!(log.log_end_offset(), end);
-        check(contents_of(&log).await);
+        check(contents(&log).await);
         let again = log.append(last).await.unwrap();
         assert!(
             again.duplicate,
@@ -535,22 +536,4 @@ fn cleaning_on_the_real_disk_beside_appends_and_producer_state() {
         );
         log.close().await.unwrap();
     });
-}
-
-async fn contents_of(log: &PartitionLog) -> Vec<(i64, Record)> {
-    let mut out = Vec::new();
-    let mut at = log.log_start_offset();
-    while at < log.log_end_offset() {
-        let data = log.read(at, 1 << 16).await.expect("readable");
-        let mut records = Vec::new();
-        let next = decode_batches(&data, at, &mut records).expect("decodes");
-        for r in records {
-            out.push((
-                r.offset,
-                (r.key.unwrap().to_vec(), r.value.map(|v| v.to_vec())),
-            ));
-        }
-        at = next.expect("a batch");
-    }
-    out
 }

@@ -17,8 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::Bytes;
-
+use super::batches::BatchWalk;
 use super::{appender_config, sync_dir, PartitionLog};
 use crate::appender::Appender;
 use crate::batch::compact::{self as records, Filtered};
@@ -278,25 +277,11 @@ impl<D: Disk> PartitionLog<D> {
     ) -> Result<(OffsetMap, i64)> {
         let mut map = OffsetMap::with_memory(map_bytes);
         let mut mapped_to = from;
-        let mut at = from;
-        'read: while at < to {
-            let data = self.read(at, 1 << 20).await?;
-            if data.is_empty() {
-                break;
-            }
-            let mut pos = 0;
-            while pos < data.len() {
-                let header = BatchHeader::parse(&data[pos..])?;
-                let batch = &data[pos..pos + header.total_len()];
-                pos += header.total_len();
-                if header.next_offset() <= at {
-                    continue;
-                }
-                if header.base_offset >= to {
-                    break 'read;
-                }
+        let mut walk = BatchWalk::new(from, to);
+        'read: while let Some((batches, read)) = walk.next(self).await? {
+            for (header, batch) in batches {
                 let mut full = false;
-                records::for_each_record(batch, |r| {
+                records::for_each_record(&batch, |r| {
                     if full || r.offset < from {
                         return;
                     }
@@ -309,9 +294,8 @@ impl<D: Disk> PartitionLog<D> {
                     break 'read;
                 }
                 mapped_to = header.next_offset();
-                at = header.next_offset();
             }
-            pace.account(data.len() as u64).await;
+            pace.account(read as u64).await;
         }
         Ok((map, mapped_to))
     }
@@ -450,24 +434,9 @@ impl<D: Disk> PartitionLog<D> {
         // A batch emptied at the end of the group: written only if nothing
         // follows it, so the segment still ends where the old ones ended.
         let mut tail: Option<Vec<u8>> = None;
-        let mut at = base.max(self.log_start_offset());
-        'read: while at < end {
-            let data = self.read(at, 1 << 20).await?;
-            if data.is_empty() {
-                break;
-            }
-            let mut pos = 0;
-            while pos < data.len() {
-                let header = BatchHeader::parse(&data[pos..])?;
-                let batch: Bytes = data.slice(pos..pos + header.total_len());
-                pos += header.total_len();
-                if header.next_offset() <= at {
-                    continue;
-                }
-                if header.base_offset >= end {
-                    break 'read;
-                }
-                at = header.next_offset();
+        let mut walk = BatchWalk::new(base.max(self.log_start_offset()), end);
+        while let Some((batches, read)) = walk.next(self).await? {
+            for (header, batch) in batches {
                 let member = group
                     .iter()
                     .rev()
@@ -494,7 +463,7 @@ impl<D: Disk> PartitionLog<D> {
                 tail = None;
             }
             // What was read, and about as much written.
-            pace.account(2 * data.len() as u64).await;
+            pace.account(2 * read as u64).await;
         }
         if let Some(t) = tail {
             out.put(&t).await?;

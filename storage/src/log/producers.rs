@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::batches::BatchWalk;
 use super::{PartitionLog, Writer};
-use crate::batch::BatchHeader;
 use crate::error::Result;
 use crate::io::Disk;
 use crate::producer_state::{ProducerBatch, ProducerStates};
@@ -91,28 +91,14 @@ impl<D: Disk> PartitionLog<D> {
             }
         }
         let log_start = self.log_start_offset();
-        let mut at = from.max(log_start);
-        let replay_from = at;
+        let replay_from = from.max(log_start);
         let mut replayed = 0usize;
-        while at < end {
-            let data = self.read(at, 1 << 20).await?;
-            if data.is_empty() {
-                break;
-            }
-            let mut pos = 0;
-            while pos < data.len() {
-                let header = BatchHeader::parse(&data[pos..])?;
-                pos += header.total_len();
-                if header.base_offset >= end {
-                    at = end;
-                    break;
-                }
-                if header.next_offset() > at {
-                    if let Some(b) = ProducerBatch::of(&header) {
-                        state.record(&b, header.base_offset);
-                        replayed += 1;
-                    }
-                    at = header.next_offset();
+        let mut walk = BatchWalk::new(replay_from, end);
+        while let Some((batches, _)) = walk.next(self).await? {
+            for (header, _) in batches {
+                if let Some(b) = ProducerBatch::of(&header) {
+                    state.record(&b, header.base_offset);
+                    replayed += 1;
                 }
             }
         }
