@@ -19,13 +19,9 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    SyncGroupRequest, TopicName,
+    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -34,7 +30,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::Client;
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};
 use crate::error::{Error, Result};
-use crate::groups::{coordinator, decode_assignment, fetch_offsets};
+use crate::groups::{commit_offsets, coordinator, decode_assignment, fetch_offsets, Member};
 use crate::offsets::TopicPartition;
 use crate::transport::connection::Connection;
 
@@ -516,46 +512,12 @@ impl GroupConsumer {
             return Ok(());
         }
         let conn = self.connection().await?;
-        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
-        for (tp, o) in &positions {
-            by_topic
-                .entry(&tp.topic)
-                .or_default()
-                .push((tp.partition, *o));
-        }
-        let mut req = OffsetCommitRequest::default();
-        req.group_id = GroupId(s(&self.config.group_id));
-        req.generation_id_or_member_epoch = self.generation;
-        req.member_id = s(&self.member_id);
-        if conn.version(ApiKey::OffsetCommit)? >= 7 {
-            req.group_instance_id = self.config.instance_id.as_deref().map(s);
-        }
-        req.topics = by_topic
-            .iter()
-            .map(|(t, ps)| {
-                let mut rt = OffsetCommitRequestTopic::default();
-                rt.name = TopicName(s(t));
-                rt.partitions = ps
-                    .iter()
-                    .map(|(p, o)| {
-                        let mut rp = OffsetCommitRequestPartition::default();
-                        rp.partition_index = *p;
-                        rp.committed_offset = *o;
-                        rp
-                    })
-                    .collect();
-                rt
-            })
-            .collect();
-        let (resp, _) = conn.send(&req).await?;
-        for t in resp.topics {
-            for p in t.partitions {
-                Error::check(p.error_code, || {
-                    format!("committing {}-{}", t.name.0, p.partition_index)
-                })?;
-            }
-        }
-        Ok(())
+        let member = Member {
+            id: &self.member_id,
+            generation: self.generation,
+            instance_id: self.config.instance_id.as_deref(),
+        };
+        commit_offsets(&conn, &self.config.group_id, &member, &positions).await
     }
 
     /// Commits (with auto-commit) and leaves the group, so the others

@@ -158,49 +158,7 @@ impl Admin {
         offsets: &[(TopicPartition, i64)],
     ) -> Result<()> {
         let conn = self.coordinator(group).await?;
-        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
-        for (tp, o) in offsets {
-            by_topic
-                .entry(tp.topic.as_str())
-                .or_default()
-                .push((tp.partition, *o));
-        }
-        let mut req = OffsetCommitRequest::default();
-        req.group_id = GroupId(str_bytes(group));
-        req.generation_id_or_member_epoch = -1;
-        req.member_id = str_bytes("");
-        req.retention_time_ms = -1;
-        req.topics = by_topic
-            .iter()
-            .map(|(topic, parts)| {
-                let mut t = OffsetCommitRequestTopic::default();
-                t.name = TopicName(str_bytes(topic));
-                t.partitions = parts
-                    .iter()
-                    .map(|(p, o)| {
-                        let mut rp = OffsetCommitRequestPartition::default();
-                        rp.partition_index = *p;
-                        rp.committed_offset = *o;
-                        rp.committed_leader_epoch = -1;
-                        rp.committed_metadata = Some(str_bytes(""));
-                        rp
-                    })
-                    .collect();
-                t
-            })
-            .collect();
-        let (resp, _) = conn.send(&req).await?;
-        for t in resp.topics {
-            for p in t.partitions {
-                Error::check(p.error_code, || {
-                    format!(
-                        "committing an offset of group {group} for {}-{}",
-                        t.name.0, p.partition_index
-                    )
-                })?;
-            }
-        }
-        Ok(())
+        commit_offsets(&conn, group, &Member::OUTSIDE, offsets).await
     }
 
     /// Deletes groups (each must have no members); one result per group.
@@ -262,6 +220,74 @@ pub(crate) async fn coordinator(
     } else {
         client.connection(node).await
     }
+}
+
+/// Who commits: a member (id, generation, static instance id), or
+/// [`Member::OUTSIDE`] the group (generation -1: an admin tool).
+pub(crate) struct Member<'a> {
+    pub id: &'a str,
+    pub generation: i32,
+    pub instance_id: Option<&'a str>,
+}
+
+impl Member<'_> {
+    pub const OUTSIDE: Member<'static> = Member {
+        id: "",
+        generation: -1,
+        instance_id: None,
+    };
+}
+
+/// OffsetCommit of `offsets` for `group`, every partition's error checked.
+pub(crate) async fn commit_offsets(
+    conn: &Connection,
+    group: &str,
+    member: &Member<'_>,
+    offsets: &[(TopicPartition, i64)],
+) -> Result<()> {
+    let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+    for (tp, o) in offsets {
+        by_topic
+            .entry(tp.topic.as_str())
+            .or_default()
+            .push((tp.partition, *o));
+    }
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(str_bytes(group));
+    req.generation_id_or_member_epoch = member.generation;
+    req.member_id = str_bytes(member.id);
+    if conn.version(ApiKey::OffsetCommit)? >= 7 {
+        req.group_instance_id = member.instance_id.map(str_bytes);
+    }
+    req.topics = by_topic
+        .iter()
+        .map(|(topic, parts)| {
+            let mut t = OffsetCommitRequestTopic::default();
+            t.name = TopicName(str_bytes(topic));
+            t.partitions = parts
+                .iter()
+                .map(|(p, o)| {
+                    let mut rp = OffsetCommitRequestPartition::default();
+                    rp.partition_index = *p;
+                    rp.committed_offset = *o;
+                    rp
+                })
+                .collect();
+            t
+        })
+        .collect();
+    let (resp, _) = conn.send(&req).await?;
+    for t in resp.topics {
+        for p in t.partitions {
+            Error::check(p.error_code, || {
+                format!(
+                    "committing an offset of group {group} for {}-{}",
+                    t.name.0, p.partition_index
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// OffsetFetch of `group` from its coordinator: `partitions` (`None`:
