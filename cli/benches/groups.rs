@@ -33,15 +33,8 @@ fn s(v: &str) -> StrBytes {
 
 /// A ConsumerProtocolAssignment of `partitions` of `topic`.
 fn assignment(topic: &str, partitions: &[i32]) -> Bytes {
-    let mut b = vec![0, 0, 0, 0, 0, 1];
-    b.extend_from_slice(&(topic.len() as i16).to_be_bytes());
-    b.extend_from_slice(topic.as_bytes());
-    b.extend_from_slice(&(partitions.len() as i32).to_be_bytes());
-    for p in partitions {
-        b.extend_from_slice(&p.to_be_bytes());
-    }
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    Bytes::from(b)
+    let parts: Vec<(String, i32)> = partitions.iter().map(|p| (topic.to_string(), *p)).collect();
+    rill_net::consumer_protocol::encode_assignment(&parts)
 }
 
 struct Member {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
@@ -30,6 +30,8 @@ use tokio::task::JoinHandle;
 use crate::cluster::Client;
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};
 use crate::error::{Error, Result};
+use rill_net::consumer_protocol;
+
 use crate::groups::{commit_offsets, coordinator, decode_assignment, fetch_offsets, Member};
 use crate::offsets::TopicPartition;
 use crate::transport::connection::Connection;
@@ -102,56 +104,6 @@ pub struct GroupConsumer {
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
-}
-
-/// ConsumerProtocolSubscription v0: the topics, no user data.
-fn subscription(topics: &[String]) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_i16(0);
-    b.put_i32(topics.len() as i32);
-    for t in topics {
-        b.put_i16(t.len() as i16);
-        b.put_slice(t.as_bytes());
-    }
-    b.put_i32(-1);
-    b.freeze()
-}
-
-fn parse_subscription(b: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let Some(n) = b.get(2..6) else { return out };
-    let mut at = 6;
-    for _ in 0..i32::from_be_bytes(n.try_into().expect("4 bytes")).max(0) {
-        let Some(len) = b.get(at..at + 2) else { break };
-        let len = i16::from_be_bytes(len.try_into().expect("2 bytes")).max(0) as usize;
-        let Some(name) = b.get(at + 2..at + 2 + len) else {
-            break;
-        };
-        out.push(String::from_utf8_lossy(name).into_owned());
-        at += 2 + len;
-    }
-    out
-}
-
-/// ConsumerProtocolAssignment v0 of these partitions.
-fn assignment(parts: &[TopicPartition]) -> Bytes {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for tp in parts {
-        by_topic.entry(&tp.topic).or_default().push(tp.partition);
-    }
-    let mut b = BytesMut::new();
-    b.put_i16(0);
-    b.put_i32(by_topic.len() as i32);
-    for (t, ps) in by_topic {
-        b.put_i16(t.len() as i16);
-        b.put_slice(t.as_bytes());
-        b.put_i32(ps.len() as i32);
-        for p in ps {
-            b.put_i32(p);
-        }
-    }
-    b.put_i32(-1);
-    b.freeze()
 }
 
 /// The range assignor: per topic, the members subscribed to it (by id)
@@ -342,7 +294,7 @@ impl GroupConsumer {
             j.protocol_type = s("consumer");
             let mut p = JoinGroupRequestProtocol::default();
             p.name = s("range");
-            p.metadata = subscription(&self.topics);
+            p.metadata = consumer_protocol::encode_subscription(&self.topics);
             j.protocols = vec![p];
             let (r, _) = conn.send(&j).await?;
             let code = ResponseError::try_from_code(r.error_code);
@@ -422,7 +374,12 @@ impl GroupConsumer {
     async fn assign(&self, members: &[(String, Bytes)]) -> Result<Vec<SyncGroupRequestAssignment>> {
         let subs: Vec<(String, Vec<String>)> = members
             .iter()
-            .map(|(id, m)| (id.clone(), parse_subscription(m)))
+            .map(|(id, m)| {
+                (
+                    id.clone(),
+                    consumer_protocol::decode_subscription(m).unwrap_or_default(),
+                )
+            })
             .collect();
         let mut topics: Vec<String> = subs.iter().flat_map(|(_, t)| t.clone()).collect();
         topics.sort();
@@ -438,7 +395,12 @@ impl GroupConsumer {
             .map(|(id, parts)| {
                 let mut a = SyncGroupRequestAssignment::default();
                 a.member_id = s(&id);
-                a.assignment = assignment(&parts);
+                a.assignment = consumer_protocol::encode_assignment(
+                    &parts
+                        .iter()
+                        .map(|tp| (tp.topic.clone(), tp.partition))
+                        .collect::<Vec<_>>(),
+                );
                 a
             })
             .collect())
@@ -579,17 +541,5 @@ mod tests {
         let names = |v: &Vec<TopicPartition>| v.iter().map(|tp| tp.to_string()).collect::<Vec<_>>();
         assert_eq!(names(&got["a"]), vec!["t-0", "t-1", "t-2"]);
         assert_eq!(names(&got["b"]), vec!["t-3", "t-4", "u-0", "u-1"]);
-    }
-
-    #[test]
-    fn subscriptions_and_assignments_round_trip() {
-        let topics = vec!["t".to_string(), "orders".to_string()];
-        assert_eq!(parse_subscription(&subscription(&topics)), topics);
-        let parts = vec![
-            TopicPartition::new("orders", 3),
-            TopicPartition::new("t", 0),
-            TopicPartition::new("t", 1),
-        ];
-        assert_eq!(decode_assignment(&assignment(&parts)), parts);
     }
 }

@@ -56,32 +56,13 @@ fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-/// The partitions of a ConsumerProtocolAssignment (version, then topics with
-/// their partitions), sorted; empty for anything else.
+/// The partitions of a ConsumerProtocolAssignment, sorted; empty for
+/// anything else.
 pub(crate) fn decode_assignment(b: &[u8]) -> Vec<TopicPartition> {
-    fn read(b: &[u8]) -> Option<Vec<TopicPartition>> {
-        let mut at = 2usize;
-        let i32_at = |at: usize| Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?));
-        let topics = i32_at(at)?;
-        at += 4;
-        let mut out = Vec::new();
-        for _ in 0..topics.max(0) {
-            let len = i16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?).max(0) as usize;
-            at += 2;
-            let topic = String::from_utf8_lossy(b.get(at..at + len)?).into_owned();
-            at += len;
-            let n = i32_at(at)?;
-            at += 4;
-            for _ in 0..n.max(0) {
-                out.push(TopicPartition::new(topic.clone(), i32_at(at)?));
-                at += 4;
-            }
-        }
-        Some(out)
-    }
-    let mut out = read(b).unwrap_or_default();
-    out.sort();
-    out
+    rill_net::consumer_protocol::decode_assignment(b)
+        .into_iter()
+        .map(|(t, p)| TopicPartition::new(t, p))
+        .collect()
 }
 
 impl Admin {
@@ -372,23 +353,4 @@ pub(crate) async fn fetch_offsets(
         out.insert(TopicPartition::new(topic, partition), offset);
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn consumer_assignments_decode() {
-        // version 0, one topic "t" with partitions 2 and 0, empty user data.
-        let mut b = vec![
-            0, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0,
-        ];
-        b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            decode_assignment(&b),
-            vec![TopicPartition::new("t", 0), TopicPartition::new("t", 2)]
-        );
-        assert!(decode_assignment(&[0, 1]).is_empty());
-    }
 }

@@ -19,6 +19,7 @@
 //! assert!(matches!(next_frame(&mut buf, 1024), Ok(Frame::Incomplete { .. })));
 //! ```
 
+pub mod consumer_protocol;
 pub mod error_code;
 pub mod frame;
 pub mod request;

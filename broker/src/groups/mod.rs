@@ -76,36 +76,20 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), ResponseError
 }
 
 /// Topics the members of a "consumer" group subscribe to (from their
-/// ConsumerProtocolSubscription metadata: version, then the topic names).
+/// ConsumerProtocolSubscription metadata).
 pub fn subscribed_topics(g: &group::Group) -> Vec<String> {
     if g.protocol_type.as_deref() != Some("consumer") {
         return Vec::new();
     }
     let protocol = g.protocol.clone().unwrap_or_default();
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     for m in &g.members {
         let Some((_, meta)) = m.protocols.iter().find(|(n, _)| *n == protocol) else {
             continue;
         };
-        let mut at = 2usize;
-        let Some(n) = meta.get(at..at + 4) else {
-            continue;
-        };
-        let n = i32::from_be_bytes(n.try_into().expect("4 bytes"));
-        at += 4;
-        for _ in 0..n.max(0) {
-            let Some(len) = meta.get(at..at + 2) else {
-                break;
-            };
-            let len = i16::from_be_bytes(len.try_into().expect("2 bytes")).max(0) as usize;
-            at += 2;
-            let Some(name) = meta.get(at..at + len) else {
-                break;
-            };
-            at += len;
-            let name = String::from_utf8_lossy(name).into_owned();
-            if !out.contains(&name) {
-                out.push(name);
+        for t in rill_net::consumer_protocol::decode_subscription(meta).unwrap_or_default() {
+            if !out.contains(&t) {
+                out.push(t);
             }
         }
     }
