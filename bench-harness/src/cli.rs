@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::embedded::EmbeddedBroker;
-use crate::report::Report;
+use crate::report::{CpuUse, Report};
 use crate::runner::{self, RunOptions};
 use crate::workload::{Rate, Workload};
 
@@ -105,6 +105,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let all_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !args.generator_cpus.is_empty() {
         crate::cpu::pin_process(&args.generator_cpus)
             .with_context(|| format!("pinning the generator to CPUs {:?}", args.generator_cpus))?;
@@ -135,12 +136,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         eprintln!("rill-bench: measuring the hardware limits (disk write, loopback TCP)…");
         let l = crate::limits::measure(dir);
+        let mb = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.1} MB/s"));
         eprintln!(
-            "rill-bench: disk O_DIRECT write {}, loopback TCP {}",
-            l.disk_write_mb_s
-                .map_or("not measured".into(), |v| format!("{v:.1} MB/s")),
-            l.loopback_tcp_mb_s
-                .map_or("not measured".into(), |v| format!("{v:.0} MB/s"))
+            "rill-bench: disk O_DIRECT write {}, write+fdatasync {}, read {}; loopback TCP {}",
+            mb(l.disk_write_mb_s),
+            mb(l.disk_write_synced_mb_s),
+            mb(l.disk_read_mb_s),
+            mb(l.loopback_tcp_mb_s)
         );
         l
     };
@@ -191,13 +193,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             w.name, w.warmup_secs, w.duration_secs
         );
         let broker_pid = broker.as_ref().map(EmbeddedBroker::pid).or(args.broker_pid);
+        let me = std::process::id();
+        let started = std::time::Instant::now();
         let cpu_before = broker_pid.and_then(crate::cpu::process_cpu_seconds);
+        let own_before = crate::cpu::process_cpu_seconds(me);
         let result = rt.block_on(runner::run(&w, &options))?;
         let cpu_after = broker_pid.and_then(crate::cpu::process_cpu_seconds);
+        let own_after = crate::cpu::process_cpu_seconds(me);
+        let wall_seconds = started.elapsed().as_secs_f64();
         let mut report = Report::new(w.clone(), target.clone(), limits.clone(), result);
         report.calibrated_max_msgs_per_s = calibrated;
+        let count = |cpus: &[usize]| {
+            if cpus.is_empty() {
+                all_cpus
+            } else {
+                cpus.len()
+            }
+        };
         if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
-            report.set_broker_cpu(b - a);
+            report.set_broker_cpu(CpuUse {
+                cpu_seconds: b - a,
+                wall_seconds,
+                // Without --broker-cpus a broker elsewhere may have any number.
+                capacity_cpus: count(&args.broker_cpus) as f64,
+            });
+        }
+        if let (Some(a), Some(b)) = (own_before, own_after) {
+            report.generator_cpu = Some(CpuUse {
+                cpu_seconds: b - a,
+                wall_seconds,
+                capacity_cpus: count(&args.generator_cpus).min(args.threads.max(1)) as f64,
+            });
         }
         let json = args.out.join(format!("{}.json", w.name));
         let html = args.out.join(format!("{}.html", w.name));

@@ -13,19 +13,27 @@ use serde::Serialize;
 pub struct Limits {
     /// Best O_DIRECT sequential write MB/s (1 MiB blocks, 4 in flight).
     pub disk_write_mb_s: Option<f64>,
+    /// O_DIRECT sequential writes of 1 MiB, each followed by fdatasync: the
+    /// ceiling of a durable log writing once per commit.
+    pub disk_write_synced_mb_s: Option<f64>,
+    /// O_DIRECT sequential reads, 1 MiB blocks, 4 in flight: the ceiling of
+    /// a consumer reading a backlog that is no longer in memory.
+    pub disk_read_mb_s: Option<f64>,
     pub disk_dir: Option<String>,
     pub loopback_tcp_mb_s: Option<f64>,
 }
 
 /// O_DIRECT sequential writes of 1 MiB blocks, 4 in flight, `mib` MiB, on
-/// the device holding `dir`.
-pub fn disk_write_mb_s(dir: &Path, mib: u64) -> anyhow::Result<f64> {
+/// the device holding `dir`; the same with an fdatasync after each; and
+/// reads of what was written.
+pub fn disk_write_mb_s(dir: &Path, mib: u64) -> anyhow::Result<(f64, Option<f64>, f64)> {
     let mut o = rill_tuning::probe::ProbeOptions::new(dir);
     o.block_sizes = vec![1 << 20];
     o.queue_depths = vec![4];
     o.bytes_per_test = mib << 20;
     o.sync_samples = 10;
-    Ok(rill_tuning::probe::run(o)?.disk.write_mb_s)
+    let disk = rill_tuning::probe::run(o)?.disk;
+    Ok((disk.write_mb_s, disk.write_synced_mb_s, disk.read_mb_s))
 }
 
 /// One TCP stream over 127.0.0.1 for `time`, 1 MiB writes.
@@ -62,7 +70,11 @@ pub fn measure(disk_dir: Option<&Path>) -> Limits {
     if let Some(dir) = disk_dir {
         limits.disk_dir = Some(dir.display().to_string());
         match disk_write_mb_s(dir, 256) {
-            Ok(v) => limits.disk_write_mb_s = Some(v),
+            Ok((v, synced, read)) => {
+                limits.disk_write_mb_s = Some(v);
+                limits.disk_write_synced_mb_s = synced;
+                limits.disk_read_mb_s = Some(read);
+            }
             Err(e) => eprintln!("rill-bench: disk probe on {} failed: {e:#}", dir.display()),
         }
     }

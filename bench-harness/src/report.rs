@@ -20,42 +20,126 @@ pub struct Report {
     pub produce_fraction_of_disk: Option<f64>,
     /// (produce + consume) MB/s ÷ loopback TCP MB/s (both cross loopback).
     pub traffic_fraction_of_loopback: Option<f64>,
+    /// Consume MB/s ÷ the same run's O_DIRECT read MB/s (catch-up
+    /// workloads, whose backlog is read from the disk).
+    pub consume_fraction_of_disk_read: Option<f64>,
     /// For a "max*F" rate: the msgs/s of the calibration run.
     pub calibrated_max_msgs_per_s: Option<f64>,
+    /// Produce MB/s ÷ the same run's O_DIRECT-write-then-fdatasync MB/s
+    /// (the ceiling of a durable log writing once per commit).
+    pub produce_fraction_of_synced_write: Option<f64>,
     /// CPU seconds (user + system) the broker process used during the run,
     /// when its process is known (embedded, or `--broker-pid`).
     pub broker_cpu_seconds: Option<f64>,
     /// `broker_cpu_seconds` per GB produced over the whole run (serving the
     /// consumers of the run included).
     pub broker_cpu_seconds_per_gb: Option<f64>,
+    /// The broker's CPU use over the run, when its process is known.
+    pub broker_cpu: Option<CpuUse>,
+    /// The load generator's (this process's) CPU use over the run.
+    pub generator_cpu: Option<CpuUse>,
     pub result: RunResult,
+}
+
+/// What a process used of the CPUs it could use, over one run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuUse {
+    pub cpu_seconds: f64,
+    pub wall_seconds: f64,
+    /// CPUs it could keep busy: the CPUs it may run on, and for the
+    /// generator no more than its worker threads.
+    pub capacity_cpus: f64,
+}
+
+impl CpuUse {
+    /// CPUs kept busy on average (CPU seconds ÷ wall seconds).
+    pub fn busy_cpus(&self) -> f64 {
+        self.cpu_seconds / self.wall_seconds.max(1e-9)
+    }
+
+    /// Busy ÷ capacity.
+    pub fn utilisation(&self) -> f64 {
+        self.busy_cpus() / self.capacity_cpus.max(1e-9)
+    }
+
+    /// At or above 90 % of what it could use: the figures of the run are
+    /// bound by this process.
+    pub fn saturated(&self) -> bool {
+        self.utilisation() >= 0.9
+    }
 }
 
 impl Report {
     pub fn new(workload: Workload, target: String, limits: Limits, result: RunResult) -> Report {
         let produce_fraction_of_disk = limits.disk_write_mb_s.map(|d| result.produce.mb_per_s / d);
+        let produce_fraction_of_synced_write = limits
+            .disk_write_synced_mb_s
+            .map(|d| result.produce.mb_per_s / d);
         let traffic_fraction_of_loopback = limits
             .loopback_tcp_mb_s
             .map(|l| (result.produce.mb_per_s + result.consume.mb_per_s) / l);
+        let consume_fraction_of_disk_read = limits
+            .disk_read_mb_s
+            .filter(|_| workload.catch_up)
+            .map(|d| result.consume.mb_per_s / d);
         Report {
+            consume_fraction_of_disk_read,
             workload,
             target,
             started_at: humantime_now(),
             limits,
             produce_fraction_of_disk,
             traffic_fraction_of_loopback,
+            produce_fraction_of_synced_write,
             calibrated_max_msgs_per_s: None,
             broker_cpu_seconds: None,
             broker_cpu_seconds_per_gb: None,
+            broker_cpu: None,
+            generator_cpu: None,
             result,
         }
     }
 
-    /// Records the broker's CPU time over the run.
-    pub fn set_broker_cpu(&mut self, seconds: f64) {
-        self.broker_cpu_seconds = Some(seconds);
+    /// Records the broker's CPU use over the run.
+    pub fn set_broker_cpu(&mut self, cpu: CpuUse) {
+        self.broker_cpu_seconds = Some(cpu.cpu_seconds);
+        self.broker_cpu = Some(cpu);
         let gb = self.result.produced_bytes_all as f64 / 1e9;
-        self.broker_cpu_seconds_per_gb = (gb > 0.0).then(|| seconds / gb);
+        self.broker_cpu_seconds_per_gb = (gb > 0.0).then(|| cpu.cpu_seconds / gb);
+    }
+
+    /// Lines on who was busy: the broker's and the generator's CPU use, and
+    /// which one bound the run.
+    fn cpu_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let (Some(cpu), Some(per_gb)) = (self.broker_cpu, self.broker_cpu_seconds_per_gb) {
+            lines.push(format!(
+                "broker CPU {:.2} s over the run: {per_gb:.2} CPU-s per GB produced; busy {:.2} of {} CPUs ({:.0} %)",
+                cpu.cpu_seconds,
+                cpu.busy_cpus(),
+                cpu.capacity_cpus,
+                cpu.utilisation() * 100.0
+            ));
+        }
+        if let Some(cpu) = self.generator_cpu {
+            lines.push(format!(
+                "generator CPU {:.2} s over the run: busy {:.2} of {} CPUs it can use ({:.0} %)",
+                cpu.cpu_seconds,
+                cpu.busy_cpus(),
+                cpu.capacity_cpus,
+                cpu.utilisation() * 100.0
+            ));
+            if cpu.saturated() {
+                lines.push(
+                    "the GENERATOR was saturated: these figures measure the load generator, not the broker (give it more CPUs or --threads)"
+                        .to_string(),
+                );
+            }
+        }
+        if self.broker_cpu.is_some_and(|c| c.saturated()) {
+            lines.push("the broker's CPUs were saturated".to_string());
+        }
+        lines
     }
 
     /// The summary printed at the end of a run.
@@ -83,12 +167,16 @@ impl Report {
         let pct = |f: Option<f64>| f.map_or("n/a".to_string(), |f| format!("{:.1} %", f * 100.0));
         let _ = writeln!(
             s,
-            "produce  {:>12.0} msg/s {:>9.1} MB/s  ({} of disk write {})",
+            "produce  {:>12.0} msg/s {:>9.1} MB/s  ({} of disk write {}; {} of write+fdatasync {})",
             r.produce.msgs_per_s,
             r.produce.mb_per_s,
             pct(self.produce_fraction_of_disk),
             self.limits
                 .disk_write_mb_s
+                .map_or("not measured".into(), |d| format!("{d:.1} MB/s")),
+            pct(self.produce_fraction_of_synced_write),
+            self.limits
+                .disk_write_synced_mb_s
                 .map_or("not measured".into(), |d| format!("{d:.1} MB/s"))
         );
         let _ = writeln!(
@@ -101,12 +189,18 @@ impl Report {
                 .loopback_tcp_mb_s
                 .map_or("not measured".into(), |d| format!("{d:.0} MB/s"))
         );
-        if let (Some(cpu), Some(per_gb)) = (self.broker_cpu_seconds, self.broker_cpu_seconds_per_gb)
-        {
+        if let (Some(f), Some(d)) = (
+            self.consume_fraction_of_disk_read,
+            self.limits.disk_read_mb_s,
+        ) {
             let _ = writeln!(
                 s,
-                "broker CPU {cpu:.2} s over the run: {per_gb:.2} CPU-s per GB produced"
+                "catch-up: the backlog read at {} of the disk's O_DIRECT read {d:.1} MB/s",
+                pct(Some(f))
             );
+        }
+        for line in self.cpu_lines() {
+            let _ = writeln!(s, "{line}");
         }
         let _ = writeln!(
             s,
@@ -174,9 +268,11 @@ th{{background:#f2f2f2}}td:first-child,th:first-child{{text-align:left}}
             r#"<h2>Throughput (measured phase)</h2>
 <table><tr><th></th><th>msgs/s</th><th>MB/s</th><th>hardware limit</th><th>fraction</th></tr>
 <tr><td>produce</td><td>{:.0}</td><td>{:.1}</td><td>disk O_DIRECT write {}</td><td>{}</td></tr>
+<tr><td></td><td></td><td></td><td>O_DIRECT write + fdatasync {}</td><td>{}</td></tr>
 <tr><td>consume (all subscriptions)</td><td>{:.0}</td><td>{:.1}</td><td>loopback TCP {}</td><td>{} (produce+consume)</td></tr>
 </table>
 <p class="muted">{} messages produced, {} consumed in the measured phase; errors: {}{}; undelivered at the end: {}</p>
+<p>{}</p>
 "#,
             r.produce.msgs_per_s,
             r.produce.mb_per_s,
@@ -184,6 +280,10 @@ th{{background:#f2f2f2}}td:first-child,th:first-child{{text-align:left}}
                 .disk_write_mb_s
                 .map_or("not measured".into(), |d| format!("{d:.1} MB/s")),
             pct(self.produce_fraction_of_disk),
+            self.limits
+                .disk_write_synced_mb_s
+                .map_or("not measured".into(), |d| format!("{d:.1} MB/s")),
+            pct(self.produce_fraction_of_synced_write),
             r.consume.msgs_per_s,
             r.consume.mb_per_s,
             self.limits
@@ -198,6 +298,11 @@ th{{background:#f2f2f2}}td:first-child,th:first-child{{text-align:left}}
                 .map(|e| format!(" (first: {})", esc(e)))
                 .unwrap_or_default(),
             r.undelivered,
+            self.cpu_lines()
+                .iter()
+                .map(|l| esc(l))
+                .collect::<Vec<_>>()
+                .join("<br>"),
         );
         let _ = write!(
             h,

@@ -15,6 +15,52 @@ use std::time::{Duration, Instant};
 /// timer's resolution); it yields the rest of the way.
 const TIMER_SLACK_US: u64 = 1000;
 
+/// Longest a catch-up read of the backlog may take.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Keys up to this many are made once, not formatted per message.
+const KEY_TABLE_MAX: u64 = 1 << 20;
+
+/// The keys "key-0" … of a workload's key space, when small enough to keep,
+/// as static slices: cloning one costs nothing (a shared `Bytes` would cost
+/// an atomic increment and decrement per message, and with many keys a
+/// cache miss on each key's count). Made once per key count and process.
+fn key_table(w: &Workload) -> &'static [Bytes] {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static TABLES: OnceLock<Mutex<HashMap<u64, &'static [Bytes]>>> = OnceLock::new();
+    let count = match &w.keys {
+        crate::workload::Keys::Distribution(
+            crate::workload::KeyDistribution::Uniform { count }
+            | crate::workload::KeyDistribution::Zipf { count, .. },
+        ) => *count,
+        crate::workload::Keys::None(_) => 0,
+    };
+    if count == 0 || count > KEY_TABLE_MAX {
+        return &[];
+    }
+    let mut tables = TABLES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    tables.entry(count).or_insert_with(|| {
+        let keys: Vec<Bytes> = (0..count)
+            .map(|k| {
+                let name: &'static [u8] = format!("key-{k}").into_bytes().leak();
+                Bytes::from_static(name)
+            })
+            .collect();
+        keys.leak()
+    })
+}
+
+fn key_bytes(table: &[Bytes], k: u64) -> Bytes {
+    match table.get(k as usize) {
+        Some(b) => b.clone(),
+        None => Bytes::from(format!("key-{k}")),
+    }
+}
+
 use bytes::{BufMut, Bytes, BytesMut};
 use rill_client::{
     Admin, Client, ClientConfig, Consumer, ConsumerConfig, Delivery, NewTopic, Offset, Producer,
@@ -22,7 +68,7 @@ use rill_client::{
 };
 use serde::Serialize;
 
-use crate::stats::{LatencySummary, RunStats};
+use crate::stats::{LatencySummary, RunStats, Tally};
 use crate::workload::{Sampler, Workload};
 
 /// One second of the run.
@@ -125,6 +171,109 @@ pub async fn run(w: &Workload, o: &RunOptions) -> anyhow::Result<RunResult> {
     result
 }
 
+/// The consumers of a run: one task per consumer of each subscription.
+struct ConsumerSet {
+    partitions: Vec<TopicPartition>,
+    per_subscription: Vec<Arc<AtomicU64>>,
+    stats: Arc<RunStats>,
+    stop: Arc<AtomicBool>,
+    last: Arc<AtomicU64>,
+    first: Arc<AtomicU64>,
+    base: Instant,
+    warmup_us: u64,
+    end_us: u64,
+}
+
+impl ConsumerSet {
+    /// Assigns each subscription's partitions among its consumers, reading
+    /// from the beginning, and starts them.
+    async fn start(
+        &self,
+        w: &Workload,
+        client: &Client,
+    ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+        let (base, warmup_us, end_us, catch_up) =
+            (self.base, self.warmup_us, self.end_us, w.catch_up);
+        let mut tasks = Vec::new();
+        for s in 0..w.subscriptions {
+            for c in 0..w.consumers_per_subscription {
+                let mine: Vec<TopicPartition> = self
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i as u32 % w.consumers_per_subscription == c)
+                    .map(|(_, tp)| tp.clone())
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let mut consumer = Consumer::new(
+                    client.clone(),
+                    ConsumerConfig {
+                        start: Offset::Beginning,
+                        fetch_max_wait: Duration::from_millis(100),
+                        max_partition_fetch_bytes: w.fetch_partition_bytes,
+                        fetch_max_bytes: w.fetch_response_bytes,
+                        ..ConsumerConfig::default()
+                    },
+                );
+                consumer.assign(&mine).await?;
+                let (stats, stop, seen, last, first) = (
+                    self.stats.clone(),
+                    self.stop.clone(),
+                    self.per_subscription[s as usize].clone(),
+                    self.last.clone(),
+                    self.first.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let mut tally = Tally::default();
+                    let (mut first_measured, mut last_measured) = (u64::MAX, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        let records = match consumer.poll(Duration::from_millis(200)).await {
+                            Ok(r) => r,
+                            Err(e) => {
+                                stats.error(format!("consume: {e}"));
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        };
+                        let now = now_us(base);
+                        for r in &records {
+                            let value = r.value.as_deref().unwrap_or_default();
+                            let Some(sent) = value
+                                .get(..8)
+                                .map(|b| u64::from_be_bytes(b.try_into().expect("8")))
+                            else {
+                                stats.error("consume: a message without its send time");
+                                continue;
+                            };
+                            if catch_up {
+                                // The whole backlog counts; its age is no latency.
+                                tally.count(value.len(), true);
+                                last_measured = now;
+                                continue;
+                            }
+                            let measured = sent >= warmup_us && sent < end_us;
+                            tally.add(value.len(), now.saturating_sub(sent), measured);
+                            if measured {
+                                first_measured = first_measured.min(now);
+                                last_measured = now;
+                            }
+                        }
+                        tally.report(&stats.consumed, &stats.end_to_end);
+                        if last_measured > 0 {
+                            first.fetch_min(first_measured, Ordering::Relaxed);
+                            last.fetch_max(last_measured, Ordering::Relaxed);
+                        }
+                        seen.fetch_add(records.len() as u64, Ordering::Relaxed);
+                    }
+                }));
+            }
+        }
+        Ok(tasks)
+    }
+}
+
 async fn drive(
     w: &Workload,
     o: &RunOptions,
@@ -133,6 +282,11 @@ async fn drive(
 ) -> anyhow::Result<RunResult> {
     let stats = Arc::new(RunStats::default());
     let base = Instant::now();
+    // Record timestamps are the send times on the wall clock: one clock
+    // read per message (the harness's), not two.
+    let epoch_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let warmup_us = w.warmup().as_micros() as u64;
     let end_us = warmup_us + w.duration().as_micros() as u64;
     let producing_done = Arc::new(AtomicBool::new(false));
@@ -148,69 +302,22 @@ async fn drive(
     let per_subscription: Vec<Arc<AtomicU64>> = (0..w.subscriptions)
         .map(|_| Arc::new(AtomicU64::new(0)))
         .collect();
-    let mut consumer_tasks = Vec::new();
-    for s in 0..w.subscriptions {
-        for c in 0..w.consumers_per_subscription {
-            let mine: Vec<TopicPartition> = all_partitions
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i as u32 % w.consumers_per_subscription == c)
-                .map(|(_, tp)| tp.clone())
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let mut consumer = Consumer::new(
-                client.clone(),
-                ConsumerConfig {
-                    start: Offset::Beginning,
-                    fetch_max_wait: Duration::from_millis(100),
-                    max_partition_fetch_bytes: w.fetch_partition_bytes,
-                    fetch_max_bytes: w.fetch_response_bytes,
-                    ..ConsumerConfig::default()
-                },
-            );
-            consumer.assign(&mine).await?;
-            let (stats, stop, seen, last, first) = (
-                stats.clone(),
-                stop_consumers.clone(),
-                per_subscription[s as usize].clone(),
-                last_consumed_us.clone(),
-                first_measured_consumed_us.clone(),
-            );
-            consumer_tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let records = match consumer.poll(Duration::from_millis(200)).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            stats.error(format!("consume: {e}"));
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let now = now_us(base);
-                    for r in &records {
-                        let value = r.value.as_deref().unwrap_or_default();
-                        let Some(sent) = value
-                            .get(..8)
-                            .map(|b| u64::from_be_bytes(b.try_into().expect("8")))
-                        else {
-                            stats.error("consume: a message without its send time");
-                            continue;
-                        };
-                        let measured = sent >= warmup_us && sent < end_us;
-                        stats.consumed.add(value.len(), measured);
-                        stats.end_to_end.record(now.saturating_sub(sent), measured);
-                        if measured {
-                            first.fetch_min(now, Ordering::Relaxed);
-                            last.fetch_max(now, Ordering::Relaxed);
-                        }
-                    }
-                    seen.fetch_add(records.len() as u64, Ordering::Relaxed);
-                }
-            }));
-        }
-    }
+    let consumers = ConsumerSet {
+        partitions: all_partitions,
+        per_subscription: per_subscription.clone(),
+        stats: stats.clone(),
+        stop: stop_consumers.clone(),
+        last: last_consumed_us.clone(),
+        first: first_measured_consumed_us.clone(),
+        base,
+        warmup_us,
+        end_us,
+    };
+    let mut consumer_tasks = if w.catch_up {
+        Vec::new()
+    } else {
+        consumers.start(w, client).await?
+    };
 
     // Producers, each with an acker task awaiting its deliveries in order.
     let rate_per_producer = w.rate.per_second().map(|r| r / w.producers as f64);
@@ -237,27 +344,35 @@ async fn drive(
         // when reached); the latency is taken from when each batch's answer
         // arrived, so a slow earlier partition does not inflate later ones.
         let acker = tokio::spawn(async move {
-            while let Some((d, sent, size)) = rx.recv().await {
-                match d.await {
-                    Ok(m) => {
-                        let measured = sent >= warmup_us && sent < end_us;
-                        acker_stats.produced.add(size, measured);
-                        let acked = m
-                            .acknowledged_at
-                            .saturating_duration_since(base)
-                            .as_micros() as u64;
-                        acker_stats
-                            .publish
-                            .record(acked.saturating_sub(sent), measured);
+            let mut tally = Tally::default();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some((d, sent, size)) = next.take() {
+                    match d.await {
+                        Ok(m) => {
+                            let measured = sent >= warmup_us && sent < end_us;
+                            let acked = m
+                                .acknowledged_at
+                                .saturating_duration_since(base)
+                                .as_micros() as u64;
+                            tally.add(size, acked.saturating_sub(sent), measured);
+                        }
+                        Err(e) => acker_stats.error(format!("produce: {e}")),
                     }
-                    Err(e) => acker_stats.error(format!("produce: {e}")),
+                    if tally.len() >= 1024 {
+                        tally.report(&acker_stats.produced, &acker_stats.publish);
+                    }
+                    next = rx.try_recv().ok();
                 }
+                // Nothing more queued: report before waiting.
+                tally.report(&acker_stats.produced, &acker_stats.publish);
             }
         });
         let mut sampler = Sampler::new(w, 0x5eed + p as u64);
-        let topics = topics.to_vec();
+        let topics: Vec<Arc<str>> = topics.iter().map(|t| Arc::from(t.as_str())).collect();
         let stats = stats.clone();
         let filler = Bytes::from(vec![b'r'; w.size_bounds().1]);
+        let keys = key_table(w);
         producer_tasks.push(tokio::spawn(async move {
             let interval_us = rate_per_producer.map(|r| 1e6 / r);
             let mut i: u64 = 0;
@@ -289,13 +404,18 @@ async fn drive(
                     }
                 };
                 let size = sampler.size();
+                // One allocation per value and no reference count: freeing
+                // it is cheaper here than sharing one large buffer, whose
+                // count every value would increment and decrement.
                 let mut value = BytesMut::with_capacity(size);
                 value.put_u64(sent);
                 value.put_slice(&filler[..size - 8]);
+                let value = value.freeze();
                 let topic = &topics[(i % topics.len() as u64) as usize];
-                let mut record = Record::new(topic.clone(), value.freeze());
+                let mut record =
+                    Record::new(topic.clone(), value).timestamp(epoch_ms + (sent / 1000) as i64);
                 if let Some(k) = sampler.key() {
-                    record = record.key(format!("key-{k}"));
+                    record = record.key(key_bytes(keys, k));
                 }
                 match producer.send(record).await {
                     Ok(d) => {
@@ -394,8 +514,16 @@ async fn drive(
     let produced_all = stats.produced.all_msgs.load(Ordering::Relaxed);
     producing_done.store(true, Ordering::Relaxed);
     let produce_end_us = now_us(base).min(end_us).max(warmup_us + 1);
+    let mut catch_up_started_us = None;
+    let mut drain = o.drain_timeout;
+    if w.catch_up {
+        // The backlog is written: now the consumers read it from the start.
+        catch_up_started_us = Some(now_us(base));
+        consumer_tasks = consumers.start(w, client).await?;
+        drain = drain.max(CATCH_UP_TIMEOUT);
+    }
     // Let consumers drain what was produced, bounded.
-    let drain_deadline = Instant::now() + o.drain_timeout;
+    let drain_deadline = Instant::now() + drain;
     while per_subscription
         .iter()
         .any(|s| s.load(Ordering::Relaxed) < produced_all)
@@ -415,7 +543,11 @@ async fn drive(
     let timeline = reporter.await?;
 
     let measured_secs = (produce_end_us - warmup_us) as f64 / 1e6;
-    let consume_secs = {
+    let consume_secs = if let Some(started) = catch_up_started_us {
+        // The whole backlog, from when the consumers started to the last
+        // message read.
+        (last_consumed_us.load(Ordering::Relaxed).max(started + 1) - started) as f64 / 1e6
+    } else {
         let first = first_measured_consumed_us.load(Ordering::Relaxed);
         let last = last_consumed_us.load(Ordering::Relaxed);
         if first == u64::MAX || last <= warmup_us {

@@ -36,6 +36,21 @@ impl Latencies {
         h.1.saturating_record(v);
     }
 
+    /// Records several `(us, measured)` values under one lock.
+    pub fn record_all(&self, values: &[(u64, bool)]) {
+        if values.is_empty() {
+            return;
+        }
+        let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for &(us, measured) in values {
+            let v = us.clamp(1, 600_000_000);
+            if measured {
+                h.0.saturating_record(v);
+            }
+            h.1.saturating_record(v);
+        }
+    }
+
     /// p99 of the values since the last call, in ms (None if none).
     pub fn take_interval_p99_ms(&self) -> Option<f64> {
         let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,6 +87,59 @@ impl Flow {
             self.msgs.fetch_add(1, Ordering::Relaxed);
             self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         }
+    }
+}
+
+/// What one task saw since it last reported: counted and recorded in
+/// [`RunStats`] together, one lock and a few atomic additions per batch of
+/// messages rather than per message.
+#[derive(Default)]
+pub struct Tally {
+    latencies: Vec<(u64, bool)>,
+    msgs: u64,
+    bytes: u64,
+    measured_msgs: u64,
+    measured_bytes: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, bytes: usize, latency_us: u64, measured: bool) {
+        self.latencies.push((latency_us, measured));
+        self.count(bytes, measured);
+    }
+
+    /// Counts a message without a latency.
+    pub fn count(&mut self, bytes: usize, measured: bool) {
+        self.msgs += 1;
+        self.bytes += bytes as u64;
+        if measured {
+            self.measured_msgs += 1;
+            self.measured_bytes += bytes as u64;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.latencies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.latencies.is_empty()
+    }
+
+    /// Moves what was seen into `flow` and `latencies`.
+    pub fn report(&mut self, flow: &Flow, latencies: &Latencies) {
+        if self.msgs > 0 {
+            flow.all_msgs.fetch_add(self.msgs, Ordering::Relaxed);
+            flow.all_bytes.fetch_add(self.bytes, Ordering::Relaxed);
+            flow.msgs.fetch_add(self.measured_msgs, Ordering::Relaxed);
+            flow.bytes.fetch_add(self.measured_bytes, Ordering::Relaxed);
+        }
+        latencies.record_all(&self.latencies);
+        self.latencies.clear();
+        self.msgs = 0;
+        self.bytes = 0;
+        self.measured_msgs = 0;
+        self.measured_bytes = 0;
     }
 }
 

@@ -140,6 +140,13 @@ pub struct Workload {
     pub fetch_partition_bytes: i32,
     #[serde(default = "response_fetch")]
     pub fetch_response_bytes: i32,
+    /// Catch-up consumption: the producers write first (warm-up and
+    /// measured phase, or `max_messages`), and only then do the consumers
+    /// start, from the beginning, reading the backlog as fast as they can.
+    /// Consume throughput is then the whole backlog over the time it took;
+    /// end-to-end latency (the backlog's age) is not recorded.
+    #[serde(default)]
+    pub catch_up: bool,
 }
 
 fn partition_fetch() -> i32 {

@@ -98,6 +98,9 @@ fn tune(cmd: Tune) -> anyhow::Result<()> {
                 "best write: {} bytes at queue depth {} ({:.1} MB/s); fdatasync p50 {} µs, p99 {} µs",
                 d.best_write_block_bytes, d.best_write_queue_depth, d.write_mb_s, d.fdatasync_p50_us, d.fdatasync_p99_us
             );
+            if let Some(synced) = d.write_synced_mb_s {
+                println!("each write followed by fdatasync: {synced:.1} MB/s");
+            }
             let out = out.unwrap_or_else(|| dir.join("io-properties.toml"));
             props.write(&out)?;
             println!("wrote {}", out.display());

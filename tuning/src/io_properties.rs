@@ -36,6 +36,11 @@ pub struct DiskProperties {
     pub best_write_queue_depth: u32,
     pub fdatasync_p50_us: u64,
     pub fdatasync_p99_us: u64,
+    /// Sequential O_DIRECT writes of the largest block size, each followed
+    /// by an fdatasync: the bandwidth a durable log can reach with one write
+    /// per commit. Absent in files written before it was measured.
+    #[serde(default)]
+    pub write_synced_mb_s: Option<f64>,
     pub measurements: Vec<Measurement>,
 }
 

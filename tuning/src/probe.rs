@@ -98,6 +98,26 @@ async fn measure_all(o: &ProbeOptions, path: &Path) -> Result<DiskProperties, Tu
             });
         }
     }
+    let write_synced_mb_s = match o.block_sizes.iter().max() {
+        Some(&block) => {
+            let total = (o.bytes_per_test / block).max(1) * block;
+            let file = Rc::new(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .dma_open(path)
+                    .await
+                    .map_err(|e| TuneError::io("creating the probe file", e))?,
+            );
+            file.pre_allocate(total, false)
+                .await
+                .map_err(|e| TuneError::io("allocating the probe file", e))?;
+            Some(write_synced_test(&file, total, block).await?)
+        }
+        None => None,
+    };
     let (fdatasync_p50_us, fdatasync_p99_us) = fdatasync_latency(path, o.sync_samples).await?;
     let (best_write_block_bytes, best_write_queue_depth) = best(&measurements);
     Ok(DiskProperties {
@@ -111,6 +131,7 @@ async fn measure_all(o: &ProbeOptions, path: &Path) -> Result<DiskProperties, Tu
         best_write_queue_depth,
         fdatasync_p50_us,
         fdatasync_p99_us,
+        write_synced_mb_s,
         measurements,
     })
 }
@@ -174,6 +195,30 @@ pub async fn write_test(
     file.fdatasync()
         .await
         .map_err(|e| TuneError::io("probe fdatasync", e))?;
+    Ok(mb_s(total, start.elapsed()))
+}
+
+/// Sequential O_DIRECT writes of `block` bytes, each followed by an
+/// fdatasync before the next starts (what a durable log does with one
+/// write per commit); MB/s.
+pub async fn write_synced_test(
+    file: &Rc<DmaFile>,
+    total: u64,
+    block: u64,
+) -> Result<f64, TuneError> {
+    let start = Instant::now();
+    let mut pos = 0;
+    while pos < total {
+        let mut buf = file.alloc_dma_buffer(block as usize);
+        buf.as_bytes_mut().fill((pos / block) as u8);
+        file.write_at(buf, pos)
+            .await
+            .map_err(|e| TuneError::io("probe write", e))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| TuneError::io("probe fdatasync", e))?;
+        pos += block;
+    }
     Ok(mb_s(total, start.elapsed()))
 }
 
