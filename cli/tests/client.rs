@@ -114,7 +114,7 @@ fn every_codec_is_read_back_by_rust_kcat_and_confluent_kafka() {
             let mut ds = Vec::new();
             for i in 0..2000 {
                 let r = Record::new(
-                    &topic,
+                    topic.as_str(),
                     format!("{codec} record {i} {}", "z".repeat(i % 100)),
                 )
                 .key(format!("k{i}"))

@@ -99,6 +99,9 @@ pub struct Metadata {
 struct Inner {
     config: ClientConfig,
     metadata: Mutex<Metadata>,
+    /// Incremented whenever `metadata` changes, so a copy of some of it
+    /// (a producer's partition counts) knows when it is stale.
+    metadata_version: std::sync::atomic::AtomicU64,
     /// One connection per broker address, replaced when it fails.
     connections: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
 }
@@ -129,6 +132,7 @@ impl Client {
             inner: Arc::new(Inner {
                 config,
                 metadata: Mutex::new(Metadata::default()),
+                metadata_version: std::sync::atomic::AtomicU64::new(0),
                 connections: tokio::sync::Mutex::new(HashMap::new()),
             }),
         };
@@ -150,6 +154,13 @@ impl Client {
             .metadata
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes whenever the cached metadata does.
+    pub fn metadata_version(&self) -> u64 {
+        self.inner
+            .metadata_version
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Partition count of a cached topic.
@@ -244,6 +255,9 @@ impl Client {
                 },
             );
         }
+        self.inner
+            .metadata_version
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(m.clone())
     }
 

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::Client;
 use crate::error::{Error, Result};
 use crate::offsets::{list_offsets_at, OffsetSpec, TopicPartition};
-use crate::protocol::records::{decode_batches, DecodedRecord, Header, TimestampType};
+use crate::protocol::records::{decode_batches, Header, TimestampType};
 use crate::transport::connection::Connection;
 
 /// Where to start reading a partition.
@@ -114,9 +114,22 @@ struct Fetched {
 }
 
 struct FetchedData {
-    records: Vec<DecodedRecord>,
+    /// The partition's record batches as they came, not yet decoded.
+    data: Bytes,
+    /// The offset after the last whole batch in `data` (from the headers).
     next: Option<i64>,
     high_watermark: i64,
+}
+
+/// Batches fetched and not yet decoded: decoding waits until `poll` needs
+/// records, after the next fetch has been sent, so the broker serves the
+/// next fetch while this one is decoded.
+struct Undecoded {
+    tp: Tp,
+    generation: u64,
+    /// The fetch offset: records before it in the first batch are skipped.
+    offset: i64,
+    data: Bytes,
 }
 
 struct FetchRound {
@@ -137,6 +150,7 @@ pub struct Consumer {
     fetches: FuturesUnordered<JoinHandle<FetchRound>>,
     nodes_fetching: HashSet<i32>,
     ready: VecDeque<ConsumerRecord>,
+    undecoded: VecDeque<Undecoded>,
     next_generation: u64,
 }
 
@@ -150,6 +164,7 @@ impl Consumer {
             fetches: FuturesUnordered::new(),
             nodes_fetching: HashSet::new(),
             ready: VecDeque::new(),
+            undecoded: VecDeque::new(),
             next_generation: 1,
         }
     }
@@ -171,6 +186,8 @@ impl Consumer {
         self.parts.retain(|(t, p), _| wanted.contains(&(&**t, *p)));
         self.ready
             .retain(|r| wanted.contains(&(&*r.topic, r.partition)));
+        self.undecoded
+            .retain(|u| wanted.contains(&(&*u.tp.0, u.tp.1)));
         for tp in partitions {
             let key: Tp = (tp.topic.as_str().into(), tp.partition);
             if !self.parts.contains_key(&key) {
@@ -242,6 +259,8 @@ impl Consumer {
         }
         self.ready
             .retain(|r| !(*r.topic == tp.topic && r.partition == tp.partition));
+        self.undecoded
+            .retain(|u| !(*u.tp.0 == tp.topic && u.tp.1 == tp.partition));
         Ok(())
     }
 
@@ -255,7 +274,13 @@ impl Consumer {
             .ready
             .iter()
             .find(|r| *r.topic == tp.topic && r.partition == tp.partition)
-            .map(|r| r.offset);
+            .map(|r| r.offset)
+            .or_else(|| {
+                self.undecoded
+                    .iter()
+                    .find(|u| *u.tp.0 == tp.topic && u.tp.1 == tp.partition)
+                    .map(|u| u.offset)
+            });
         buffered.or(state.position)
     }
 
@@ -272,6 +297,7 @@ impl Consumer {
         loop {
             self.resolve_seeks().await?;
             self.launch_fetches().await;
+            self.decode(self.config.max_poll_records)?;
             if !self.ready.is_empty() {
                 let n = self.ready.len().min(self.config.max_poll_records);
                 return Ok(self.ready.drain(..n).collect());
@@ -414,6 +440,51 @@ impl Consumer {
         }
     }
 
+    /// Decodes fetched batches into ready records until `want` are ready or
+    /// none are left. A corrupt batch is an error, and its partition's
+    /// position goes back to it (as a seek there: what was fetched after it
+    /// is dropped), so the caller sees the error again rather than skipping
+    /// records.
+    fn decode(&mut self, want: usize) -> Result<()> {
+        while self.ready.len() < want {
+            let Some(u) = self.undecoded.pop_front() else {
+                return Ok(());
+            };
+            let current = self
+                .parts
+                .get(&u.tp)
+                .is_some_and(|s| s.generation == u.generation);
+            if !current {
+                continue; // seeked or unassigned since
+            }
+            let mut records = Vec::new();
+            let outcome = decode_batches(&u.data, u.offset, &mut records);
+            self.ready
+                .extend(records.into_iter().map(|r| ConsumerRecord {
+                    topic: u.tp.0.clone(),
+                    partition: u.tp.1,
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    timestamp_type: r.timestamp_type,
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
+                }));
+            if let Err(e) = outcome {
+                let generation = self.bump();
+                if let Some(state) = self.parts.get_mut(&u.tp) {
+                    state.generation = generation;
+                    state.position = Some(e.offset.max(u.offset));
+                    state.pending_seek = None;
+                }
+                let tp = u.tp.clone();
+                self.undecoded.retain(|x| x.tp != tp);
+                return Err(Error::from(e));
+            }
+        }
+        Ok(())
+    }
+
     async fn absorb(&mut self, round: FetchRound) -> Result<()> {
         self.nodes_fetching.remove(&round.node);
         let mut refresh = false;
@@ -429,22 +500,17 @@ impl Consumer {
             match f.outcome {
                 Ok(data) => {
                     state.high_watermark = data.high_watermark;
-                    if let Some(last) = data.records.last() {
-                        state.position = Some(last.offset + 1);
-                    } else if let Some(next) = data.next.filter(|&n| n > f.offset) {
+                    // The next fetch starts after these batches; they are
+                    // decoded when poll needs records.
+                    if let Some(next) = data.next.filter(|&n| n > f.offset) {
                         state.position = Some(next);
+                        self.undecoded.push_back(Undecoded {
+                            tp: f.tp,
+                            generation: f.generation,
+                            offset: f.offset,
+                            data: data.data,
+                        });
                     }
-                    self.ready
-                        .extend(data.records.into_iter().map(|r| ConsumerRecord {
-                            topic: f.tp.0.clone(),
-                            partition: f.tp.1,
-                            offset: r.offset,
-                            timestamp: r.timestamp,
-                            timestamp_type: r.timestamp_type,
-                            key: r.key,
-                            value: r.value,
-                            headers: r.headers,
-                        }));
                 }
                 Err(e) if e.code() == Some(1) => match self.config.offset_reset {
                     OffsetReset::Earliest => state.pending_seek = Some(Offset::Beginning),
@@ -574,12 +640,12 @@ async fn fetch(
     for t in &response.responses {
         for p in &t.partitions {
             let key = (t.topic.0.as_str(), p.partition_index);
-            let Some(&(_, offset, _)) = parts
+            if !parts
                 .iter()
-                .find(|(tp, _, _)| &*tp.0 == key.0 && tp.1 == key.1)
-            else {
+                .any(|(tp, _, _)| &*tp.0 == key.0 && tp.1 == key.1)
+            {
                 continue;
-            };
+            }
             let outcome = if p.error_code != 0 {
                 Err(Error::kafka(
                     p.error_code,
@@ -587,15 +653,12 @@ async fn fetch(
                     None,
                 ))
             } else {
-                let mut records = Vec::new();
                 let data = p.records.clone().unwrap_or_default();
-                decode_batches(&data, offset, &mut records)
-                    .map(|next| FetchedData {
-                        records,
-                        next,
-                        high_watermark: p.high_watermark,
-                    })
-                    .map_err(Error::from)
+                Ok(FetchedData {
+                    next: rill_record::header::next_offset_after(&data),
+                    data,
+                    high_watermark: p.high_watermark,
+                })
             };
             answers.insert(key, outcome);
         }
@@ -608,7 +671,7 @@ async fn fetch(
             generation: *generation,
             outcome: answers.remove(&(&*tp.0, tp.1)).unwrap_or_else(|| {
                 Ok(FetchedData {
-                    records: Vec::new(),
+                    data: Bytes::new(),
                     next: None,
                     high_watermark: -1,
                 })

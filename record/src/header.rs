@@ -217,6 +217,24 @@ pub fn peek_total_len(bytes: &[u8]) -> Option<i64> {
     Some(LOG_OVERHEAD as i64 + be_i32(bytes, OFF_BATCH_LENGTH) as i64)
 }
 
+/// The offset after the last whole batch at the start of `data` (batches
+/// back to back, as a segment or a fetch response holds them; a trailing
+/// partial batch is ignored), read from the headers alone — nothing is
+/// checked or decoded. `None` if `data` holds no whole batch.
+pub fn next_offset_after(data: &[u8]) -> Option<i64> {
+    let mut at = 0usize;
+    let mut next = None;
+    while data.len() - at >= HEADER_BYTES {
+        let h = BatchHeader::parse(&data[at..]).ok()?;
+        if h.batch_length < 0 || data.len() - at < h.total_len() {
+            break;
+        }
+        next = Some(h.next_offset());
+        at += h.total_len();
+    }
+    next
+}
+
 /// CRC-32C of everything from `attributes` to the end, as stored in the header.
 pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[OFF_ATTRIBUTES..])

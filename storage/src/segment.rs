@@ -384,7 +384,12 @@ pub async fn read_batches(
     batch_bytes_max: usize,
 ) -> Result<Option<Bytes>> {
     let chunk = (max_bytes as u64).clamp(64 << 10, 16 << 20);
-    let mut out = BytesMut::new();
+    // Sized once: growing by doubling copied a large read several times.
+    let mut out = BytesMut::with_capacity(
+        max_bytes
+            .min(end.saturating_sub(position) as usize)
+            .min(16 << 20),
+    );
     let corrupt = |position, cause| StorageError::Corrupt {
         segment_base,
         position,

@@ -77,7 +77,7 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
             },
             None => (None, line),
         };
-        let mut record = Record::new(&a.topic, value);
+        let mut record = Record::new(a.topic.as_str(), value);
         if let Some(k) = key {
             record = record.key(k);
         }

@@ -3,13 +3,15 @@
 //! sticky partition of each topic, and what is in flight.
 
 use std::collections::{HashMap, VecDeque};
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::watch;
 
-use super::{Outcome, ProducerConfig, Record};
+use super::completion::{Completer, Completion};
+use super::{ProducerConfig, Record};
 use crate::error::Error;
 use crate::protocol::partitioner;
 use crate::protocol::records::BatchBuilder;
@@ -21,7 +23,7 @@ pub(super) enum Payload {
 
 pub(super) struct Batch {
     pub(super) payload: Payload,
-    pub(super) completion: watch::Sender<Outcome>,
+    pub(super) completion: Completer,
     pub(super) reserved: usize,
     pub(super) created: Instant,
     pub(super) deadline: Instant,
@@ -99,14 +101,29 @@ impl PartitionQueue {
 
 pub(super) type Tp = (Arc<str>, i32);
 
+/// A partition named by borrowed parts, to look one up without cloning its
+/// topic's `Arc` (an atomic increment and decrement per record). Hashes as
+/// the `Tp` tuple does: the name as a `str`, then the index.
+#[derive(Hash)]
+struct TpRef<'a>(&'a str, i32);
+
+impl hashbrown::Equivalent<Tp> for TpRef<'_> {
+    fn equivalent(&self, key: &Tp) -> bool {
+        *key.0 == *self.0 && key.1 == self.1
+    }
+}
+
 #[derive(Default)]
 pub(super) struct State {
-    pub(super) partitions: HashMap<Tp, PartitionQueue>,
-    pub(super) topics: HashMap<String, Arc<str>>,
-    pub(super) sticky: HashMap<Arc<str>, i32>,
+    // Looked up for every record sent: a fast hash (the keys are topic
+    // names this producer chose, not hostile input).
+    pub(super) partitions: hashbrown::HashMap<Tp, PartitionQueue, FxBuildHasher>,
+    pub(super) sticky: FxHashMap<Arc<str>, i32>,
+    /// Partition counts and the client metadata version they were read at.
+    pub(super) partition_counts: FxHashMap<Arc<str>, (u64, i32)>,
     pub(super) node_in_flight: HashMap<i32, usize>,
     /// Receivers of every batch sent and not yet answered (for `flush`).
-    pub(super) in_flight: HashMap<u64, watch::Receiver<Outcome>>,
+    pub(super) in_flight: HashMap<u64, Arc<Completion>>,
     pub(super) next_request: u64,
     pub(super) flushing: usize,
     pub(super) closing: bool,
@@ -119,7 +136,7 @@ pub(super) struct State {
 
 /// Where [`State::append`] put a record.
 pub(super) struct Appended {
-    pub rx: watch::Receiver<Outcome>,
+    pub completion: Arc<Completion>,
     pub partition: i32,
     /// The record's offset delta in its batch.
     pub delta: i32,
@@ -139,19 +156,12 @@ impl State {
         timestamp: i64,
         config: &ProducerConfig,
     ) -> Appended {
-        let topic = match self.topics.get(&record.topic) {
-            Some(t) => t.clone(),
-            None => {
-                let t: Arc<str> = record.topic.as_str().into();
-                self.topics.insert(record.topic.clone(), t.clone());
-                t
-            }
-        };
+        let topic = &record.topic;
         let sticky = record.partition.is_none() && record.key.is_none();
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => p,
             (None, Some(key)) => partitioner::partition_for_key(key, partitions),
-            (None, None) => match self.sticky.get(&topic) {
+            (None, None) => match self.sticky.get(&**topic) {
                 Some(&p) if p < partitions => p,
                 _ => {
                     let p = partitioner::next_sticky(None, partitions);
@@ -160,10 +170,12 @@ impl State {
                 }
             },
         };
-        let queue = self
-            .partitions
-            .entry((topic.clone(), partition))
-            .or_default();
+        let key = TpRef(topic, partition);
+        if !self.partitions.contains_key(&key) {
+            self.partitions
+                .insert((topic.clone(), partition), PartitionQueue::default());
+        }
+        let queue = self.partitions.get_mut(&key).expect("just made");
         let mut sealed = false;
         if let Some(open) = &queue.open {
             let Payload::Building(b) = &open.payload else {
@@ -174,19 +186,21 @@ impl State {
                 sealed = true;
             }
         }
-        let now = Instant::now();
-        let open = queue.open.get_or_insert_with(|| Batch {
-            payload: Payload::Building(BatchBuilder::new(
-                size.max(config.batch_size.min(64 << 10)),
-            )),
-            completion: watch::channel(None).0,
-            reserved: 0,
-            created: now,
-            deadline: now + config.delivery_timeout,
-            attempts: 0,
-            retry_at: None,
-            last_error: None,
-            sequence: None,
+        let open = queue.open.get_or_insert_with(|| {
+            let now = Instant::now();
+            Batch {
+                payload: Payload::Building(BatchBuilder::new(
+                    size.max(config.batch_size.min(64 << 10)),
+                )),
+                completion: Completer::new(),
+                reserved: 0,
+                created: now,
+                deadline: now + config.delivery_timeout,
+                attempts: 0,
+                retry_at: None,
+                last_error: None,
+                sequence: None,
+            }
         });
         let Payload::Building(builder) = &mut open.payload else {
             unreachable!("open batches are building")
@@ -199,7 +213,7 @@ impl State {
         );
         open.reserved += size;
         let full = builder.size() >= config.batch_size;
-        let rx = open.completion.subscribe();
+        let completion = open.completion.handle();
         if full {
             queue
                 .sealed
@@ -208,10 +222,12 @@ impl State {
         }
         if sealed && sticky {
             let next = partitioner::next_sticky(Some(partition), partitions);
-            self.sticky.insert(topic, next);
+            if let Some(p) = self.sticky.get_mut(&**topic) {
+                *p = next;
+            }
         }
         Appended {
-            rx,
+            completion,
             partition,
             delta,
             wake: sealed || delta == 0,

@@ -23,16 +23,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rill_record::now_ms;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::cluster::Client;
 use crate::error::{Error, Result};
 use crate::protocol::records::{record_size_estimate, Compression, Header};
 
 mod accumulator;
+mod completion;
 mod sender;
 
 use accumulator::{Batch, State};
+use completion::{Completion, Outcome};
 use sender::sender_loop;
 
 /// How many replicas must have a record before it is acknowledged.
@@ -113,7 +115,8 @@ impl Default for ProducerConfig {
 /// A record to send.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
-    pub topic: String,
+    /// Shared, so sending many records to one topic copies no name.
+    pub topic: Arc<str>,
     pub partition: Option<i32>,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
@@ -123,11 +126,14 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Record {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Record {
         Record {
             topic: topic.into(),
+            partition: None,
+            key: None,
             value: Some(value.into()),
-            ..Record::default()
+            headers: Vec::new(),
+            timestamp: None,
         }
     }
 
@@ -168,14 +174,10 @@ pub struct RecordMetadata {
     pub acknowledged_at: Instant,
 }
 
-/// A batch's outcome: (base offset, log append time or -1), and when it
-/// was known.
-type Outcome = Option<(Result<(i64, i64)>, Instant)>;
-
 /// The pending result of one sent record; await it.
 #[derive(Debug)]
 pub struct Delivery {
-    rx: watch::Receiver<Outcome>,
+    completion: Arc<Completion>,
     partition: i32,
     delta: i32,
     timestamp: i64,
@@ -186,7 +188,7 @@ impl Delivery {
         self.partition
     }
 
-    fn resolve(&self, outcome: &(Result<(i64, i64)>, Instant)) -> Result<RecordMetadata> {
+    fn resolve(&self, outcome: &Outcome) -> Result<RecordMetadata> {
         let (base, append_time) = outcome.0.clone()?;
         Ok(RecordMetadata {
             partition: self.partition,
@@ -207,19 +209,44 @@ impl Delivery {
 
 impl IntoFuture for Delivery {
     type Output = Result<RecordMetadata>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>;
-    fn into_future(mut self) -> Self::IntoFuture {
-        Box::pin(async move {
-            loop {
-                let outcome = self.rx.borrow_and_update().clone();
-                if let Some(outcome) = outcome {
-                    return self.resolve(&outcome);
-                }
-                if self.rx.changed().await.is_err() {
-                    return Err(Error::Closed);
-                }
+    type IntoFuture = DeliveryFuture;
+    fn into_future(self) -> DeliveryFuture {
+        DeliveryFuture {
+            delivery: self,
+            waiting: None,
+        }
+    }
+}
+
+/// Awaits a [`Delivery`]: answers at once, without allocating, when the
+/// batch's outcome is known (the common case for a record awaited after
+/// later ones were sent), and waits for it otherwise.
+pub struct DeliveryFuture {
+    delivery: Delivery,
+    waiting: Option<Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if self.waiting.is_none() {
+            let d = &self.delivery;
+            if let Some(outcome) = d.completion.get() {
+                return std::task::Poll::Ready(d.resolve(outcome));
             }
-        })
+            let d = Delivery {
+                completion: d.completion.clone(),
+                ..*d
+            };
+            self.waiting = Some(Box::pin(async move {
+                let outcome = d.completion.wait().await;
+                d.resolve(outcome)
+            }));
+        }
+        self.waiting.as_mut().expect("set above").as_mut().poll(cx)
     }
 }
 
@@ -239,7 +266,7 @@ impl Shared {
     }
 
     fn complete(&self, batch: Batch, outcome: Result<(i64, i64)>) {
-        let _ = batch.completion.send(Some((outcome, Instant::now())));
+        batch.completion.complete(outcome);
         self.memory.add_permits(batch.reserved);
     }
 }
@@ -295,18 +322,6 @@ impl Producer {
     /// only for metadata of a topic not seen before and for buffer room.
     pub async fn send(&self, record: Record) -> Result<Delivery> {
         let shared = &self.shared;
-        let partitions = match shared.client.partition_count(&record.topic) {
-            Some(n) => n,
-            None => shared.client.ensure_topic(&record.topic).await?,
-        };
-        if let Some(p) = record.partition {
-            if !(0..partitions).contains(&p) {
-                return Err(Error::UnknownTopicOrPartition(format!(
-                    "{}-{p} (the topic has {partitions} partitions)",
-                    record.topic
-                )));
-            }
-        }
         let size = record_size_estimate(
             record.key.as_deref(),
             record.value.as_deref(),
@@ -319,13 +334,57 @@ impl Producer {
                 None,
             ));
         }
-        shared
-            .memory
-            .acquire_many(size as u32)
-            .await
-            .map_err(|_| Error::Closed)?
-            .forget();
+        // The partition count from this producer's own copy, valid while
+        // the client's metadata has not changed since. The common case —
+        // count known, buffer room free — takes one lock (the producer's).
+        let version = shared.client.metadata_version();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        {
+            let mut st = shared.lock();
+            let cached = st
+                .partition_counts
+                .get(&*record.topic)
+                .and_then(|&(v, n)| (v == version).then_some(n));
+            if let Some(partitions) = cached {
+                let partition_ok = record
+                    .partition
+                    .is_none_or(|p| (0..partitions).contains(&p));
+                if partition_ok && !st.closing {
+                    if let Ok(permit) = shared.memory.try_acquire_many(size as u32) {
+                        permit.forget();
+                        let appended =
+                            st.append(&record, partitions, size, timestamp, &shared.config);
+                        drop(st);
+                        return Ok(self.delivered(appended, timestamp));
+                    }
+                }
+            }
+        }
+        let partitions = match shared.client.partition_count(&record.topic) {
+            Some(n) => n,
+            None => shared.client.ensure_topic(&record.topic).await?,
+        };
+        shared
+            .lock()
+            .partition_counts
+            .insert(record.topic.clone(), (version, partitions));
+        if let Some(p) = record.partition {
+            if !(0..partitions).contains(&p) {
+                return Err(Error::UnknownTopicOrPartition(format!(
+                    "{}-{p} (the topic has {partitions} partitions)",
+                    record.topic
+                )));
+            }
+        }
+        match shared.memory.try_acquire_many(size as u32) {
+            Ok(permit) => permit.forget(),
+            Err(_) => shared
+                .memory
+                .acquire_many(size as u32)
+                .await
+                .map_err(|_| Error::Closed)?
+                .forget(),
+        }
         let config = &shared.config;
         let mut st = shared.lock();
         if st.closing {
@@ -335,22 +394,29 @@ impl Producer {
         }
         let appended = st.append(&record, partitions, size, timestamp, config);
         drop(st);
+        Ok(self.delivered(appended, timestamp))
+    }
+
+    /// The delivery of a record just appended; wakes the sender if it has
+    /// news.
+    fn delivered(&self, appended: accumulator::Appended, timestamp: i64) -> Delivery {
         if appended.wake {
             // A sealed batch to send, or a new one whose linger timer the
             // sender must arm.
-            shared.wake.notify_one();
+            self.shared.wake.notify_one();
         }
-        Ok(Delivery {
-            rx: appended.rx,
+        Delivery {
+            completion: appended.completion,
             partition: appended.partition,
             delta: appended.delta,
             timestamp,
-        })
+        }
     }
+
     /// Sends everything queued so far at once and waits until each of those
     /// records is acknowledged or has failed.
     pub async fn flush(&self) {
-        let receivers: Vec<watch::Receiver<Outcome>> = {
+        let receivers: Vec<Arc<Completion>> = {
             let mut st = self.shared.lock();
             st.flushing += 1;
             let mut r: Vec<_> = st.in_flight.values().cloned().collect();
@@ -359,18 +425,14 @@ impl Producer {
                     q.open
                         .iter()
                         .chain(q.sealed.iter())
-                        .map(|b| b.completion.subscribe()),
+                        .map(|b| b.completion.handle()),
                 );
             }
             r
         };
         self.shared.wake.notify_one();
-        for mut rx in receivers {
-            while rx.borrow_and_update().is_none() {
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
+        for c in receivers {
+            c.wait().await;
         }
         self.shared.lock().flushing -= 1;
     }
@@ -409,15 +471,15 @@ mod tests {
 
     #[test]
     fn a_delivery_maps_its_batch_outcome_to_its_own_offset() {
-        let (tx, rx) = watch::channel(None);
+        let c = completion::Completer::new();
         let d = Delivery {
-            rx,
+            completion: c.handle(),
             partition: 3,
             delta: 7,
             timestamp: 55,
         };
-        let at = Instant::now();
-        tx.send(Some((Ok((100, -1)), at))).unwrap();
+        c.complete(Ok((100, -1)));
+        let at = c.handle().get().unwrap().1;
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

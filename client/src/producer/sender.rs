@@ -247,7 +247,7 @@ fn collect(
         st.next_request += 1;
         for (j, (_, b)) in batches.iter().enumerate() {
             st.in_flight
-                .insert(id << 20 | j as u64, b.completion.subscribe());
+                .insert(id << 20 | j as u64, b.completion.handle());
         }
         outgoing.push(Outgoing { node, id, batches });
     }
