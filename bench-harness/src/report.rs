@@ -129,7 +129,12 @@ impl Report {
                 cpu.capacity_cpus,
                 cpu.utilisation() * 100.0
             ));
-            if cpu.saturated() {
+            if cpu.saturated() && self.workload.rate.per_second().is_some() {
+                lines.push(
+                    "(at a fixed rate a paced producer yields in a loop until each send is due, so the generator's CPU use says nothing about saturation here)"
+                        .to_string(),
+                );
+            } else if cpu.saturated() {
                 lines.push(
                     "the GENERATOR was saturated: these figures measure the load generator, not the broker (give it more CPUs or --threads)"
                         .to_string(),

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 /// timer's resolution); it yields the rest of the way.
 const TIMER_SLACK_US: u64 = 1000;
 
+/// At max rate, the producer loop reads the clock once per this many sends.
+const MAX_RATE_CLOCK_EVERY: u64 = 8;
+
 /// Longest a catch-up read of the backlog may take.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -377,8 +380,15 @@ async fn drive(
             let interval_us = rate_per_producer.map(|r| 1e6 / r);
             let mut i: u64 = 0;
             let mut measured_sent = 0u64;
+            let mut now = 0;
             loop {
-                let now = now_us(base);
+                // At max rate the clock is read every few messages (a read
+                // costs ~45 ns here, a tenth of a message at 2 M/s); the
+                // send times it stamps are then at most that many sends
+                // (a few µs) early, which only lengthens publish latency.
+                if interval_us.is_some() || i.is_multiple_of(MAX_RATE_CLOCK_EVERY) {
+                    now = now_us(base);
+                }
                 if now >= end_us || max_measured.is_some_and(|m| measured_sent >= m) {
                     break;
                 }

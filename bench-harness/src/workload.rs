@@ -379,7 +379,11 @@ mod tests {
             "many-partitions-1000",
             "max-throughput-1kb-16p",
             "max-throughput-1kb-1p",
+            "max-throughput-1kb-1p-acks1",
+            "small-100b-1p",
             "small-100b-16p",
+            "catch-up-1kb-1p",
+            "unloaded-1kb",
         ] {
             assert!(names.iter().any(|n| n == required), "{required} missing");
         }

@@ -83,6 +83,17 @@ duration_secs = 3
         assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{l}: {s}");
     }
     assert!(r["limits"]["disk_write_mb_s"].as_f64().unwrap() > 1.0);
+    assert!(r["limits"]["disk_write_synced_mb_s"].as_f64().unwrap() > 1.0);
+    assert!(r["limits"]["disk_read_mb_s"].as_f64().unwrap() > 1.0);
+    // The generator's own CPU use, against the one CPU it was pinned to.
+    let generator = &r["generator_cpu"];
+    assert!(
+        generator["cpu_seconds"].as_f64().unwrap() > 0.0,
+        "{generator}"
+    );
+    assert_eq!(generator["capacity_cpus"], 1.0);
+    assert!(stdout.contains("generator CPU"), "{stdout}");
+    assert!(stdout.contains("write+fdatasync"), "{stdout}");
     assert!(r["limits"]["loopback_tcp_mb_s"].as_f64().unwrap() > 1.0);
     assert!(r["produce_fraction_of_disk"].as_f64().unwrap() > 0.0);
     assert!(r["result"]["timeline"].as_array().unwrap().len() >= 4);
@@ -247,4 +258,62 @@ duration_secs = 2
     assert!(r["result"]["produce"]["messages"].as_u64().unwrap() > 2_000);
     assert_eq!(r["result"]["consume"]["messages"], 0);
     assert_eq!(r["result"]["undelivered"], 0);
+}
+
+/// Catch-up: the whole backlog is written before any consumer starts, then
+/// read from the beginning; every message is read once and the backlog's
+/// age is not reported as latency.
+#[test]
+fn a_catch_up_run_reads_the_whole_backlog_after_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = workload(
+        dir.path(),
+        "tiny-catch-up",
+        r#"
+partitions_per_topic = 2
+message_size = 512
+producers = 1
+subscriptions = 2
+consumers_per_subscription = 2
+rate = "max"
+warmup_secs = 0
+duration_secs = 20
+max_messages = 30000
+catch_up = true
+"#,
+    );
+    let out = dir.path().join("reports");
+    let (ok, stdout, stderr) = run(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["bench", "--embedded", "--skip-limits", "--data-dir"])
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out)
+            .arg(&w),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "rill bench failed: {stderr}");
+    let r = report(&out, "tiny-catch-up");
+    let produced = r["result"]["produce"]["messages"].as_u64().unwrap();
+    assert!((30_000..31_000).contains(&produced), "{produced}");
+    // Two subscriptions, each reading everything.
+    assert_eq!(
+        r["result"]["consume"]["messages"].as_u64().unwrap(),
+        2 * produced,
+        "{stdout}"
+    );
+    assert_eq!(r["result"]["undelivered"], 0);
+    assert_eq!(r["result"]["errors"], 0, "{}", r["result"]["first_error"]);
+    assert_eq!(r["result"]["end_to_end_latency"]["count"], 0);
+    // No consumer read anything while the backlog was being written.
+    let timeline = r["result"]["timeline"].as_array().unwrap();
+    let first_consumed = timeline
+        .iter()
+        .position(|s| s["consume_msgs"].as_u64().unwrap() > 0)
+        .unwrap();
+    let last_produced = timeline
+        .iter()
+        .rposition(|s| s["produce_msgs"].as_u64().unwrap() > 0)
+        .unwrap();
+    assert!(first_consumed >= last_produced, "{timeline:?}");
 }
