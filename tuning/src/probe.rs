@@ -70,24 +70,28 @@ async fn probe_disk(o: &ProbeOptions) -> Result<DiskProperties, TuneError> {
     result
 }
 
+/// The probe file at `path`, emptied and `total` bytes allocated.
+async fn fresh_probe_file(path: &Path, total: u64) -> Result<Rc<DmaFile>, TuneError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| TuneError::io("creating the probe file", e))?;
+    file.pre_allocate(total, false)
+        .await
+        .map_err(|e| TuneError::io("allocating the probe file", e))?;
+    Ok(Rc::new(file))
+}
+
 async fn measure_all(o: &ProbeOptions, path: &Path) -> Result<DiskProperties, TuneError> {
     let mut measurements = Vec::new();
     for &block in &o.block_sizes {
         for &qd in &o.queue_depths {
             let total = (o.bytes_per_test / block).max(1) * block;
-            let file = Rc::new(
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .dma_open(path)
-                    .await
-                    .map_err(|e| TuneError::io("creating the probe file", e))?,
-            );
-            file.pre_allocate(total, false)
-                .await
-                .map_err(|e| TuneError::io("allocating the probe file", e))?;
+            let file = fresh_probe_file(path, total).await?;
             let write_mb_s = write_test(&file, total, block, qd).await?;
             let read_mb_s = read_test(&file, total, block, qd).await?;
             measurements.push(Measurement {
@@ -101,19 +105,7 @@ async fn measure_all(o: &ProbeOptions, path: &Path) -> Result<DiskProperties, Tu
     let write_synced_mb_s = match o.block_sizes.iter().max() {
         Some(&block) => {
             let total = (o.bytes_per_test / block).max(1) * block;
-            let file = Rc::new(
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .dma_open(path)
-                    .await
-                    .map_err(|e| TuneError::io("creating the probe file", e))?,
-            );
-            file.pre_allocate(total, false)
-                .await
-                .map_err(|e| TuneError::io("allocating the probe file", e))?;
+            let file = fresh_probe_file(path, total).await?;
             Some(write_synced_test(&file, total, block).await?)
         }
         None => None,
