@@ -14,6 +14,24 @@ fn workload(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf
     path
 }
 
+/// `rill bench --embedded --skip-limits` of one workload, data in `dir`.
+fn bench_embedded(
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    workload: &std::path::Path,
+    limit: Duration,
+) -> (bool, String, String) {
+    run(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["bench", "--embedded", "--skip-limits", "--data-dir"])
+            .arg(dir)
+            .arg("--out")
+            .arg(out)
+            .arg(workload),
+        limit,
+    )
+}
+
 fn report(out: &std::path::Path, name: &str) -> serde_json::Value {
     let json = std::fs::read_to_string(out.join(format!("{name}.json"))).unwrap();
     serde_json::from_str(&json).unwrap()
@@ -244,15 +262,7 @@ duration_secs = 2
 "#,
     );
     let out = dir.path().join("reports");
-    let (ok, _stdout, stderr) = run(
-        Command::new(env!("CARGO_BIN_EXE_rill"))
-            .args(["bench", "--embedded", "--skip-limits", "--data-dir"])
-            .arg(dir.path())
-            .arg("--out")
-            .arg(&out)
-            .arg(&w),
-        Duration::from_secs(60),
-    );
+    let (ok, _stdout, stderr) = bench_embedded(dir.path(), &out, &w, Duration::from_secs(60));
     assert!(ok, "rill bench failed or hung: {stderr}");
     let r = report(&out, "produce-only");
     assert!(r["result"]["produce"]["messages"].as_u64().unwrap() > 2_000);
@@ -283,15 +293,7 @@ catch_up = true
 "#,
     );
     let out = dir.path().join("reports");
-    let (ok, stdout, stderr) = run(
-        Command::new(env!("CARGO_BIN_EXE_rill"))
-            .args(["bench", "--embedded", "--skip-limits", "--data-dir"])
-            .arg(dir.path())
-            .arg("--out")
-            .arg(&out)
-            .arg(&w),
-        Duration::from_secs(120),
-    );
+    let (ok, stdout, stderr) = bench_embedded(dir.path(), &out, &w, Duration::from_secs(120));
     assert!(ok, "rill bench failed: {stderr}");
     let r = report(&out, "tiny-catch-up");
     let produced = r["result"]["produce"]["messages"].as_u64().unwrap();
