@@ -127,6 +127,16 @@ fn tune(cmd: Tune) -> anyhow::Result<()> {
 /// `rill broker`: runs until SIGTERM or SIGINT, then shuts down cleanly; a
 /// second signal exits at once.
 fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
+    // A panic is a bug; a shard whose thread died would leave its
+    // partitions and connections hanging while the process looks alive.
+    // Exit instead, loudly, so a supervisor restarts the broker (what was
+    // acknowledged is on disk; recovery handles the rest).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        tracing::error!(%info, "a broker thread panicked: exiting");
+        std::process::abort();
+    }));
     let config = BrokerConfig::resolve(args)?;
     let broker = Broker::start(config)?;
     let (host, port) = broker.advertised();
