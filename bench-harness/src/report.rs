@@ -28,13 +28,11 @@ pub struct Report {
     /// Produce MB/s ÷ the same run's O_DIRECT-write-then-fdatasync MB/s
     /// (the ceiling of a durable log writing once per commit).
     pub produce_fraction_of_synced_write: Option<f64>,
-    /// CPU seconds (user + system) the broker process used during the run,
-    /// when its process is known (embedded, or `--broker-pid`).
-    pub broker_cpu_seconds: Option<f64>,
-    /// `broker_cpu_seconds` per GB produced over the whole run (serving the
+    /// The broker's CPU seconds per GB produced over the whole run (serving the
     /// consumers of the run included).
     pub broker_cpu_seconds_per_gb: Option<f64>,
-    /// The broker's CPU use over the run, when its process is known.
+    /// The broker's CPU use (user + system) over the run, when its process
+    /// is known (embedded, or `--broker-pid`).
     pub broker_cpu: Option<CpuUse>,
     /// The load generator's (this process's) CPU use over the run.
     pub generator_cpu: Option<CpuUse>,
@@ -92,7 +90,6 @@ impl Report {
             traffic_fraction_of_loopback,
             produce_fraction_of_synced_write,
             calibrated_max_msgs_per_s: None,
-            broker_cpu_seconds: None,
             broker_cpu_seconds_per_gb: None,
             broker_cpu: None,
             generator_cpu: None,
@@ -102,7 +99,6 @@ impl Report {
 
     /// Records the broker's CPU use over the run.
     pub fn set_broker_cpu(&mut self, cpu: CpuUse) {
-        self.broker_cpu_seconds = Some(cpu.cpu_seconds);
         self.broker_cpu = Some(cpu);
         let gb = self.result.produced_bytes_all as f64 / 1e9;
         self.broker_cpu_seconds_per_gb = (gb > 0.0).then(|| cpu.cpu_seconds / gb);

@@ -70,16 +70,21 @@ async fn probe_disk(o: &ProbeOptions) -> Result<DiskProperties, TuneError> {
     result
 }
 
-/// The probe file at `path`, emptied and `total` bytes allocated.
-async fn fresh_probe_file(path: &Path, total: u64) -> Result<Rc<DmaFile>, TuneError> {
-    let file = OpenOptions::new()
+/// The probe file at `path`, emptied.
+async fn empty_probe_file(path: &Path) -> Result<DmaFile, TuneError> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .dma_open(path)
         .await
-        .map_err(|e| TuneError::io("creating the probe file", e))?;
+        .map_err(|e| TuneError::io("creating the probe file", e))
+}
+
+/// The probe file at `path`, emptied and `total` bytes allocated.
+async fn fresh_probe_file(path: &Path, total: u64) -> Result<Rc<DmaFile>, TuneError> {
+    let file = empty_probe_file(path).await?;
     file.pre_allocate(total, false)
         .await
         .map_err(|e| TuneError::io("allocating the probe file", e))?;
@@ -247,14 +252,7 @@ pub async fn read_test(
 
 /// p50 and p99 of a 4 KiB write followed by fdatasync, in microseconds.
 async fn fdatasync_latency(path: &Path, samples: usize) -> Result<(u64, u64), TuneError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(path)
-        .await
-        .map_err(|e| TuneError::io("creating the probe file", e))?;
+    let file = empty_probe_file(path).await?;
     let mut lat = Vec::with_capacity(samples);
     for i in 0..samples.max(1) {
         let buf = file.alloc_dma_buffer(4096);

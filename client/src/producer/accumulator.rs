@@ -170,12 +170,13 @@ impl State {
                 }
             },
         };
-        let key = TpRef(topic, partition);
-        if !self.partitions.contains_key(&key) {
-            self.partitions
-                .insert((topic.clone(), partition), PartitionQueue::default());
-        }
-        let queue = self.partitions.get_mut(&key).expect("just made");
+        // One lookup; the topic's `Arc` is cloned only for a new partition.
+        let queue = match self.partitions.entry_ref(&TpRef(topic, partition)) {
+            hashbrown::hash_map::EntryRef::Occupied(e) => e.into_mut(),
+            hashbrown::hash_map::EntryRef::Vacant(e) => {
+                e.insert_with_key((topic.clone(), partition), PartitionQueue::default())
+            }
+        };
         let mut sealed = false;
         if let Some(open) = &queue.open {
             let Payload::Building(b) = &open.payload else {
