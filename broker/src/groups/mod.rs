@@ -6,6 +6,8 @@
 //! - [`coordinator`]: the I/O around it — which shard coordinates a group,
 //!   replaying the offsets topic, waiting answers, durable appends.
 
+pub mod assignor;
+pub mod consumer;
 pub mod coordinator;
 pub mod group;
 pub mod records;
