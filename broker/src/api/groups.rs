@@ -110,7 +110,7 @@ fn join_response(cx: &Context<'_>, r: JoinReply) -> JoinGroupResponse {
     resp
 }
 
-fn client_host(cx: &Context<'_>) -> String {
+pub(super) fn client_host(cx: &Context<'_>) -> String {
     cx.connection
         .peer
         .map(|p| format!("/{}", p.ip()))
@@ -255,8 +255,9 @@ pub async fn leave_group(cx: &Context<'_>, req: LeaveGroupRequest) -> LeaveGroup
     resp
 }
 
-/// (group, protocol type, state) of every group the shard coordinates.
-async fn local_groups(s: Rc<Shard>) -> Vec<(String, String, GroupState)> {
+/// (group, protocol type, state, group type) of every group the shard
+/// coordinates.
+async fn local_groups(s: Rc<Shard>) -> Vec<(String, String, &'static str, &'static str)> {
     let Some(topic) = s.meta().topics.get(OFFSETS_TOPIC).cloned() else {
         return Vec::new();
     };
@@ -272,12 +273,19 @@ async fn local_groups(s: Rc<Shard>) -> Vec<(String, String, GroupState)> {
         .borrow()
         .values()
         .filter(|g| g.state != GroupState::Dead)
-        .map(|g| {
-            (
+        .map(|g| match &g.consumer {
+            Some(cg) => (
+                g.id.clone(),
+                "consumer".to_string(),
+                cg.state().name(),
+                "consumer",
+            ),
+            None => (
                 g.id.clone(),
                 g.protocol_type.clone().unwrap_or_default(),
-                g.state,
-            )
+                g.state.name(),
+                "classic",
+            ),
         })
         .collect()
 }
@@ -294,14 +302,18 @@ pub async fn list_groups(cx: &Context<'_>, req: ListGroupsRequest) -> ListGroups
     let mut resp = ListGroupsResponse::default();
     resp.groups = all
         .into_iter()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.name().to_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-        .map(|(id, ptype, state)| {
+        .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+        .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+        .map(|(id, ptype, state, kind)| {
             let mut g = ListedGroup::default();
             g.group_id = str_bytes(&id).into();
             g.protocol_type = str_bytes(&ptype);
-            g.group_state = str_bytes(state.name());
-            g.group_type = str_bytes("classic");
+            if cx.version >= 4 {
+                g.group_state = str_bytes(state);
+            }
+            if cx.version >= 5 {
+                g.group_type = str_bytes(kind);
+            }
             g
         })
         .collect();
@@ -321,6 +333,11 @@ pub async fn describe_groups(
             match groups.get(&group) {
                 // An unknown group is described as Dead, as Kafka does.
                 None => d.group_state = str_bytes(GroupState::Dead.name()),
+                // Kafka: DescribeGroups is for classic groups; a consumer-
+                // protocol group is described by ConsumerGroupDescribe.
+                Some(g) if g.consumer.is_some() => {
+                    d.error_code = code(Some(ResponseError::GroupIdNotFound));
+                }
                 Some(g) => {
                     d.group_state = str_bytes(g.state.name());
                     d.protocol_type = str_bytes(g.protocol_type.as_deref().unwrap_or(""));

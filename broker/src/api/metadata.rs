@@ -8,10 +8,20 @@ use rill_net::kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use super::Context;
+use uuid::Uuid;
 
 pub async fn handle(cx: &Context<'_>, req: MetadataRequest) -> MetadataResponse {
     let shard = cx.shard;
     let version = cx.version;
+    // v10+ may ask by topic id (clients of the consumer protocol learn their
+    // assignment as ids and look the names up).
+    let by_id: Vec<Uuid> = req
+        .topics
+        .iter()
+        .flatten()
+        .filter(|t| t.name.is_none() && !t.topic_id.is_nil())
+        .map(|t| t.topic_id)
+        .collect();
     let requested: Option<Vec<String>> = req.topics.map(|topics| {
         topics
             .into_iter()
@@ -34,7 +44,19 @@ pub async fn handle(cx: &Context<'_>, req: MetadataRequest) -> MetadataResponse 
     }
     let meta = shard.meta();
     let node = BrokerId(shard.config.node_id);
-    let names: Vec<String> = requested.unwrap_or_else(|| meta.topics.keys().cloned().collect());
+    let mut unknown_ids = Vec::new();
+    let names: Vec<String> = match requested {
+        None => meta.topics.keys().cloned().collect(),
+        Some(mut names) => {
+            for id in by_id {
+                match meta.topics.values().find(|t| t.id == id) {
+                    Some(t) => names.push(t.name.clone()),
+                    None => unknown_ids.push(id),
+                }
+            }
+            names
+        }
+    };
 
     let mut resp = MetadataResponse::default();
     let mut broker = MetadataResponseBroker::default();
@@ -85,5 +107,11 @@ pub async fn handle(cx: &Context<'_>, req: MetadataRequest) -> MetadataResponse 
             t
         })
         .collect();
+    resp.topics.extend(unknown_ids.into_iter().map(|id| {
+        let mut t = MetadataResponseTopic::default();
+        t.topic_id = id;
+        t.error_code = ResponseError::UnknownTopicId.code();
+        t
+    }));
     resp
 }

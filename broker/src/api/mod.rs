@@ -3,6 +3,7 @@
 //! the response body (or nothing, for produce with acks=0).
 
 mod alter_configs;
+mod consumer_groups;
 mod context;
 mod create_partitions;
 mod create_topics;
@@ -139,6 +140,12 @@ pub async fn handle_admitting(
         }
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(groups::delete_groups(cx, r).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_groups::heartbeat(cx, r).await)
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(cx, r).await)
         }
         RequestKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(offsets::offset_commit(cx, r).await)

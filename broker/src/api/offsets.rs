@@ -78,18 +78,24 @@ pub async fn offset_commit(cx: &Context<'_>, req: OffsetCommitRequest) -> Offset
 type Fetched = std::collections::BTreeMap<String, Vec<(i32, Option<Committed>)>>;
 
 /// One group's committed offsets (`topics: None`: all of them).
+/// `member`: (member id, epoch) of a consumer-protocol member asking (v9).
 async fn fetch_group(
     cx: &Context<'_>,
     group: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    member: Option<(String, i32)>,
 ) -> Result<Fetched, ResponseError> {
     if group.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
     on_coordinator(cx.shard, group, move |s, _, group| async move {
-        coordinator::fetch(&s, &group, topics)
+        if let Some((id, epoch)) = member {
+            coordinator::check_fetching_member(&s, &group, &id, epoch)?;
+        }
+        Ok(coordinator::fetch(&s, &group, topics))
     })
     .await
+    .and_then(|r| r)
 }
 
 fn partition_values(c: Option<Committed>) -> (i64, i32, String) {
@@ -108,7 +114,14 @@ pub async fn offset_fetch(cx: &Context<'_>, req: OffsetFetchRequest) -> OffsetFe
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let fetched = fetch_group(cx, g.group_id.to_string(), topics).await;
+            let member = (cx.version >= 9)
+                .then(|| {
+                    g.member_id
+                        .as_ref()
+                        .map(|m| (m.to_string(), g.member_epoch))
+                })
+                .flatten();
+            let fetched = fetch_group(cx, g.group_id.to_string(), topics, member).await;
             let mut rg = OffsetFetchResponseGroup::default();
             rg.group_id = g.group_id.clone();
             match fetched {
@@ -145,7 +158,7 @@ pub async fn offset_fetch(cx: &Context<'_>, req: OffsetFetchRequest) -> OffsetFe
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match fetch_group(cx, req.group_id.to_string(), topics).await {
+    match fetch_group(cx, req.group_id.to_string(), topics, None).await {
         Err(e) => {
             resp.error_code = code(Some(e));
             // Before v2 there is no group error: each partition carries it.

@@ -125,6 +125,12 @@ settings! {
     group_max_session_timeout_ms: i32 = "1800000";
     /// The first rebalance of an empty group waits this long for more members (Kafka's group.initial.rebalance.delay.ms).
     group_initial_rebalance_delay_ms: i32 = "3000";
+    /// A member of a consumer-protocol (KIP-848) group not heard from this long is removed (Kafka's group.consumer.session.timeout.ms).
+    group_consumer_session_timeout_ms: i32 = "45000";
+    /// How often members of consumer-protocol groups are told to heartbeat (Kafka's group.consumer.heartbeat.interval.ms).
+    group_consumer_heartbeat_interval_ms: i32 = "5000";
+    /// Most members of one consumer-protocol group (Kafka's group.consumer.max.size) [default: unlimited].
+    group_consumer_max_size: usize;
     /// An idempotent producer silent this long is forgotten by the partitions it wrote to, as Kafka's producer.id.expiration.ms.
     producer_id_expiration_ms: u64 = "86400000";
     /// io-properties file from `rill tune probe`, sizing segment writes [default: DATA_DIR/io-properties.toml if present, else built-in sizes].
@@ -267,6 +273,11 @@ impl BrokerConfig {
                 min_session_timeout_ms: s.group_min_session_timeout_ms,
                 max_session_timeout_ms: s.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: s.group_initial_rebalance_delay_ms,
+                consumer: crate::groups::consumer::ConsumerLimits {
+                    session_timeout_ms: s.group_consumer_session_timeout_ms,
+                    heartbeat_interval_ms: s.group_consumer_heartbeat_interval_ms,
+                    max_members: s.group_consumer_max_size.unwrap_or(usize::MAX),
+                },
             },
             write_sizing,
         })

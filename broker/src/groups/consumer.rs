@@ -45,13 +45,18 @@ pub struct ConsumerLimits {
     pub max_members: usize,
 }
 
+impl ConsumerLimits {
+    /// Kafka's defaults.
+    pub const DEFAULT: ConsumerLimits = ConsumerLimits {
+        session_timeout_ms: 45_000,
+        heartbeat_interval_ms: 5_000,
+        max_members: usize::MAX,
+    };
+}
+
 impl Default for ConsumerLimits {
     fn default() -> Self {
-        ConsumerLimits {
-            session_timeout_ms: 45_000,
-            heartbeat_interval_ms: 5_000,
-            max_members: usize::MAX,
-        }
+        ConsumerLimits::DEFAULT
     }
 }
 

@@ -13,9 +13,11 @@ use bytes::Bytes;
 use rill_net::kafka_protocol::ResponseError;
 use rill_storage::batch::{self, BatchBuilder, Compression};
 
+use super::consumer::{ConsumerGroup, Heartbeat, HeartbeatError, HeartbeatReply, TopicImage};
 use super::group::{Committed, Effect, Group, GroupLimits, Join, JoinReply, SyncReply, Token};
 use super::records::OffsetsRecord;
 use super::{partition_for, OFFSETS_TOPIC};
+use crate::cluster::state::ClusterMeta;
 use crate::shard::{Partition, Shard};
 
 /// Largest metadata string a commit may carry (`offset.metadata.max.bytes`).
@@ -114,6 +116,7 @@ impl Coordinator {
                     }
                     OffsetsRecord::Group { group, value } => match value {
                         Some(snapshot) => {
+                            // A classic group now: any consumer-protocol state is over.
                             let offsets =
                                 groups.remove(&group).map(|g| g.offsets).unwrap_or_default();
                             let mut g = Group::restore(&group, snapshot, now, self.limits);
@@ -122,6 +125,22 @@ impl Coordinator {
                         }
                         None => {
                             groups.remove(&group);
+                        }
+                    },
+                    OffsetsRecord::ConsumerGroup { group, value } => match value {
+                        Some(cg) => {
+                            // A consumer-protocol group now: its classic part is empty.
+                            let offsets =
+                                groups.remove(&group).map(|g| g.offsets).unwrap_or_default();
+                            let mut g = Group::new(&group, now, self.limits);
+                            g.offsets = offsets;
+                            g.consumer = Some(cg.restore(now, &self.limits.consumer));
+                            groups.insert(group, g);
+                        }
+                        None => {
+                            if let Some(g) = groups.get_mut(&group) {
+                                g.consumer = None;
+                            }
                         }
                     },
                 }
@@ -210,10 +229,9 @@ impl Coordinator {
     /// Drops a group that holds nothing (a failed first join, say).
     fn prune(&self, group: &str) {
         let mut groups = self.groups.borrow_mut();
-        if groups
-            .get(group)
-            .is_some_and(|g| g.is_empty() && g.offsets.is_empty() && g.generation == 0)
-        {
+        if groups.get(group).is_some_and(|g| {
+            g.is_empty() && g.offsets.is_empty() && g.generation == 0 && g.consumer.is_none()
+        }) {
             groups.remove(group);
         }
     }
@@ -239,6 +257,120 @@ pub async fn append(part: &Partition, records: &[OffsetsRecord]) -> Result<(), R
         .make_durable(info.last_offset + 1)
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable)
+}
+
+/// The records that delete every trace of a group but its offsets.
+fn group_tombstones(group: &str) -> [OffsetsRecord; 2] {
+    [
+        OffsetsRecord::ConsumerGroup {
+            group: group.to_string(),
+            value: None,
+        },
+        OffsetsRecord::Group {
+            group: group.to_string(),
+            value: None,
+        },
+    ]
+}
+
+fn consumer_record(group: &str, cg: &ConsumerGroup) -> OffsetsRecord {
+    OffsetsRecord::ConsumerGroup {
+        group: group.to_string(),
+        value: Some(Box::new(cg.clone())),
+    }
+}
+
+/// The broker's topics, as consumer-protocol groups see them.
+impl TopicImage for ClusterMeta {
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn lookup(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        self.topics
+            .get(name)
+            .map(|t| (t.id, t.partitions.len() as i32))
+    }
+    fn names(&self) -> Vec<&str> {
+        self.topics
+            .keys()
+            .filter(|n| n.as_str() != OFFSETS_TOPIC)
+            .map(|n| n.as_str())
+            .collect()
+    }
+}
+
+/// A ConsumerGroupHeartbeat (KIP-848): the group's answer, given once what
+/// changed is durable.
+pub async fn consumer_heartbeat(
+    shard: Rc<Shard>,
+    part: Rc<Partition>,
+    group: String,
+    hb: Heartbeat,
+) -> Result<HeartbeatReply, HeartbeatError> {
+    let c = &shard.groups;
+    let now = now_ms();
+    let meta = shard.meta();
+    let limits = c.limits.consumer;
+    let outcome = {
+        let mut groups = c.groups.borrow_mut();
+        if !groups.contains_key(&group) && hb.epoch != 0 {
+            return Err(HeartbeatError {
+                error: ResponseError::UnknownMemberId,
+                message: format!("group {group} has no member {}", hb.member_id),
+            });
+        }
+        let g = groups
+            .entry(group.clone())
+            .or_insert_with(|| Group::new(&group, now, c.limits));
+        if g.has_classic_members() {
+            return Err(HeartbeatError {
+                error: ResponseError::GroupIdNotFound,
+                message: format!("group {group} is a classic group with members"),
+            });
+        }
+        let was_empty = !g.is_active_consumer_group();
+        let cg = g.consumer.get_or_insert_with(ConsumerGroup::new);
+        let before = cg.epoch;
+        let outcome = cg
+            .heartbeat(now, hb, &*meta, &limits)
+            .map(|(reply, changed)| (reply, changed.then(|| consumer_record(&group, cg))));
+        if cg.epoch != before {
+            tracing::debug!(%group, epoch = cg.epoch, members = cg.members.len(), "consumer group epoch");
+        }
+        if cg.members.is_empty() && cg.epoch == 0 {
+            g.consumer = None;
+        }
+        g.consumer_membership_changed(was_empty, now);
+        outcome
+    };
+    c.prune(&group);
+    let (reply, record) = outcome?;
+    if let Some(record) = record {
+        append(&part, &[record]).await.map_err(|e| HeartbeatError {
+            error: e,
+            message: "recording the group failed".into(),
+        })?;
+    }
+    Ok(reply)
+}
+
+/// OffsetFetch v9 from a member of a consumer-protocol group: its epoch
+/// must be current.
+pub fn check_fetching_member(
+    shard: &Rc<Shard>,
+    group: &str,
+    member_id: &str,
+    epoch: i32,
+) -> Result<(), ResponseError> {
+    if member_id.is_empty() {
+        // An admin client or a standalone consumer.
+        return Ok(());
+    }
+    let groups = shard.groups.groups.borrow();
+    match groups.get(group).and_then(|g| g.consumer.as_ref()) {
+        Some(cg) => cg.check_member_epoch(member_id, epoch),
+        None => Ok(()),
+    }
 }
 
 /// Where a group's coordinator lives.
@@ -287,7 +419,19 @@ pub async fn join(shard: Rc<Shard>, part: Rc<Partition>, group: String, req: Joi
         let g = groups
             .entry(group.clone())
             .or_insert_with(|| Group::new(&group, now, c.limits));
-        g.join(now, token, req, &mut effects)
+        if g.is_active_consumer_group() {
+            // Members of the consumer protocol own its partitions.
+            Some(JoinReply {
+                error: Some(ResponseError::InconsistentGroupProtocol),
+                member_id: req.member_id.clone(),
+                generation: -1,
+                ..Default::default()
+            })
+        } else {
+            // An empty consumer-protocol group becomes a classic one.
+            g.consumer = None;
+            g.join(now, token, req, &mut effects)
+        }
     };
     c.dispatch(&shard, &part, &group, effects);
     match now_reply {
@@ -419,7 +563,13 @@ pub async fn commit(
         let mut groups = c.groups.borrow_mut();
         let outside = req.generation < 0 && req.member_id.is_empty();
         match groups.get(&group) {
-            Some(g) => g.check_commit(&req.member_id, req.instance_id.as_deref(), req.generation),
+            Some(g) => match &g.consumer {
+                // The generation field carries the member epoch (v9+).
+                Some(cg) if !g.has_classic_members() => {
+                    cg.check_member_epoch(&req.member_id, req.generation)
+                }
+                _ => g.check_commit(&req.member_id, req.instance_id.as_deref(), req.generation),
+            },
             None if outside => {
                 groups.insert(group.clone(), Group::new(&group, now, c.limits));
                 Ok(())
@@ -535,10 +685,7 @@ pub async fn delete_group(
                 value: None,
             })
             .collect();
-        records.push(OffsetsRecord::Group {
-            group: group.clone(),
-            value: None,
-        });
+        records.extend(group_tombstones(&group));
         records
     };
     append(&part, &records).await?;
@@ -614,10 +761,25 @@ pub async fn tick(shard: &Rc<Shard>, retention_ms: Option<i64>) {
             continue;
         };
         let mut effects = Vec::new();
+        let mut record = None;
         if let Some(g) = c.groups.borrow_mut().get_mut(&id) {
             g.tick(now, &mut effects);
+            let was_empty = !g.is_active_consumer_group();
+            if let Some(cg) = g.consumer.as_mut() {
+                let gone = cg.tick(now, &*shard.meta());
+                if !gone.is_empty() {
+                    tracing::info!(group = %id, members = ?gone, epoch = cg.epoch, "consumer group members timed out");
+                    record = Some(consumer_record(&id, cg));
+                }
+            }
+            g.consumer_membership_changed(was_empty, now);
         }
         c.dispatch(shard, &part, &id, effects);
+        if let Some(record) = record {
+            if let Err(e) = append(&part, &[record]).await {
+                tracing::warn!(group = %id, error = %e, "recording a consumer group failed");
+            }
+        }
     }
     let Some(retention_ms) = retention_ms else {
         return;
@@ -645,11 +807,8 @@ pub async fn tick(shard: &Rc<Shard>, retention_ms: Option<i64>) {
                 value: None,
             })
             .collect();
-        records.push(OffsetsRecord::Group {
-            group: group.clone(),
-            value: None,
-        });
-        tracing::info!(%group, offsets = records.len() - 1, "offsets of an empty group expired");
+        records.extend(group_tombstones(&group));
+        tracing::info!(%group, offsets = records.len() - 2, "offsets of an empty group expired");
         if append(&part, &records).await.is_ok() {
             c.groups.borrow_mut().remove(&group);
         }

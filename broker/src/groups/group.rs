@@ -32,6 +32,8 @@ pub struct GroupLimits {
     /// `group.initial.rebalance.delay.ms`: the first rebalance of an empty
     /// group waits this long for more members.
     pub initial_rebalance_delay_ms: i32,
+    /// Groups under the KIP-848 consumer protocol.
+    pub consumer: super::consumer::ConsumerLimits,
 }
 
 impl Default for GroupLimits {
@@ -40,6 +42,7 @@ impl Default for GroupLimits {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            consumer: super::consumer::ConsumerLimits::default(),
         }
     }
 }
@@ -216,6 +219,9 @@ pub struct Group {
     /// When the state last changed (offsets of an empty group expire from it).
     pub state_since: i64,
     pub offsets: BTreeMap<(String, i32), Committed>,
+    /// Set while the group is a KIP-848 consumer-protocol group (its
+    /// classic part is then empty); the offsets are shared.
+    pub consumer: Option<super::consumer::ConsumerGroup>,
     limits: GroupLimits,
 }
 
@@ -234,6 +240,7 @@ impl Group {
             initial_delay: false,
             state_since: now,
             offsets: BTreeMap::new(),
+            consumer: None,
             limits,
         }
     }
@@ -313,7 +320,30 @@ impl Group {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.pending.is_empty()
+        self.members.is_empty()
+            && self.pending.is_empty()
+            && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+    }
+
+    /// Whether classic-protocol members (or ids handed out to join) exist.
+    pub fn has_classic_members(&self) -> bool {
+        !self.members.is_empty() || !self.pending.is_empty()
+    }
+
+    /// Whether the group is a consumer-protocol group with members.
+    pub fn is_active_consumer_group(&self) -> bool {
+        self.consumer
+            .as_ref()
+            .is_some_and(|c| !c.members.is_empty())
+    }
+
+    /// The clock of an empty group (offset expiry) restarts when a
+    /// consumer-protocol group loses its last member or gains its first.
+    pub fn consumer_membership_changed(&mut self, was_empty: bool, now: i64) {
+        let empty = self.consumer.as_ref().is_none_or(|c| c.members.is_empty());
+        if empty != was_empty {
+            self.state_since = now;
+        }
     }
 
     fn set_state(&mut self, state: GroupState, now: i64) {
@@ -981,7 +1011,10 @@ impl Group {
     /// Offsets of a group that has been empty this long go (KIP-211's
     /// `offsets.retention.minutes`); returns the partitions that went.
     pub fn expire_offsets(&mut self, now: i64, retention_ms: i64) -> Vec<(String, i32)> {
-        if self.state != GroupState::Empty || now - self.state_since < retention_ms {
+        if self.state != GroupState::Empty
+            || self.is_active_consumer_group()
+            || now - self.state_since < retention_ms
+        {
             return Vec::new();
         }
         std::mem::take(&mut self.offsets).into_keys().collect()
@@ -997,6 +1030,7 @@ impl Group {
         sessions
             .chain(self.pending.values().copied())
             .chain(self.deadline)
+            .chain(self.consumer.as_ref().and_then(|c| c.next_due()))
             .min()
     }
 }
@@ -1009,6 +1043,7 @@ mod tests {
         min_session_timeout_ms: 1_000,
         max_session_timeout_ms: 60_000,
         initial_rebalance_delay_ms: 0,
+        consumer: super::super::consumer::ConsumerLimits::DEFAULT,
     };
 
     fn join(member_id: &str, protocols: &[&str]) -> Join {

@@ -2,6 +2,8 @@
 //! one member — a queue; every group reads everything — publish-subscribe.
 //!
 //! - [`group`]: one group under the classic protocol, a pure state machine.
+//! - [`consumer`]: one group under the KIP-848 consumer protocol, likewise;
+//!   [`assignor`]: its server-side assignors.
 //! - [`records`]: the `__consumer_offsets` records, in Kafka's layout.
 //! - [`coordinator`]: the I/O around it — which shard coordinates a group,
 //!   replaying the offsets topic, waiting answers, durable appends.
@@ -80,6 +82,9 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), ResponseError
 /// Topics the members of a "consumer" group subscribe to (from their
 /// ConsumerProtocolSubscription metadata).
 pub fn subscribed_topics(g: &group::Group) -> Vec<String> {
+    if let Some(cg) = &g.consumer {
+        return cg.subscribed_topics();
+    }
     if g.protocol_type.as_deref() != Some("consumer") {
         return Vec::new();
     }

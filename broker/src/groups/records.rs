@@ -3,10 +3,21 @@
 //! partition), key version 2 a group's metadata; values are offset commit
 //! v3 and group metadata v3; a null value deletes. Big-endian; strings are
 //! an i16 length and UTF-8 (-1: null), bytes an i32 length.
+//!
+//! A KIP-848 consumer-protocol group is one record of Rill's own, key
+//! version [`CONSUMER_GROUP_KEY_VERSION`] (the group id), whose value is the
+//! whole [`ConsumerGroup`] (epochs, members, target assignment) as a value
+//! version 0 and JSON. One record per group rather than Kafka's six kinds:
+//! the group is rewritten only when it changes (not on plain heartbeats),
+//! and compaction keeps the latest.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::consumer::ConsumerGroup;
 use super::group::{Committed, GroupSnapshot, SnapshotMember};
+
+/// Key version of a consumer-protocol group's record (outside Kafka's range).
+pub const CONSUMER_GROUP_KEY_VERSION: i16 = 1000;
 
 /// One record of the offsets topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +33,11 @@ pub enum OffsetsRecord {
         group: String,
         /// `None`: the group was deleted.
         value: Option<GroupSnapshot>,
+    },
+    ConsumerGroup {
+        group: String,
+        /// `None`: the group is no longer a consumer-protocol group.
+        value: Option<Box<ConsumerGroup>>,
     },
 }
 
@@ -90,6 +106,19 @@ impl OffsetsRecord {
                         put_bytes(&mut v, &m.subscription);
                         put_bytes(&mut v, &m.assignment);
                     }
+                    v.freeze()
+                });
+                (key.freeze(), value)
+            }
+            OffsetsRecord::ConsumerGroup { group, value } => {
+                key.put_i16(CONSUMER_GROUP_KEY_VERSION);
+                put_str(&mut key, group);
+                let value = value.as_ref().map(|g| {
+                    let mut v = BytesMut::new();
+                    v.put_i16(0);
+                    v.extend_from_slice(
+                        &serde_json::to_vec(g).expect("a consumer group serializes"),
+                    );
                     v.freeze()
                 });
                 (key.freeze(), value)
@@ -177,6 +206,20 @@ impl OffsetsRecord {
                 };
                 Some(OffsetsRecord::Group { group, value })
             }
+            CONSUMER_GROUP_KEY_VERSION => {
+                let group = k.string()?;
+                let value = match value {
+                    None => None,
+                    Some(v) => {
+                        let mut v = Reader(v);
+                        if v.i16()? != 0 {
+                            return None;
+                        }
+                        Some(Box::new(serde_json::from_slice(v.0).ok()?))
+                    }
+                };
+                Some(OffsetsRecord::ConsumerGroup { group, value })
+            }
             _ => None,
         }
     }
@@ -262,6 +305,14 @@ mod tests {
             group,
             OffsetsRecord::Group {
                 group: "gone".into(),
+                value: None,
+            },
+            OffsetsRecord::ConsumerGroup {
+                group: "new".into(),
+                value: Some(Box::new(ConsumerGroup::new())),
+            },
+            OffsetsRecord::ConsumerGroup {
+                group: "new".into(),
                 value: None,
             },
         ] {

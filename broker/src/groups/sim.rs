@@ -320,6 +320,7 @@ fn run(seed: u64) -> i64 {
         min_session_timeout_ms: 1_000,
         max_session_timeout_ms: 60_000,
         initial_rebalance_delay_ms: [0, 300][rng.gen_range(0..2)],
+        consumer: Default::default(),
     };
     let mut sim = Sim {
         group: Group::new("g", 0, limits),

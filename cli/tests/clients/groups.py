@@ -5,7 +5,8 @@ Usage: groups.py BOOTSTRAP COMMAND ARGS...
   produce TOPIC PARTITIONS COUNT      create TOPIC, write COUNT records (value = index)
   append TOPIC PARTITIONS FROM TO     write records FROM..TO to an existing TOPIC
   member TOPIC GROUP OUT STOP [k=v]   a confluent-kafka group member (k=v: client
-                                      configs, rill.pause_every=N to read slowly): subscribes,
+                                      configs, e.g. group.protocol=consumer for KIP-848;
+                                      rill.pause_every=N to read slowly): subscribes,
                                       commits synchronously on revoke and every
                                       second, writes "partition offset" per record
                                       and "# assigned ..." per assignment to OUT,
@@ -61,6 +62,9 @@ def member(topic, group, out, stop, *extra):
             pace = int(v)  # a slow consumer: 10 ms pause every so many records
         else:
             conf[k] = v
+    if conf.get("group.protocol") == "consumer":
+        # KIP-848: the broker sets session and heartbeat times.
+        del conf["session.timeout.ms"], conf["heartbeat.interval.ms"]
     c = Consumer(conf)
     f = open(out, "w", buffering=1)
     state = {"uncommitted": False}
