@@ -5,7 +5,9 @@
 //! gets every record (publish-subscribe); a killed member's partitions move
 //! to the survivor; committed offsets survive SIGTERM and kill -9; a static
 //! member restarts without a rebalance; 20 members settle over 200
-//! partitions within a bound.
+//! partitions within a bound. The same with the KIP-848 consumer protocol
+//! (`group.protocol=consumer`, newest confluent-kafka): server-side
+//! assignment, incremental hand-over, regex subscriptions.
 
 mod support;
 
@@ -110,6 +112,28 @@ impl Member {
             .collect()
     }
 
+    /// What it owns now: its assignments and revocations folded in order
+    /// (the consumer protocol assigns and revokes incrementally).
+    fn owned(&self) -> BTreeSet<i32> {
+        let mut owned = BTreeSet::new();
+        for l in self.lines() {
+            let parts = |l: &str| -> Vec<i32> {
+                l.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|p| p.parse().unwrap())
+                    .collect()
+            };
+            if let Some(l) = l.strip_prefix("# assigned ") {
+                owned.extend(parts(l));
+            } else if let Some(l) = l.strip_prefix("# revoked ") {
+                for p in parts(l) {
+                    owned.remove(&p);
+                }
+            }
+        }
+        owned
+    }
+
     fn stop(mut self) {
         std::fs::write(&self.stop, b"").unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -158,9 +182,20 @@ fn committed(broker: &Broker, topic: &str, group: &str, partitions: i32) -> BTre
 fn broker(dir: &Path) -> Broker {
     Broker::start(
         &dir.join("data"),
-        &["--group-initial-rebalance-delay-ms", "1000"],
+        &[
+            "--group-initial-rebalance-delay-ms",
+            "1000",
+            // KIP-848 groups: the broker sets the heartbeat and session times.
+            "--group-consumer-heartbeat-interval-ms",
+            "500",
+            "--group-consumer-session-timeout-ms",
+            "6000",
+        ],
     )
 }
+
+/// The newest confluent-kafka on the KIP-848 consumer protocol.
+const KIP848: &str = "group.protocol=consumer";
 
 #[test]
 fn two_members_share_forty_partitions_exactly_once_with_commit_on_revoke() {
@@ -791,4 +826,175 @@ fn rill_consume_with_a_group_resumes_where_it_stopped() {
     let all: BTreeSet<&String> = first.iter().chain(&rest).collect();
     assert_eq!(all.len(), 100, "a record was read twice or never");
     assert!(read(&[]).is_empty(), "everything was committed");
+}
+
+#[test]
+fn kip848_members_share_a_topic_exactly_once_and_a_killed_ones_partitions_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let venv = test_clients().join("venv/bin/python");
+    let (topic, n, parts) = ("kip848", 24_000usize, 12);
+    groups_py(
+        &venv,
+        &broker,
+        &["produce", topic, &parts.to_string(), &n.to_string()],
+    );
+    // Slow readers, so that b joins while a is reading: a hands b its
+    // half partition by partition (revoke first, then b gets them).
+    let slow = [KIP848, "rill.pause_every=50"];
+    let a = Member::start(&venv, &broker, dir.path(), "a", topic, "g848", &slow);
+    wait_until("the first member reads", Duration::from_secs(60), || {
+        !a.records().is_empty()
+    });
+    let joined = Instant::now();
+    let mut b = Member::start(&venv, &broker, dir.path(), "b", topic, "g848", &slow);
+    let settled = wait_until("b gets its half", Duration::from_secs(60), || {
+        let (oa, ob) = (a.owned(), b.owned());
+        oa.len() + ob.len() == parts as usize && !ob.is_empty() && oa.is_disjoint(&ob)
+    });
+    wait_until("every record read", Duration::from_secs(120), || {
+        a.records().len() + b.records().len() >= n
+    });
+    let (ra, rb) = (a.records(), b.records());
+    let (oa, ob) = (a.owned(), b.owned());
+    assert!(
+        oa.is_disjoint(&ob),
+        "a partition with two owners: {oa:?} {ob:?}"
+    );
+    assert_eq!(oa.len(), parts as usize / 2, "uniform: half each");
+    let mut all: Vec<(i32, i64)> = ra.iter().chain(&rb).copied().collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        total,
+        all.len(),
+        "{} records delivered twice",
+        total - all.len()
+    );
+    assert_eq!(all.len(), n);
+    // The group as the broker describes it (ConsumerGroupDescribe).
+    let (ok, out, err) = rill(&broker, &["group", "describe", "g848", "--json"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"uniform\"") && out.contains("consumer"),
+        "{out}"
+    );
+    let (ok, out, _) = rill(&broker, &["group", "list"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.contains("g848") && l.contains("Stable") && l.contains("consumer")),
+        "{out}"
+    );
+    wait_until("everything committed", Duration::from_secs(30), || {
+        committed(&broker, topic, "g848", parts)
+            .values()
+            .all(|o| *o == (n / parts as usize) as i64)
+    });
+    // b dies: after its session (6 s) a owns every partition again and
+    // reads what is written meanwhile; b had committed all it read.
+    b.kill9();
+    let killed = Instant::now();
+    let b_read: BTreeSet<(i32, i64)> = rb.iter().copied().collect();
+    groups_py(
+        &venv,
+        &broker,
+        &[
+            "append",
+            topic,
+            &parts.to_string(),
+            &n.to_string(),
+            &(2 * n).to_string(),
+        ],
+    );
+    let takeover = wait_until("a takes every partition", Duration::from_secs(40), || {
+        a.owned().len() == parts as usize
+    });
+    wait_until("a reads the rest", Duration::from_secs(90), || {
+        a.records().len() >= 2 * n - b_read.len()
+    });
+    let ra = a.records();
+    a.stop();
+    let mine: BTreeSet<(i32, i64)> = ra.iter().copied().collect();
+    assert_eq!(mine.len(), ra.len(), "a read a record twice");
+    assert!(
+        mine.is_disjoint(&b_read),
+        "records b had committed were delivered again"
+    );
+    assert_eq!(mine.union(&b_read).count(), 2 * n, "records were lost");
+    println!(
+        "KIP-848: b had its half {:.1} s after it started; a owned all {parts} {:.1} s after b was killed (session 6 s); a read {}, b read {}",
+        settled.as_secs_f64().min(joined.elapsed().as_secs_f64()),
+        takeover.min(killed.elapsed()).as_secs_f64(),
+        ra.len(),
+        b_read.len()
+    );
+}
+
+#[test]
+fn kip848_regex_subscriptions_pick_up_new_topics_and_survive_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path());
+    let venv = test_clients().join("venv/bin/python");
+    groups_py(&venv, &broker, &["produce", "rx-one", "2", "100"]);
+    groups_py(&venv, &broker, &["produce", "other", "2", "100"]);
+    let m = Member::start(&venv, &broker, dir.path(), "m", "^rx-.*", "grx", &[KIP848]);
+    wait_until("rx-one read", Duration::from_secs(60), || {
+        m.records().len() >= 100
+    });
+    // A new matching topic joins the subscription (and `other` never does).
+    groups_py(&venv, &broker, &["produce", "rx-two", "3", "300"]);
+    wait_until("rx-two read", Duration::from_secs(60), || {
+        m.records().len() >= 400
+    });
+    let owned = |broker: &Broker| -> BTreeSet<String> {
+        let (ok, out, err) = rill(broker, &["group", "describe", "grx", "--json"]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["members"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
+    };
+    let expect: BTreeSet<String> = ["rx-one-0", "rx-one-1", "rx-two-0", "rx-two-1", "rx-two-2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        owned(&broker),
+        expect,
+        "the regex matches rx-one and rx-two, not other"
+    );
+    let lines_before = m
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("# revoked"))
+        .count();
+    // The broker restarts (SIGTERM): the member keeps its epoch and its
+    // partitions (the group was recorded in __consumer_offsets) and reads on.
+    assert!(broker.terminate().success());
+    broker.restart();
+    groups_py(&venv, &broker, &["append", "rx-two", "3", "300", "600"]);
+    wait_until("read after the restart", Duration::from_secs(60), || {
+        m.records().len() >= 700
+    });
+    let revoked_after = m
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("# revoked"))
+        .count();
+    assert_eq!(
+        revoked_after,
+        lines_before,
+        "the restart revoked partitions: {:?}",
+        m.lines()
+            .iter()
+            .filter(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(owned(&broker), expect, "after the restart");
+    m.stop();
 }

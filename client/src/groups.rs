@@ -12,10 +12,12 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
-    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use crate::admin::Admin;
 use crate::cluster::Client;
@@ -29,6 +31,9 @@ pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
     pub state: String,
+    /// "classic" or "consumer" (the KIP-848 protocol); "" from brokers
+    /// that do not say.
+    pub group_type: String,
 }
 
 /// A group member as DescribeGroups reports it.
@@ -47,8 +52,11 @@ pub struct GroupDescription {
     pub group_id: String,
     pub state: String,
     pub protocol_type: String,
-    /// The assignor in use (range, roundrobin, …) once stable.
+    /// The assignor in use (range, roundrobin, … chosen by the members of a
+    /// classic group; uniform or range on the broker for a consumer group).
     pub protocol: String,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: String,
     pub members: Vec<GroupMember>,
 }
 
@@ -83,6 +91,7 @@ impl Admin {
                 group_id: g.group_id.to_string(),
                 protocol_type: g.protocol_type.to_string(),
                 state: g.group_state.to_string(),
+                group_type: g.group_type.to_string(),
             }));
         }
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -90,8 +99,50 @@ impl Admin {
     }
 
     /// A group's state and members ("Dead" for a group that does not exist).
+    /// A KIP-848 consumer group is described by ConsumerGroupDescribe, a
+    /// classic one by DescribeGroups.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let conn = self.coordinator(group).await?;
+        if conn.version(ApiKey::ConsumerGroupDescribe).is_ok() {
+            let mut req = ConsumerGroupDescribeRequest::default();
+            req.group_ids = vec![GroupId(str_bytes(group))];
+            let (resp, _) = conn.send(&req).await?;
+            let g = resp
+                .groups
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Protocol("empty ConsumerGroupDescribe answer".into()))?;
+            if g.error_code != ResponseError::GroupIdNotFound.code() {
+                Error::check(g.error_code, || format!("describing group {group}"))?;
+                return Ok(GroupDescription {
+                    group_id: group.to_string(),
+                    state: g.group_state.to_string(),
+                    protocol_type: "consumer".into(),
+                    protocol: g.assignor_name.to_string(),
+                    group_type: "consumer".into(),
+                    members: g
+                        .members
+                        .into_iter()
+                        .map(|m| GroupMember {
+                            member_id: m.member_id.to_string(),
+                            instance_id: m.instance_id.map(|s| s.to_string()),
+                            client_id: m.client_id.to_string(),
+                            client_host: m.client_host.to_string(),
+                            assignment: m
+                                .assignment
+                                .topic_partitions
+                                .iter()
+                                .flat_map(|tp| {
+                                    tp.partitions
+                                        .iter()
+                                        .map(|p| TopicPartition::new(tp.topic_name.as_str(), *p))
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                });
+            }
+        }
         let mut req = DescribeGroupsRequest::default();
         req.groups = vec![GroupId(str_bytes(group))];
         let (resp, _) = conn.send(&req).await?;
@@ -107,6 +158,7 @@ impl Admin {
             state: g.group_state.to_string(),
             protocol_type: g.protocol_type.to_string(),
             protocol: g.protocol_data.to_string(),
+            group_type: "classic".into(),
             members: g
                 .members
                 .into_iter()

@@ -69,15 +69,25 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<()> {
             if a.json {
                 let v: Vec<_> = groups
                     .iter()
-                    .map(|g| json!({"group": g.group_id, "state": g.state, "protocol_type": g.protocol_type}))
+                    .map(|g| json!({"group": g.group_id, "state": g.state, "protocol_type": g.protocol_type, "group_type": g.group_type}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let rows: Vec<Vec<String>> = groups
                     .iter()
-                    .map(|g| vec![g.group_id.clone(), g.state.clone(), g.protocol_type.clone()])
+                    .map(|g| {
+                        vec![
+                            g.group_id.clone(),
+                            g.state.clone(),
+                            g.protocol_type.clone(),
+                            g.group_type.clone(),
+                        ]
+                    })
                     .collect();
-                print!("{}", table::render(&["GROUP", "STATE", "TYPE"], &rows));
+                print!(
+                    "{}",
+                    table::render(&["GROUP", "STATE", "TYPE", "PROTOCOL"], &rows)
+                );
             }
         }
         GroupCommand::Describe(a) => describe(a).await?,
@@ -141,6 +151,7 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
             "group": d.group_id,
             "state": d.state,
             "protocol_type": d.protocol_type,
+            "group_type": d.group_type,
             "assignor": d.protocol,
             "members": d.members.iter().map(|m| json!({
                 "member_id": m.member_id,
