@@ -158,6 +158,7 @@ impl Report {
             w.linger_ms,
             w.batch_size
         );
+        let _ = writeln!(s, "consumers: {}", w.consumers_description());
         if let Some(max) = self.calibrated_max_msgs_per_s {
             let _ = writeln!(
                 s,
@@ -249,10 +250,11 @@ th{{background:#f2f2f2}}td:first-child,th:first-child{{text-align:left}}
 .muted{{color:#666}} h2{{margin-top:1.5em}}
 </style></head><body>
 <h1>rill-bench: {name}</h1>
-<p class="muted">{desc}<br>target {target} · started {started}{calibration}</p>
+<p class="muted">{desc}<br>consumers: {consumers}<br>target {target} · started {started}{calibration}</p>
 "#,
             name = esc(&w.name),
             desc = esc(&w.description),
+            consumers = esc(&w.consumers_description()),
             target = esc(&self.target),
             started = esc(&self.started_at),
             calibration = self

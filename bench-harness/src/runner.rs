@@ -8,7 +8,7 @@
 //! (coordinated omission corrected); at "max" rate it is the moment of `send`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How early a paced producer stops sleeping before a send is due (the
@@ -66,8 +66,9 @@ fn key_bytes(table: &[Bytes], k: u64) -> Bytes {
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rill_client::{
-    Admin, Client, ClientConfig, Consumer, ConsumerConfig, Delivery, NewTopic, Offset, Producer,
-    ProducerConfig, Record, TopicPartition,
+    Admin, Client, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Delivery, GroupConfig,
+    GroupConsumer, GroupProtocol, NewTopic, Offset, OffsetReset, Producer, ProducerConfig, Record,
+    TopicPartition,
 };
 use serde::Serialize;
 
@@ -166,7 +167,17 @@ pub async fn run(w: &Workload, o: &RunOptions) -> anyhow::Result<RunResult> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let result = drive(w, o, &client, &topics).await;
+    let result = drive(w, o, &client, &topics, &prefix).await;
+    if w.group_protocol != "none" {
+        // The members have left; the groups' committed offsets go too.
+        let groups: Vec<String> = (0..w.subscriptions)
+            .map(|s| format!("{prefix}-s{s}"))
+            .collect();
+        let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+        if let Err(e) = admin.delete_groups(&names).await {
+            eprintln!("rill-bench: deleting the benchmark groups failed: {e}");
+        }
+    }
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     if let Err(e) = admin.delete_topics(&names).await {
         eprintln!("rill-bench: deleting the benchmark topics failed: {e}");
@@ -176,63 +187,128 @@ pub async fn run(w: &Workload, o: &RunOptions) -> anyhow::Result<RunResult> {
 
 /// The consumers of a run: one task per consumer of each subscription.
 struct ConsumerSet {
+    topics: Vec<String>,
     partitions: Vec<TopicPartition>,
+    /// Subscription s is the group `{group_prefix}-s{s}`.
+    group_prefix: String,
     per_subscription: Vec<Arc<AtomicU64>>,
     stats: Arc<RunStats>,
     stop: Arc<AtomicBool>,
     last: Arc<AtomicU64>,
     first: Arc<AtomicU64>,
-    base: Instant,
+    /// The run's clock: set once the consumers are in place.
+    base: Arc<OnceLock<Instant>>,
     warmup_us: u64,
     end_us: u64,
 }
 
+/// One consumer of a subscription: a group member, or (group_protocol
+/// "none") a consumer of the partitions the harness gave it.
+enum Reader {
+    Assigned(Consumer),
+    Member(Box<GroupConsumer>),
+}
+
+impl Reader {
+    async fn poll(&mut self, timeout: Duration) -> rill_client::Result<Vec<ConsumerRecord>> {
+        match self {
+            Reader::Assigned(c) => c.poll(timeout).await,
+            Reader::Member(m) => m.poll(timeout).await,
+        }
+    }
+
+    fn owned(&self) -> usize {
+        match self {
+            Reader::Assigned(c) => c.assignment().len(),
+            Reader::Member(m) => m.assignment().len(),
+        }
+    }
+
+    async fn close(self) {
+        if let Reader::Member(m) = self {
+            let _ = m.close().await;
+        }
+    }
+}
+
+/// Longest wait for a subscription's group to give every partition out.
+const GROUP_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl ConsumerSet {
-    /// Assigns each subscription's partitions among its consumers, reading
-    /// from the beginning, and starts them.
+    /// Starts each subscription's consumers, reading from the beginning:
+    /// members of one consumer group per subscription (pub-sub across
+    /// subscriptions, a queue within one), or the partitions split among
+    /// them. Returns once every partition has its consumer.
     async fn start(
         &self,
         w: &Workload,
         client: &Client,
     ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-        let (base, warmup_us, end_us, catch_up) =
-            (self.base, self.warmup_us, self.end_us, w.catch_up);
+        let (warmup_us, end_us, catch_up) = (self.warmup_us, self.end_us, w.catch_up);
+        let fetch = ConsumerConfig {
+            start: Offset::Beginning,
+            fetch_max_wait: Duration::from_millis(100),
+            max_partition_fetch_bytes: w.fetch_partition_bytes,
+            fetch_max_bytes: w.fetch_response_bytes,
+            ..ConsumerConfig::default()
+        };
         let mut tasks = Vec::new();
+        // Per subscription, how many partitions each of its consumers owns.
+        let mut owned: Vec<Vec<Arc<AtomicU64>>> = Vec::new();
         for s in 0..w.subscriptions {
+            let mut counts = Vec::new();
             for c in 0..w.consumers_per_subscription {
-                let mine: Vec<TopicPartition> = self
-                    .partitions
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i as u32 % w.consumers_per_subscription == c)
-                    .map(|(_, tp)| tp.clone())
-                    .collect();
-                if mine.is_empty() {
-                    continue;
-                }
-                let mut consumer = Consumer::new(
-                    client.clone(),
-                    ConsumerConfig {
-                        start: Offset::Beginning,
-                        fetch_max_wait: Duration::from_millis(100),
-                        max_partition_fetch_bytes: w.fetch_partition_bytes,
-                        fetch_max_bytes: w.fetch_response_bytes,
-                        ..ConsumerConfig::default()
-                    },
-                );
-                consumer.assign(&mine).await?;
-                let (stats, stop, seen, last, first) = (
+                let reader = match w.group_protocol.as_str() {
+                    "none" => {
+                        let mine: Vec<TopicPartition> = self
+                            .partitions
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| *i as u32 % w.consumers_per_subscription == c)
+                            .map(|(_, tp)| tp.clone())
+                            .collect();
+                        if mine.is_empty() {
+                            continue;
+                        }
+                        let mut consumer = Consumer::new(client.clone(), fetch.clone());
+                        consumer.assign(&mine).await?;
+                        Reader::Assigned(consumer)
+                    }
+                    protocol => {
+                        let mut config = GroupConfig::new(format!("{}-s{s}", self.group_prefix));
+                        config.protocol = if protocol == "classic" {
+                            GroupProtocol::Classic
+                        } else {
+                            GroupProtocol::Consumer
+                        };
+                        config.offset_reset = OffsetReset::Earliest;
+                        config.session_timeout = Duration::from_secs(10);
+                        config.heartbeat_interval = Duration::from_secs(1);
+                        config.consumer = fetch.clone();
+                        let mut member = GroupConsumer::new(client.clone(), config);
+                        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+                        member.subscribe(&topics);
+                        Reader::Member(Box::new(member))
+                    }
+                };
+                let count = Arc::new(AtomicU64::new(reader.owned() as u64));
+                counts.push(count.clone());
+                let (stats, stop, seen, last, first, base) = (
                     self.stats.clone(),
                     self.stop.clone(),
                     self.per_subscription[s as usize].clone(),
                     self.last.clone(),
                     self.first.clone(),
+                    self.base.clone(),
                 );
+                let mut reader = reader;
                 tasks.push(tokio::spawn(async move {
                     let mut tally = Tally::default();
                     let (mut first_measured, mut last_measured) = (u64::MAX, 0u64);
                     while !stop.load(Ordering::Relaxed) {
-                        let records = match consumer.poll(Duration::from_millis(200)).await {
+                        let polled = reader.poll(Duration::from_millis(200)).await;
+                        count.store(reader.owned() as u64, Ordering::Relaxed);
+                        let records = match polled {
                             Ok(r) => r,
                             Err(e) => {
                                 stats.error(format!("consume: {e}"));
@@ -240,7 +316,10 @@ impl ConsumerSet {
                                 continue;
                             }
                         };
-                        let now = now_us(base);
+                        if records.is_empty() {
+                            continue;
+                        }
+                        let now = now_us(*base.get_or_init(Instant::now));
                         for r in &records {
                             let value = r.value.as_deref().unwrap_or_default();
                             let Some(sent) = value
@@ -270,8 +349,40 @@ impl ConsumerSet {
                         }
                         seen.fetch_add(records.len() as u64, Ordering::Relaxed);
                     }
+                    reader.close().await;
                 }));
             }
+            owned.push(counts);
+        }
+        // Every partition has its consumer, and (with enough partitions)
+        // every consumer its partitions, before anything is measured.
+        let total = self.partitions.len() as u64;
+        let settled = || {
+            owned.iter().all(|counts| {
+                let sum: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+                sum == total
+                    && (total < counts.len() as u64
+                        || counts.iter().all(|c| c.load(Ordering::Relaxed) > 0))
+            })
+        };
+        let started = Instant::now();
+        let deadline = started + GROUP_SETTLE_TIMEOUT;
+        while !settled() {
+            if Instant::now() > deadline {
+                self.stop.store(true, Ordering::Relaxed);
+                anyhow::bail!(
+                    "the consumer groups did not give out every partition within {GROUP_SETTLE_TIMEOUT:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if w.group_protocol != "none" && w.subscriptions > 0 {
+            eprintln!(
+                "rill-bench: {} consumer group(s) ({} protocol) gave out all {total} partitions in {} ms",
+                w.subscriptions,
+                w.group_protocol,
+                started.elapsed().as_millis()
+            );
         }
         Ok(tasks)
     }
@@ -282,14 +393,12 @@ async fn drive(
     o: &RunOptions,
     client: &Client,
     topics: &[String],
+    prefix: &str,
 ) -> anyhow::Result<RunResult> {
     let stats = Arc::new(RunStats::default());
-    let base = Instant::now();
-    // Record timestamps are the send times on the wall clock: one clock
-    // read per message (the harness's), not two.
-    let epoch_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    // The run's clock starts once the consumers are in place (a group's
+    // join is not part of the run).
+    let base_cell: Arc<OnceLock<Instant>> = Arc::default();
     let warmup_us = w.warmup().as_micros() as u64;
     let end_us = warmup_us + w.duration().as_micros() as u64;
     let producing_done = Arc::new(AtomicBool::new(false));
@@ -306,13 +415,15 @@ async fn drive(
         .map(|_| Arc::new(AtomicU64::new(0)))
         .collect();
     let consumers = ConsumerSet {
+        topics: topics.to_vec(),
         partitions: all_partitions,
+        group_prefix: prefix.to_string(),
         per_subscription: per_subscription.clone(),
         stats: stats.clone(),
         stop: stop_consumers.clone(),
         last: last_consumed_us.clone(),
         first: first_measured_consumed_us.clone(),
-        base,
+        base: base_cell.clone(),
         warmup_us,
         end_us,
     };
@@ -321,6 +432,12 @@ async fn drive(
     } else {
         consumers.start(w, client).await?
     };
+    let base = *base_cell.get_or_init(Instant::now);
+    // Record timestamps are the send times on the wall clock: one clock
+    // read per message (the harness's), not two.
+    let epoch_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
 
     // Producers, each with an acker task awaiting its deliveries in order.
     let rate_per_producer = w.rate.per_second().map(|r| r / w.producers as f64);

@@ -114,6 +114,13 @@ pub struct Workload {
     /// Consumer tasks per subscription.
     #[serde(default = "one")]
     pub consumers_per_subscription: u32,
+    /// How a subscription's consumers share its partitions: `consumer` — a
+    /// consumer group on the KIP-848 protocol (the broker assigns), as
+    /// applications consume; `classic` — a group on the classic protocol
+    /// (the client-side range assignor); `none` — no group, the harness
+    /// splits the partitions itself (no coordinator, no commits).
+    #[serde(default = "consumer_protocol")]
+    pub group_protocol: String,
     pub rate: Rate,
     #[serde(default = "acks_all")]
     pub acks: String,
@@ -158,6 +165,9 @@ fn response_fetch() -> i32 {
 
 fn one() -> u32 {
     1
+}
+fn consumer_protocol() -> String {
+    "consumer".into()
 }
 fn no_keys() -> Keys {
     Keys::None("none".into())
@@ -218,6 +228,12 @@ impl Workload {
         if self.producers == 0 {
             return Err("producers must be at least 1".into());
         }
+        if !["consumer", "classic", "none"].contains(&self.group_protocol.as_str()) {
+            return Err(format!(
+                "group_protocol = {:?}: use \"consumer\", \"classic\" or \"none\"",
+                self.group_protocol
+            ));
+        }
         if self.duration_secs == 0 || self.duration_secs > 24 * 3600 {
             return Err("duration_secs must be between 1 and 86400".into());
         }
@@ -264,6 +280,19 @@ impl Workload {
     }
 
     /// Smallest and largest message size.
+    /// What the report says of the consumers.
+    pub fn consumers_description(&self) -> String {
+        let how = match self.group_protocol.as_str() {
+            "consumer" => "a consumer group each, KIP-848 consumer protocol (uniform assignor)",
+            "classic" => "a consumer group each, classic protocol (range assignor)",
+            _ => "partitions split by the harness, no group",
+        };
+        format!(
+            "{} subscription(s) × {} consumer(s): {how}",
+            self.subscriptions, self.consumers_per_subscription
+        )
+    }
+
     pub fn size_bounds(&self) -> (usize, usize) {
         match &self.message_size {
             MessageSize::Fixed(n) => (*n, *n),

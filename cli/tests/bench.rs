@@ -76,6 +76,12 @@ duration_secs = 3
         stderr.contains("measure produce"),
         "a progress line every second: {stderr}"
     );
+    assert!(
+        stdout.contains(
+            "consumers: 2 subscription(s) × 2 consumer(s): a consumer group each, KIP-848"
+        ) && stderr.contains("consumer group(s) (consumer protocol) gave out all 4 partitions"),
+        "subscriptions are consumer groups, and the report says which protocol: {stdout}{stderr}"
+    );
     let r = report(&out, "tiny-fixed");
     let produced = r["result"]["produce"]["messages"].as_u64().unwrap();
     // 2,000 msgs/s for 3 s, within the slack of a shared machine.

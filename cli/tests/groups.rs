@@ -708,8 +708,9 @@ fn rill_group_lists_describes_resets_and_deletes() {
 /// Two rill-client group consumers over 12 partitions, the second joining
 /// mid-stream: each record once across the two (auto-commit commits before
 /// a revocation), every assignment disjoint, committed offsets at the end.
-#[test]
-fn rill_client_group_consumers_share_a_topic_exactly_once() {
+/// With the consumer protocol the first member gives up only the half that
+/// moves and keeps reading the rest through the rebalance.
+fn rill_members_share_a_topic(protocol: rill_client::GroupProtocol) {
     use rill_client::{Client, ClientConfig, GroupConfig, GroupConsumer, OffsetReset, Rebalance};
     use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
@@ -735,6 +736,7 @@ fn rill_client_group_consumers_share_a_topic_exactly_once() {
                 tokio::time::sleep(delay).await;
                 let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
                 let mut config = GroupConfig::new("rill-members");
+                config.protocol = protocol;
                 config.offset_reset = OffsetReset::Earliest;
                 config.session_timeout = Duration::from_secs(10);
                 config.heartbeat_interval = Duration::from_millis(300);
@@ -783,23 +785,139 @@ fn rill_client_group_consumers_share_a_topic_exactly_once() {
         assigned_b,
         "the second member never got partitions: {events:?}"
     );
-    assert!(
-        events
-            .iter()
-            .any(|(k, e)| *k == 0 && matches!(e, Rebalance::Revoked(_))),
-        "no rebalance happened: {events:?}"
-    );
+    let first_revoke = events.iter().find_map(|(k, e)| match e {
+        Rebalance::Revoked(p) if *k == 0 => Some(p.len()),
+        _ => None,
+    });
+    match protocol {
+        rill_client::GroupProtocol::Classic => {
+            assert_eq!(first_revoke, Some(12), "eager: all revoked: {events:?}")
+        }
+        rill_client::GroupProtocol::Consumer => assert_eq!(
+            first_revoke,
+            Some(6),
+            "incremental: only the half that moves is revoked: {events:?}"
+        ),
+    }
     let c = committed(&broker, topic, "rill-members", parts);
     let per = (n / parts as usize) as i64;
     assert!(c.values().all(|o| *o == per), "{c:?}");
     println!(
-        "rill-client members: {} rebalance events, committed {per} per partition",
+        "rill-client members ({protocol:?}): {} rebalance events, committed {per} per partition",
         events.len()
     );
 }
 
+#[test]
+fn rill_client_group_consumers_share_a_topic_exactly_once() {
+    rill_members_share_a_topic(rill_client::GroupProtocol::Classic);
+}
+
+#[test]
+fn rill_client_kip848_members_share_a_topic_exactly_once_handing_over_only_what_moves() {
+    rill_members_share_a_topic(rill_client::GroupProtocol::Consumer);
+}
+
+/// rill-client on the consumer protocol: a pattern subscription follows a
+/// topic created while it runs; a static member closes (epoch -2) and a new
+/// process with its instance id takes its partitions back while the other
+/// member sees no rebalance.
+#[test]
+fn rill_client_kip848_patterns_follow_new_topics_and_a_static_member_returns_without_a_rebalance() {
+    use rill_client::{Client, ClientConfig, GroupConfig, GroupConsumer, OffsetReset, Rebalance};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    groups_py(&debian(), &broker, &["produce", "rp-one", "2", "200"]);
+    groups_py(&debian(), &broker, &["produce", "unrelated", "2", "50"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = broker.addr();
+    rt.block_on(async {
+        let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
+        let config = |instance: Option<&str>| {
+            let mut c = GroupConfig::new("rill-pattern");
+            c.offset_reset = OffsetReset::Earliest;
+            c.instance_id = instance.map(str::to_string);
+            c
+        };
+        // Reads until `want` records or `limit`; (topic, partition, offset).
+        async fn read(
+            c: &mut GroupConsumer,
+            want: usize,
+            limit: Duration,
+        ) -> Vec<(String, i32, i64)> {
+            let mut got = Vec::new();
+            let deadline = Instant::now() + limit;
+            while got.len() < want && Instant::now() < deadline {
+                for r in c.poll(Duration::from_millis(100)).await.unwrap() {
+                    got.push((r.topic.to_string(), r.partition, r.offset));
+                }
+            }
+            got
+        }
+        let mut a = GroupConsumer::new(client.clone(), config(Some("static-a")));
+        a.subscribe_pattern("rp-.*");
+        let first = read(&mut a, 200, Duration::from_secs(30)).await;
+        assert_eq!(first.len(), 200);
+        assert!(first.iter().all(|(t, _, _)| t == "rp-one"), "{first:?}");
+        groups_py(&debian(), &broker, &["produce", "rp-two", "2", "100"]);
+        let second = read(&mut a, 100, Duration::from_secs(30)).await;
+        assert_eq!(second.len(), 100, "the new topic was not picked up");
+        assert!(second.iter().all(|(t, _, _)| t == "rp-two"));
+        a.commit().await.unwrap();
+
+        // A second, dynamic member: two of the four partitions move to it.
+        let events: Arc<Mutex<Vec<Rebalance>>> = Arc::default();
+        let mut b = GroupConsumer::new(client.clone(), config(None));
+        let ev = events.clone();
+        b.on_rebalance(move |e| ev.lock().unwrap().push(e.clone()));
+        b.subscribe_pattern("rp-.*");
+        let settle = Instant::now() + Duration::from_secs(30);
+        while (a.assignment().len() != 2 || b.assignment().len() != 2) && Instant::now() < settle {
+            a.poll(Duration::from_millis(50)).await.unwrap();
+            b.poll(Duration::from_millis(50)).await.unwrap();
+        }
+        assert_eq!((a.assignment().len(), b.assignment().len()), (2, 2));
+        let mut a_parts = a.assignment();
+        a_parts.sort();
+        let before = events.lock().unwrap().len();
+        a.close().await.unwrap();
+
+        // The static member comes back: its two partitions, no rebalance for b.
+        let mut a2 = GroupConsumer::new(client.clone(), config(Some("static-a")));
+        a2.subscribe_pattern("rp-.*");
+        let back = Instant::now() + Duration::from_secs(20);
+        while a2.assignment().len() < 2 && Instant::now() < back {
+            a2.poll(Duration::from_millis(50)).await.unwrap();
+            b.poll(Duration::from_millis(50)).await.unwrap();
+        }
+        let mut a2_parts = a2.assignment();
+        a2_parts.sort();
+        assert_eq!(a2_parts, a_parts, "the static member got other partitions");
+        for _ in 0..10 {
+            b.poll(Duration::from_millis(50)).await.unwrap();
+        }
+        assert_eq!(
+            events.lock().unwrap()[before..],
+            [],
+            "the other member saw a rebalance"
+        );
+        assert_eq!(
+            read(&mut a2, 1, Duration::from_secs(1)).await,
+            vec![],
+            "everything was committed"
+        );
+        a2.close().await.unwrap();
+        b.close().await.unwrap();
+    });
+}
+
 /// `rill consume --group`: a count stops mid-stream and commits only what
-/// was printed; the next run resumes after it.
+/// was printed; the next run resumes after it, on either protocol.
 #[test]
 fn rill_consume_with_a_group_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
@@ -819,7 +937,9 @@ fn rill_consume_with_a_group_resumes_where_it_stopped() {
         assert!(ok, "{err}");
         out.lines().map(str::to_string).collect()
     };
-    let first = read(&["-n", "30"]);
+    // The first run on the classic protocol, the rest on the consumer
+    // protocol: an empty group's committed offsets carry over.
+    let first = read(&["-n", "30", "--group-protocol", "classic"]);
     assert_eq!(first.len(), 30);
     let rest = read(&[]);
     assert_eq!(rest.len(), 70, "{rest:?}");

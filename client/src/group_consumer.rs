@@ -1,17 +1,27 @@
-//! A consumer in a group (the classic protocol, which every Kafka-API
-//! broker speaks): `subscribe` to topics, `poll`, `commit`. The group's
-//! members share the topics' partitions — each record goes to one member —
-//! and every group reads everything. The leader member assigns partitions
-//! with the range assignor, as Kafka's default; a background task
-//! heartbeats, and the next `poll` after the coordinator asks for a
-//! rebalance revokes the partitions (committing first, with auto-commit),
-//! rejoins, and resumes every newly assigned partition at its committed
-//! offset. A member whose session was lost (UNKNOWN_MEMBER_ID, ILLEGAL
-//! GENERATION, FENCED_INSTANCE_ID) loses its partitions without a commit.
+//! A consumer in a group: `subscribe` to topics (or a pattern), `poll`,
+//! `commit`. The group's members share the topics' partitions — each record
+//! goes to one member — and every group reads everything.
+//!
+//! Two protocols, chosen by [`GroupConfig::protocol`]:
+//! - [`GroupProtocol::Consumer`] (the default; KIP-848, `kip848`): the
+//!   coordinator assigns (uniform or range), the member reconciles
+//!   incrementally — only the partitions that move are revoked and
+//!   assigned, the others keep being read through a rebalance — and pattern
+//!   subscriptions are matched by the coordinator, new topics included.
+//! - [`GroupProtocol::Classic`] (every Kafka-API broker): the leader member
+//!   assigns with the range assignor; the next `poll` after the coordinator
+//!   asks for a rebalance revokes every partition, rejoins, and resumes.
+//!
+//! Either way a background task heartbeats, a revocation commits first (with
+//! auto-commit), newly assigned partitions resume at their committed
+//! offsets, and a member whose session was lost (fenced, unknown member,
+//! illegal generation) loses its partitions without a commit.
 //!
 //! Wraps [`Consumer`] (assign + seek), as that type was built for.
 
-use std::collections::BTreeMap;
+mod kip848;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,16 +45,34 @@ use rill_net::consumer_protocol;
 use crate::groups::{commit_offsets, coordinator, decode_assignment, fetch_offsets, Member};
 use crate::offsets::TopicPartition;
 use crate::transport::connection::Connection;
+pub use kip848::Subscription;
+
+/// Which group protocol a [`GroupConsumer`] speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// KIP-848 (`group.protocol=consumer`): server-side assignment,
+    /// incremental rebalances, pattern subscriptions.
+    Consumer,
+    /// JoinGroup/SyncGroup with a client-side range assignor (eager).
+    Classic,
+}
 
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
     pub group_id: String,
+    pub protocol: GroupProtocol,
+    /// The coordinator's assignor for [`GroupProtocol::Consumer`] ("uniform"
+    /// or "range"; `None`: the coordinator's default).
+    pub server_assignor: Option<String>,
     /// Static membership (KIP-345): a restart within the session keeps the
     /// member's partitions without a rebalance.
     pub instance_id: Option<String>,
+    /// Classic only: the consumer protocol's session and heartbeat interval
+    /// are the coordinator's (`--group-consumer-session-timeout-ms`, …).
     pub session_timeout: Duration,
     /// How long a rebalance waits for this member (Kafka's max.poll.interval.ms).
     pub rebalance_timeout: Duration,
+    /// Classic only (see `session_timeout`).
     pub heartbeat_interval: Duration,
     /// Commit the positions this often, and before partitions are revoked;
     /// `None`: only [`GroupConsumer::commit`] commits.
@@ -59,6 +87,8 @@ impl GroupConfig {
     pub fn new(group_id: impl Into<String>) -> GroupConfig {
         GroupConfig {
             group_id: group_id.into(),
+            protocol: GroupProtocol::Consumer,
+            server_assignor: None,
             instance_id: None,
             session_timeout: Duration::from_secs(45),
             rebalance_timeout: Duration::from_secs(300),
@@ -70,7 +100,9 @@ impl GroupConfig {
     }
 }
 
-/// What a rebalance did to this member's partitions.
+/// What a rebalance did to this member's partitions: with the consumer
+/// protocol only the partitions that moved, with the classic one the whole
+/// assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rebalance {
     Assigned(Vec<TopicPartition>),
@@ -91,7 +123,9 @@ pub struct GroupConsumer {
     client: Client,
     config: GroupConfig,
     consumer: Consumer,
-    topics: Vec<String>,
+    subscription: Option<Subscription>,
+    /// The consumer protocol's membership, once joined.
+    session: Option<kip848::Session>,
     conn: Option<Arc<Connection>>,
     member_id: String,
     generation: i32,
@@ -148,7 +182,8 @@ impl GroupConsumer {
             client,
             consumer,
             config,
-            topics: Vec::new(),
+            subscription: None,
+            session: None,
             conn: None,
             member_id: String::new(),
             generation: -1,
@@ -165,10 +200,28 @@ impl GroupConsumer {
         self.listener = Some(Box::new(f));
     }
 
-    /// The topics to consume; takes effect at the next `poll` (a rejoin).
+    /// The topics to consume; takes effect at the next heartbeat (consumer
+    /// protocol) or `poll` (classic: a rejoin).
     pub fn subscribe(&mut self, topics: &[&str]) {
-        self.topics = topics.iter().map(|t| t.to_string()).collect();
-        self.topics.sort();
+        let mut topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        topics.sort();
+        topics.dedup();
+        self.set_subscription(Subscription::Topics(topics));
+    }
+
+    /// Every topic whose whole name matches `regex` (RE2/J syntax, as
+    /// Kafka's `SubscribedTopicRegex`), including topics created later. The
+    /// coordinator matches it: consumer protocol only.
+    pub fn subscribe_pattern(&mut self, regex: &str) {
+        self.set_subscription(Subscription::Pattern(regex.to_string()));
+    }
+
+    fn set_subscription(&mut self, sub: Subscription) {
+        if let Some(session) = &self.session {
+            session.state.lock().unwrap().subscription = sub.clone();
+            session.wake.notify_one();
+        }
+        self.subscription = Some(sub);
         self.state.store(REJOIN, Ordering::SeqCst);
     }
 
@@ -186,12 +239,19 @@ impl GroupConsumer {
         self.consumer.position(tp)
     }
 
-    pub fn member_id(&self) -> &str {
-        &self.member_id
+    pub fn member_id(&self) -> String {
+        match &self.session {
+            Some(s) => s.member().0,
+            None => self.member_id.clone(),
+        }
     }
 
+    /// The classic generation, or the consumer protocol's member epoch.
     pub fn generation(&self) -> i32 {
-        self.generation
+        match &self.session {
+            Some(s) => s.member().1,
+            None => self.generation,
+        }
     }
 
     fn tell(&mut self, event: Rebalance) {
@@ -203,12 +263,22 @@ impl GroupConsumer {
     /// Records from the assigned partitions, rejoining the group first when
     /// it rebalances.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        if self.topics.is_empty() {
+        let Some(sub) = self.subscription.clone() else {
             return Err(Error::InvalidArgument("subscribe before polling".into()));
-        }
-        let state = self.state.load(Ordering::SeqCst);
-        if !self.joined || state != OK {
-            self.rebalance(state == LOST).await?;
+        };
+        match self.config.protocol {
+            GroupProtocol::Consumer => self.reconcile(sub).await?,
+            GroupProtocol::Classic => {
+                if matches!(sub, Subscription::Pattern(_)) {
+                    return Err(Error::InvalidArgument(
+                        "a pattern subscription needs the consumer group protocol (KIP-848)".into(),
+                    ));
+                }
+                let state = self.state.load(Ordering::SeqCst);
+                if !self.joined || state != OK {
+                    self.rebalance(state == LOST).await?;
+                }
+            }
         }
         if let Some(every) = self.config.auto_commit_interval {
             if self.last_commit.elapsed() >= every {
@@ -217,6 +287,125 @@ impl GroupConsumer {
             }
         }
         self.consumer.poll(timeout).await
+    }
+
+    fn kip848_params(&self) -> kip848::Params {
+        kip848::Params {
+            group: self.config.group_id.clone(),
+            instance_id: self.config.instance_id.clone(),
+            rebalance_timeout: self.config.rebalance_timeout,
+            server_assignor: self.config.server_assignor.clone(),
+        }
+    }
+
+    /// The consumer protocol: joins on the first call, then applies what
+    /// the heartbeats brought — a loss, then the newest target: revoke what
+    /// it no longer holds (committing first), take up what is new at its
+    /// committed offsets, and have the next heartbeat report it at once.
+    /// A step that fails for now (the coordinator moving) is retried at the
+    /// next `poll`.
+    async fn reconcile(&mut self, sub: Subscription) -> Result<()> {
+        if self.session.is_none() {
+            let session = kip848::Session::start(
+                self.client.clone(),
+                self.kip848_params(),
+                sub,
+                self.config.rebalance_timeout + self.config.session_timeout,
+            )
+            .await?;
+            self.session = Some(session);
+        }
+        let (lost, target, incarnation) = {
+            let session = self.session.as_ref().expect("joined");
+            let mut s = session.state.lock().unwrap();
+            if let Some(e) = s.failed.clone() {
+                return Err(e);
+            }
+            (std::mem::take(&mut s.lost), s.target.take(), s.incarnation)
+        };
+        if lost {
+            let owned = self.consumer.assignment();
+            self.consumer.assign(&[]).await?;
+            if !owned.is_empty() {
+                self.tell(Rebalance::Lost(owned));
+            }
+        }
+        let Some(target) = target else {
+            return Ok(());
+        };
+        let owned: BTreeSet<TopicPartition> = self.consumer.assignment().into_iter().collect();
+        let revoked: Vec<TopicPartition> = owned.difference(&target).cloned().collect();
+        let added: Vec<TopicPartition> = target.difference(&owned).cloned().collect();
+        let kept: Vec<TopicPartition> = owned.intersection(&target).cloned().collect();
+        if !revoked.is_empty() {
+            if self.config.auto_commit_interval.is_some() {
+                // A failed commit re-delivers what was not committed, no more.
+                let _ = self.commit_partitions(&revoked).await;
+            }
+            self.consumer.assign(&kept).await?;
+            self.tell(Rebalance::Revoked(revoked));
+        }
+        if !added.is_empty() {
+            match self.take_up(&target, &added).await {
+                Ok(()) => self.tell(Rebalance::Assigned(added)),
+                Err(e) => {
+                    tracing::warn!(group = %self.config.group_id, error = %e,
+                        "taking up newly assigned partitions failed; retrying at the next poll");
+                    self.consumer.assign(&kept).await?;
+                    let session = self.session.as_ref().expect("joined");
+                    let mut s = session.state.lock().unwrap();
+                    if s.incarnation == incarnation {
+                        s.target.get_or_insert(target);
+                        s.owned = kept.into_iter().collect();
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let session = self.session.as_ref().expect("joined");
+        let mut s = session.state.lock().unwrap();
+        if s.incarnation == incarnation && s.owned != target {
+            s.owned = target;
+            drop(s);
+            session.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Assigns `target` (of which `added` is new) and moves each new
+    /// partition to its committed offset, or where `offset_reset` says.
+    async fn take_up(
+        &mut self,
+        target: &BTreeSet<TopicPartition>,
+        added: &[TopicPartition],
+    ) -> Result<()> {
+        let all: Vec<TopicPartition> = target.iter().cloned().collect();
+        if self.consumer.assign(&all).await.is_err() {
+            // A partition beyond the cached count: partitions were added.
+            let topics: BTreeSet<&str> = added.iter().map(|tp| tp.topic.as_str()).collect();
+            self.client
+                .refresh(Some(&topics.into_iter().collect::<Vec<_>>()))
+                .await?;
+            self.consumer.assign(&all).await?;
+        }
+        self.resume_at_committed(added).await
+    }
+
+    /// Moves assigned partitions to their committed offsets, or where
+    /// `offset_reset` says for those without one (both protocols).
+    async fn resume_at_committed(&mut self, parts: &[TopicPartition]) -> Result<()> {
+        let committed = self.fetch_committed(parts).await?;
+        for tp in parts {
+            let at = match committed.get(tp) {
+                Some(&o) if o >= 0 => Offset::At(o),
+                _ => match self.config.offset_reset {
+                    OffsetReset::Earliest => Offset::Beginning,
+                    _ => Offset::End,
+                },
+            };
+            self.consumer.seek(tp, at)?;
+        }
+        Ok(())
     }
 
     async fn rebalance(&mut self, lost: bool) -> Result<()> {
@@ -243,17 +432,7 @@ impl GroupConsumer {
         self.state.store(OK, Ordering::SeqCst);
         let mine = self.join_and_sync().await?;
         self.consumer.assign(&mine).await?;
-        let committed = self.fetch_committed(&mine).await?;
-        for tp in &mine {
-            let at = match committed.get(tp) {
-                Some(&o) if o >= 0 => Offset::At(o),
-                _ => match self.config.offset_reset {
-                    OffsetReset::Earliest => Offset::Beginning,
-                    _ => Offset::End,
-                },
-            };
-            self.consumer.seek(tp, at)?;
-        }
+        self.resume_at_committed(&mine).await?;
         self.joined = true;
         self.start_heartbeat().await?;
         self.tell(Rebalance::Assigned(mine));
@@ -294,7 +473,11 @@ impl GroupConsumer {
             j.protocol_type = s("consumer");
             let mut p = JoinGroupRequestProtocol::default();
             p.name = s("range");
-            p.metadata = consumer_protocol::encode_subscription(&self.topics);
+            let topics = match &self.subscription {
+                Some(Subscription::Topics(ts)) => ts.clone(),
+                _ => Vec::new(),
+            };
+            p.metadata = consumer_protocol::encode_subscription(&topics);
             j.protocols = vec![p];
             let (r, _) = conn.send(&j).await?;
             let code = ResponseError::try_from_code(r.error_code);
@@ -414,7 +597,16 @@ impl GroupConsumer {
             return Ok(BTreeMap::new());
         }
         let conn = self.connection().await?;
-        fetch_offsets(&conn, &self.config.group_id, Some(parts)).await
+        let (id, epoch) = match &self.session {
+            Some(s) => s.member(),
+            None => (String::new(), -1),
+        };
+        let member = Member {
+            id: &id,
+            generation: epoch,
+            instance_id: self.config.instance_id.as_deref(),
+        };
+        fetch_offsets(&conn, &self.config.group_id, &member, Some(parts)).await
     }
 
     async fn start_heartbeat(&mut self) -> Result<()> {
@@ -463,20 +655,28 @@ impl GroupConsumer {
     /// Commits the position of every assigned partition (the offset of the
     /// next record `poll` would return), synchronously.
     pub async fn commit(&mut self) -> Result<()> {
-        let positions: Vec<(TopicPartition, i64)> = self
-            .consumer
-            .assignment()
-            .into_iter()
-            .filter_map(|tp| self.consumer.position(&tp).map(|o| (tp, o)))
+        let all = self.consumer.assignment();
+        self.commit_partitions(&all).await
+    }
+
+    async fn commit_partitions(&mut self, parts: &[TopicPartition]) -> Result<()> {
+        let positions: Vec<(TopicPartition, i64)> = parts
+            .iter()
+            .filter_map(|tp| self.consumer.position(tp).map(|o| (tp.clone(), o)))
             .collect();
         self.last_commit = Instant::now();
-        if positions.is_empty() || !self.joined {
+        let (id, generation) = match &self.session {
+            Some(s) => s.member(),
+            None if self.joined => (self.member_id.clone(), self.generation),
+            None => return Ok(()),
+        };
+        if positions.is_empty() {
             return Ok(());
         }
         let conn = self.connection().await?;
         let member = Member {
-            id: &self.member_id,
-            generation: self.generation,
+            id: &id,
+            generation,
             instance_id: self.config.instance_id.as_deref(),
         };
         commit_offsets(&conn, &self.config.group_id, &member, &positions).await
@@ -488,6 +688,26 @@ impl GroupConsumer {
     pub async fn close(mut self) -> Result<()> {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
+        }
+        if let Some(session) = self.session.take() {
+            // Commit with the epoch still held, then leave (a static member:
+            // epoch -2, its place kept for its session).
+            self.session = Some(session);
+            if self.config.auto_commit_interval.is_some() {
+                self.commit().await?;
+            }
+            let owned = self.consumer.assignment();
+            if !owned.is_empty() {
+                self.tell(Rebalance::Revoked(owned));
+            }
+            let session = self.session.take().expect("put back");
+            return session
+                .leave(
+                    self.client.clone(),
+                    self.kip848_params(),
+                    Duration::from_secs(5),
+                )
+                .await;
         }
         if !self.joined {
             return Ok(());

@@ -180,7 +180,7 @@ impl Admin {
     /// The offsets `group` has committed, per partition (-1: none).
     pub async fn committed_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, i64>> {
         let conn = self.coordinator(group).await?;
-        fetch_offsets(&conn, group, None).await
+        fetch_offsets(&conn, group, &Member::OUTSIDE, None).await
     }
 
     /// Sets `group`'s committed offsets from outside the group (generation
@@ -325,9 +325,12 @@ pub(crate) async fn commit_offsets(
 
 /// OffsetFetch of `group` from its coordinator: `partitions` (`None`:
 /// every partition the group committed), -1 where nothing is committed.
+/// A consumer-protocol member says who it is (v9+: the coordinator checks
+/// its epoch); everyone else is [`Member::OUTSIDE`].
 pub(crate) async fn fetch_offsets(
     conn: &Connection,
     group: &str,
+    member: &Member<'_>,
     partitions: Option<&[TopicPartition]>,
 ) -> Result<BTreeMap<TopicPartition, i64>> {
     let version = conn.version(ApiKey::OffsetFetch)?;
@@ -342,6 +345,10 @@ pub(crate) async fn fetch_offsets(
     if version >= 8 {
         let mut g = OffsetFetchRequestGroup::default();
         g.group_id = GroupId(str_bytes(group));
+        if version >= 9 && !member.id.is_empty() {
+            g.member_id = Some(str_bytes(member.id));
+            g.member_epoch = member.generation;
+        }
         g.topics = by_topic.as_ref().map(|m| {
             m.iter()
                 .map(|(t, ps)| {

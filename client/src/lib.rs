@@ -8,8 +8,10 @@
 //!   for keyless records), retried on retriable errors, and bounded in memory.
 //! - [`Consumer`]: `assign`, `seek` (offset, beginning, end, timestamp),
 //!   `poll` with the next fetch already in flight, or a `Stream`.
-//! - [`GroupConsumer`]: a member of a consumer group (the classic protocol):
-//!   `subscribe`, `poll`, `commit`, rebalance callbacks, static membership.
+//! - [`GroupConsumer`]: a member of a consumer group — the KIP-848 consumer
+//!   protocol (server-side assignment, incremental rebalances, patterns) or
+//!   the classic one: `subscribe`, `poll`, `commit`, rebalance callbacks,
+//!   static membership.
 //! - [`Admin`]: topics, partitions, configs, offsets, consumer groups.
 //! - [`Error`]: one error type; Kafka error codes are kept and
 //!   [`Error::is_retriable`] says whether trying again can help.
@@ -61,7 +63,7 @@ pub use admin::{Admin, ConfigChange, ConfigEntry, ConfigSource, NewTopic};
 pub use cluster::{BrokerInfo, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};
 pub use error::{Error, Result};
-pub use group_consumer::{GroupConfig, GroupConsumer, Rebalance};
+pub use group_consumer::{GroupConfig, GroupConsumer, GroupProtocol, Rebalance, Subscription};
 pub use groups::{GroupDescription, GroupListing, GroupMember};
 pub use offsets::{OffsetSpec, TopicPartition};
 pub use producer::{Acks, Delivery, Producer, ProducerConfig, Record, RecordMetadata};

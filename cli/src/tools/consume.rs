@@ -41,6 +41,10 @@ pub struct ConsumeArgs {
     /// starts) and what was read is committed.
     #[arg(long, short = 'g', conflicts_with = "partition")]
     pub group: Option<String>,
+    /// The group protocol: `consumer` (KIP-848: the broker assigns, and
+    /// rebalances move only the partitions that change hands) or `classic`.
+    #[arg(long, default_value = "consumer", value_parser = ["consumer", "classic"], requires = "group")]
+    pub group_protocol: String,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -229,6 +233,10 @@ async fn run_in_group(a: ConsumeArgs) -> anyhow::Result<()> {
         ends.insert(tp.partition, r?.0);
     }
     let mut config = GroupConfig::new(&group);
+    config.protocol = match a.group_protocol.as_str() {
+        "classic" => rill_client::GroupProtocol::Classic,
+        _ => rill_client::GroupProtocol::Consumer,
+    };
     config.offset_reset = reset;
     config.session_timeout = Duration::from_secs(10);
     config.heartbeat_interval = Duration::from_secs(1);

@@ -25,14 +25,15 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::OffsetFetch, 1, 8),
-    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
 ];
 
 /// What a broker said it supports, intersected with [`CLIENT_VERSIONS`].
