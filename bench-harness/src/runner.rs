@@ -205,7 +205,7 @@ struct ConsumerSet {
 /// One consumer of a subscription: a group member, or (group_protocol
 /// "none") a consumer of the partitions the harness gave it.
 enum Reader {
-    Assigned(Consumer),
+    Assigned(Box<Consumer>),
     Member(Box<GroupConsumer>),
 }
 
@@ -272,7 +272,7 @@ impl ConsumerSet {
                         }
                         let mut consumer = Consumer::new(client.clone(), fetch.clone());
                         consumer.assign(&mine).await?;
-                        Reader::Assigned(consumer)
+                        Reader::Assigned(Box::new(consumer))
                     }
                     protocol => {
                         let mut config = GroupConfig::new(format!("{}-s{s}", self.group_prefix));

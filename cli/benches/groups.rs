@@ -6,6 +6,13 @@
 //! heartbeats, every 100 ms here), and OffsetCommit throughput and latency
 //! (10 partitions per commit, one at a time, each answered once durable).
 //!
+//! Then the same group shapes through rill-client's `GroupConsumer`, on the
+//! classic protocol and on KIP-848 (server-side uniform assignor,
+//! incremental hand-over): formed = every member polling and the
+//! partitions spread evenly (no two members' counts differ by more than one),
+//! rebalance = one more member until it is even again. Heartbeats every
+//! 100 ms on both protocols.
+//!
 //! `cargo bench -p rill --bench groups`. The group initial rebalance delay
 //! is 0 here, so formation is the protocol's cost alone.
 
@@ -197,15 +204,103 @@ async fn commits(addr: &str, topic: &str, count: usize) -> (f64, hdrhistogram::H
     (count as f64 / start.elapsed().as_secs_f64(), hist)
 }
 
+/// Members of one group as rill-client runs them: each polls in its own
+/// task and publishes how many partitions it owns.
+struct ClientGroup {
+    owned: Vec<Arc<std::sync::atomic::AtomicUsize>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ClientGroup {
+    fn add(&mut self, addr: &str, group: &str, topic: &str, protocol: rill_client::GroupProtocol) {
+        use std::sync::atomic::Ordering;
+        let owned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        self.owned.push(owned.clone());
+        let (addr, group, topic, stop) = (
+            addr.to_string(),
+            group.to_string(),
+            topic.to_string(),
+            self.stop.clone(),
+        );
+        self.tasks.push(tokio::spawn(async move {
+            let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
+            let mut config = rill_client::GroupConfig::new(group);
+            config.protocol = protocol;
+            config.heartbeat_interval = Duration::from_millis(100);
+            let mut m = rill_client::GroupConsumer::new(client, config);
+            m.subscribe(&[topic.as_str()]);
+            while !stop.load(Ordering::Relaxed) {
+                m.poll(Duration::from_millis(20)).await.unwrap();
+                owned.store(m.assignment().len(), Ordering::Relaxed);
+            }
+            m.close().await.unwrap();
+        }));
+    }
+
+    /// Waits until the partitions are spread evenly over every member.
+    async fn even(&self, partitions: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let counts: Vec<usize> = self
+                .owned
+                .iter()
+                .map(|o| o.load(std::sync::atomic::Ordering::Relaxed))
+                .collect();
+            let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+            if counts.iter().sum::<usize>() == partitions && max - min <= 1 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        false
+    }
+}
+
+/// (formed, rebalance after one more member) through rill-client.
+async fn form_with_client(
+    addr: &str,
+    group: &str,
+    topic: &str,
+    n: usize,
+    protocol: rill_client::GroupProtocol,
+) -> (Duration, Duration) {
+    let partitions = 500;
+    let mut g = ClientGroup {
+        owned: Vec::new(),
+        tasks: Vec::new(),
+        stop: Arc::default(),
+    };
+    let start = Instant::now();
+    for _ in 0..n {
+        g.add(addr, group, topic, protocol);
+    }
+    assert!(g.even(partitions).await, "the group never spread evenly");
+    let formed = start.elapsed();
+    let start = Instant::now();
+    g.add(addr, group, topic, protocol);
+    assert!(
+        g.even(partitions).await,
+        "the group never spread evenly again"
+    );
+    let rebalance = start.elapsed();
+    g.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in g.tasks {
+        t.await.unwrap();
+    }
+    (formed, rebalance)
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = rill_broker::BrokerConfig::ephemeral(dir.path()).unwrap();
     config.group_limits.initial_rebalance_delay_ms = 0;
+    config.group_limits.consumer.heartbeat_interval_ms = 100;
     config.offsets_topic_num_partitions = 8;
     let broker = rill_broker::Broker::start(config).expect("a broker");
     let addr = broker.addr().to_string();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
@@ -220,6 +315,22 @@ fn main() {
                 formed.as_secs_f64() * 1e3,
                 rebalance.as_secs_f64() * 1e3
             );
+        }
+        println!(
+            "\nrill-client GroupConsumer over 500 partitions\n{:>8} {:>10} {:>12} {:>22}",
+            "members", "protocol", "formed", "rebalance (+1 member)"
+        );
+        for (i, n) in [1usize, 10, 20].into_iter().enumerate() {
+            for protocol in [rill_client::GroupProtocol::Classic, rill_client::GroupProtocol::Consumer] {
+                let group = format!("client-{i}-{protocol:?}");
+                let (formed, rebalance) = form_with_client(&addr, &group, "wide", n, protocol).await;
+                println!(
+                    "{n:>8} {:>10} {:>9.1} ms {:>19.1} ms",
+                    format!("{protocol:?}").to_lowercase(),
+                    formed.as_secs_f64() * 1e3,
+                    rebalance.as_secs_f64() * 1e3
+                );
+            }
         }
         let (rate, hist) = commits(&addr, "wide", 3_000).await;
         println!(
