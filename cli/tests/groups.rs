@@ -521,49 +521,54 @@ fn a_static_member_restarts_without_a_rebalance() {
     b.stop();
 }
 
-#[test]
-fn twenty_members_settle_over_two_hundred_partitions() {
+/// 20 members over 200 partitions: how long until every member owns some
+/// and every partition has exactly one owner.
+fn twenty_members_settle(py: &Path, extra: &[&str], what: &str) {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(dir.path());
     let (topic, parts) = ("wide", 200);
-    groups_py(
-        &debian(),
-        &broker,
-        &["produce", topic, &parts.to_string(), "200"],
-    );
+    groups_py(py, &broker, &["produce", topic, &parts.to_string(), "200"]);
     let start = Instant::now();
     let members: Vec<Member> = (0..20)
         .map(|i| {
             Member::start(
-                &debian(),
+                py,
                 &broker,
                 dir.path(),
                 &format!("m{i}"),
                 topic,
                 "wide",
-                &[],
+                extra,
             )
         })
         .collect();
     let settled = wait_until("20 members settle", Duration::from_secs(90), || {
-        let latest: Vec<Vec<i32>> = members
-            .iter()
-            .filter_map(|m| m.assignments().last().cloned())
-            .collect();
-        latest.len() == 20 && latest.iter().all(|a| !a.is_empty()) && {
-            let all: BTreeSet<i32> = latest.iter().flatten().copied().collect();
+        let owned: Vec<BTreeSet<i32>> = members.iter().map(Member::owned).collect();
+        owned.iter().all(|a| !a.is_empty()) && {
+            let all: BTreeSet<i32> = owned.iter().flatten().copied().collect();
             all.len() == parts as usize
-                && latest.iter().map(Vec::len).sum::<usize>() == parts as usize
+                && owned.iter().map(BTreeSet::len).sum::<usize>() == parts as usize
         }
     });
     println!(
-        "20 members × 200 partitions settled {:.1} s after the first started ({:.1} s to start them)",
+        "{what}: 20 members × 200 partitions settled {:.1} s after the first started ({:.1} s to start them)",
         start.elapsed().as_secs_f64(),
         (start.elapsed() - settled).as_secs_f64()
     );
     for m in members {
         m.stop();
     }
+}
+
+#[test]
+fn twenty_members_settle_over_two_hundred_partitions() {
+    twenty_members_settle(&debian(), &[], "classic, librdkafka 2.0.2");
+}
+
+#[test]
+fn kip848_twenty_members_settle_over_two_hundred_partitions() {
+    let venv = test_clients().join("venv/bin/python");
+    twenty_members_settle(&venv, &[KIP848], "KIP-848, librdkafka 2.16");
 }
 
 fn rill(broker: &Broker, args: &[&str]) -> (bool, String, String) {
