@@ -112,6 +112,27 @@ pub enum Rebalance {
     Lost(Vec<TopicPartition>),
 }
 
+/// One OffsetCommit, ready to send.
+struct Commit {
+    conn: Arc<Connection>,
+    group: String,
+    member_id: String,
+    generation: i32,
+    instance_id: Option<String>,
+    positions: Vec<(TopicPartition, i64)>,
+}
+
+impl Commit {
+    async fn send(self) -> Result<()> {
+        let member = Member {
+            id: &self.member_id,
+            generation: self.generation,
+            instance_id: self.instance_id.as_deref(),
+        };
+        commit_offsets(&self.conn, &self.group, &member, &self.positions).await
+    }
+}
+
 /// What [`GroupConsumer::on_rebalance`] is given.
 type Listener = Box<dyn FnMut(&Rebalance) + Send + Sync>;
 
@@ -133,6 +154,8 @@ pub struct GroupConsumer {
     joined: bool,
     heartbeat: Option<JoinHandle<()>>,
     last_commit: Instant,
+    /// Resolves when the newest `commit_async` has its answer.
+    pending_commit: Option<tokio::sync::oneshot::Receiver<()>>,
     listener: Option<Listener>,
 }
 
@@ -191,6 +214,7 @@ impl GroupConsumer {
             joined: false,
             heartbeat: None,
             last_commit: Instant::now(),
+            pending_commit: None,
             listener: None,
         }
     }
@@ -659,27 +683,66 @@ impl GroupConsumer {
         self.commit_partitions(&all).await
     }
 
+    /// Commits the positions of every assigned partition as of now without
+    /// waiting for the answer; the handle resolves with the outcome (drop it
+    /// to ignore it). Commits reach the coordinator in the order they were
+    /// made, async or not: each waits for the one before.
+    pub async fn commit_async(&mut self) -> Result<tokio::task::JoinHandle<Result<()>>> {
+        let all = self.consumer.assignment();
+        let commit = self.prepare_commit(&all).await?;
+        let before = self.pending_commit.take();
+        let task = tokio::spawn(async move {
+            if let Some(b) = before {
+                let _ = b.await;
+            }
+            match commit {
+                Some(c) => c.send().await,
+                None => Ok(()),
+            }
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.pending_commit = Some(rx);
+        Ok(tokio::spawn(async move {
+            let r = task.await.unwrap_or_else(|e| Err(Error::Protocol(e.to_string())));
+            let _ = tx.send(());
+            r
+        }))
+    }
+
     async fn commit_partitions(&mut self, parts: &[TopicPartition]) -> Result<()> {
+        let commit = self.prepare_commit(parts).await?;
+        if let Some(b) = self.pending_commit.take() {
+            let _ = b.await;
+        }
+        match commit {
+            Some(c) => c.send().await,
+            None => Ok(()),
+        }
+    }
+
+    /// What committing `parts` now sends (`None`: nothing to commit).
+    async fn prepare_commit(&mut self, parts: &[TopicPartition]) -> Result<Option<Commit>> {
         let positions: Vec<(TopicPartition, i64)> = parts
             .iter()
             .filter_map(|tp| self.consumer.position(tp).map(|o| (tp.clone(), o)))
             .collect();
         self.last_commit = Instant::now();
-        let (id, generation) = match &self.session {
+        let (member_id, generation) = match &self.session {
             Some(s) => s.member(),
             None if self.joined => (self.member_id.clone(), self.generation),
-            None => return Ok(()),
+            None => return Ok(None),
         };
         if positions.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let conn = self.connection().await?;
-        let member = Member {
-            id: &id,
+        Ok(Some(Commit {
+            conn: self.connection().await?,
+            group: self.config.group_id.clone(),
+            member_id,
             generation,
-            instance_id: self.config.instance_id.as_deref(),
-        };
-        commit_offsets(&conn, &self.config.group_id, &member, &positions).await
+            instance_id: self.config.instance_id.clone(),
+            positions,
+        }))
     }
 
     /// Commits (with auto-commit) and leaves the group, so the others
