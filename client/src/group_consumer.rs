@@ -339,13 +339,22 @@ impl GroupConsumer {
             .await?;
             self.session = Some(session);
         }
+        let current: BTreeSet<TopicPartition> = self.consumer.assignment().into_iter().collect();
         let (lost, target, incarnation) = {
             let session = self.session.as_ref().expect("joined");
             let mut s = session.state.lock().unwrap();
             if let Some(e) = s.failed.clone() {
                 return Err(e);
             }
-            (std::mem::take(&mut s.lost), s.target.take(), s.incarnation)
+            let lost = std::mem::take(&mut s.lost);
+            let target = s.target.take();
+            if let Some(t) = &target {
+                // Until reconciled, heartbeats claim both what is held and
+                // what is being taken up.
+                s.owned = if lost { BTreeSet::new() } else { current };
+                s.owned.extend(t.iter().cloned());
+            }
+            (lost, target, s.incarnation)
         };
         if lost {
             let owned = self.consumer.assignment();
@@ -703,7 +712,9 @@ impl GroupConsumer {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.pending_commit = Some(rx);
         Ok(tokio::spawn(async move {
-            let r = task.await.unwrap_or_else(|e| Err(Error::Protocol(e.to_string())));
+            let r = task
+                .await
+                .unwrap_or_else(|e| Err(Error::Protocol(e.to_string())));
             let _ = tx.send(());
             r
         }))

@@ -10,6 +10,8 @@
 
 pub mod assignor;
 pub mod consumer;
+#[cfg(test)]
+mod consumer_sim;
 pub mod coordinator;
 pub mod group;
 pub mod records;

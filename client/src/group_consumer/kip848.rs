@@ -63,7 +63,8 @@ pub struct Params {
 pub struct State {
     pub member_id: String,
     pub epoch: i32,
-    /// What `poll` has reconciled: the partitions this member consumes.
+    /// What `poll` has reconciled, or is reconciling towards: the
+    /// partitions this member consumes or may be about to.
     pub owned: BTreeSet<TopicPartition>,
     /// The coordinator's newest assignment for this member, not yet
     /// reconciled by `poll`.
@@ -148,7 +149,16 @@ impl State {
         }
         let mut owned: Vec<TopicPartitions> = Vec::new();
         if self.epoch > 0 {
-            for tp in &self.owned {
+            // What it holds and what it was given but `poll` has not taken
+            // up yet: it may take that up any moment, so it must not go to
+            // anyone else meanwhile (reporting less than it may hold would
+            // tell the coordinator it was released).
+            let claim: BTreeSet<&TopicPartition> = self
+                .owned
+                .iter()
+                .chain(self.target.iter().flatten())
+                .collect();
+            for tp in claim {
                 let Some(id) = topic_id(&tp.topic) else {
                     continue;
                 };
