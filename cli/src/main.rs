@@ -1,5 +1,6 @@
 //! `rill`: the broker, the host tuner and the client tools in one binary.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -140,8 +141,10 @@ fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
     let config = BrokerConfig::resolve(args)?;
     let broker = Broker::start(config)?;
     let (host, port) = broker.advertised();
-    // Tests and scripts wait for this line.
-    println!(
+    // Tests and scripts wait for this line (not println!: it panics when
+    // standard output is a file on a full disk).
+    let _ = writeln!(
+        std::io::stdout(),
         "rill broker listening on {} (advertised {host}:{port}), {} shards, data in {}",
         broker.addr(),
         broker.shards(),
@@ -171,13 +174,31 @@ fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Standard error that never fails: when it is a file on a full disk, log
+/// lines are lost, not the broker. (tracing-subscriber reports a failed
+/// write with `eprintln!`, which panics when standard error cannot be
+/// written — on a full disk, that ended the process.)
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();

@@ -122,6 +122,53 @@ impl WriteProgress {
     }
 }
 
+/// How far ahead an appender reserves: one write buffer to start with (an
+/// idle or slow partition holds no more than that beyond its data), doubled
+/// each time a window is used up within a second (up to the configured
+/// preallocation), halved when it lasted more than ten, and back to one
+/// buffer when the disk could not give a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReserveWindow {
+    pub bytes: u64,
+    min: u64,
+    max: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl ReserveWindow {
+    pub fn new(min: u64, max: u64) -> ReserveWindow {
+        let min = min.min(max);
+        ReserveWindow {
+            bytes: min,
+            min,
+            max,
+            last: None,
+        }
+    }
+
+    /// The window for a reservation made at `now`.
+    pub fn next(self, now: std::time::Instant) -> ReserveWindow {
+        let bytes = match self.last.map(|l| now.saturating_duration_since(l)) {
+            Some(d) if d < std::time::Duration::from_secs(1) => (self.bytes * 2).min(self.max),
+            Some(d) if d > std::time::Duration::from_secs(10) => (self.bytes / 2).max(self.min),
+            _ => self.bytes,
+        };
+        ReserveWindow {
+            bytes,
+            last: Some(now),
+            ..self
+        }
+    }
+
+    /// The disk could not give a window: back to the smallest.
+    pub fn shrunk(self) -> ReserveWindow {
+        ReserveWindow {
+            bytes: self.min,
+            ..self
+        }
+    }
+}
+
 /// Sizing of an [`Appender`].
 #[derive(Debug, Clone, Copy)]
 pub struct AppenderConfig {
@@ -147,6 +194,9 @@ pub struct Appender<F: SegmentFile> {
     next_write_id: u64,
     /// Space up to here is reserved with fallocate.
     reserved_end: Rc<Cell<u64>>,
+    /// How far ahead the next reservation reaches: adapts to the write rate
+    /// (see [`ReserveWindow`]), shared with the background reservation.
+    window: Rc<Cell<ReserveWindow>>,
     /// A background reservation of the next window, if one is running.
     reserving: Option<glommio::Task<()>>,
 }
@@ -197,6 +247,10 @@ impl<F: SegmentFile> Appender<F> {
             appended_offset: next_offset,
             next_write_id: 0,
             reserved_end: Rc::new(Cell::new(position)),
+            window: Rc::new(Cell::new(ReserveWindow::new(
+                config.buffer_bytes as u64,
+                config.preallocate_bytes,
+            ))),
             reserving: None,
         })
     }
@@ -228,9 +282,12 @@ impl<F: SegmentFile> Appender<F> {
     /// Makes sure the next `bytes` bytes have space on the device. A full disk
     /// is reported here, before anything is copied; the appender is unchanged.
     ///
-    /// Space is reserved `preallocate_bytes` ahead, and the next window is
-    /// reserved in the background once half of the current one is used, so
-    /// appends rarely wait for `fallocate`.
+    /// Space is reserved a window ahead — one write buffer for an idle or
+    /// slow partition, growing with the write rate up to `preallocate_bytes`
+    /// — and the next window is reserved in the background once half of the
+    /// current one is used, so appends rarely wait for `fallocate`. Near a
+    /// full disk the window falls back to one buffer, so space that returns
+    /// is not taken by a few partitions' reservations.
     pub async fn reserve(&mut self, bytes: u64) -> Result<()> {
         let needed_end = align_up(self.position() + bytes);
         if needed_end > self.reserved_end.get() {
@@ -243,9 +300,9 @@ impl<F: SegmentFile> Appender<F> {
             self.reserve_ahead(needed_end);
             return Ok(());
         }
-        // Reserve well ahead; near a full disk, settle for exactly what this
-        // append needs.
-        let ahead = needed_end + self.config.preallocate_bytes;
+        // Reserve a window ahead; near a full disk, settle for exactly what
+        // this append needs.
+        let ahead = needed_end + self.next_window();
         for target in [ahead, needed_end] {
             match self.file.pre_allocate(target, true).await {
                 Ok(()) => {
@@ -255,27 +312,39 @@ impl<F: SegmentFile> Appender<F> {
                 Err(e) if target == needed_end => {
                     return Err(StorageError::io("reserving space", e))
                 }
-                Err(_) => continue,
+                Err(_) => self.window.set(self.window.get().shrunk()),
             }
         }
         unreachable!("the last attempt returns")
     }
 
+    /// The window for a reservation made now.
+    fn next_window(&mut self) -> u64 {
+        let w = self.window.get().next(std::time::Instant::now());
+        self.window.set(w);
+        w.bytes
+    }
+
     fn reserve_ahead(&mut self, needed_end: u64) {
-        let window = self.config.preallocate_bytes;
-        if window == 0
+        let current = self.window.get().bytes;
+        if self.config.preallocate_bytes == 0
             || self.reserving.is_some()
-            || self.reserved_end.get() - needed_end > window / 2
+            || self.reserved_end.get() - needed_end > current / 2
         {
             return;
         }
-        let target = self.reserved_end.get() + window;
-        let (file, reserved_end) = (self.file.clone(), self.reserved_end.clone());
+        let target = self.reserved_end.get() + self.next_window();
+        let (file, reserved_end, window) = (
+            self.file.clone(),
+            self.reserved_end.clone(),
+            self.window.clone(),
+        );
         self.reserving = Some(glommio::spawn_local(async move {
             // A failure here is not an error yet: the append that needs the
             // space retries synchronously and reports it.
-            if file.pre_allocate(target, true).await.is_ok() {
-                reserved_end.set(reserved_end.get().max(target));
+            match file.pre_allocate(target, true).await {
+                Ok(()) => reserved_end.set(reserved_end.get().max(target)),
+                Err(_) => window.set(window.get().shrunk()),
             }
         }));
     }
@@ -401,5 +470,32 @@ mod tests {
         assert_eq!(align_up(1), 4096);
         assert_eq!(align_up(4096), 4096);
         assert_eq!(align_up(0), 0);
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::ReserveWindow;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_window_grows_with_the_write_rate_and_falls_back_on_a_full_disk() {
+        let t = Instant::now();
+        let ms = |n| t + Duration::from_millis(n);
+        let w = ReserveWindow::new(1 << 20, 32 << 20);
+        assert_eq!(w.bytes, 1 << 20, "an idle partition reserves one buffer");
+        let w = w.next(ms(0));
+        assert_eq!(w.bytes, 1 << 20);
+        // Used up quickly, again and again: doubles up to the cap.
+        let mut w = w;
+        for i in 1..10 {
+            w = w.next(ms(i * 100));
+        }
+        assert_eq!(w.bytes, 32 << 20);
+        // Slow again: halves.
+        let w = w.next(ms(30_000));
+        assert_eq!(w.bytes, 16 << 20);
+        // The disk could not give it: one buffer.
+        assert_eq!(w.shrunk().bytes, 1 << 20);
     }
 }
