@@ -48,9 +48,40 @@ pub struct BrokerHandle {
     threads: Vec<ExecutorJoinHandle<()>>,
 }
 
+/// Every partition holds open files and every client a socket: the soft
+/// limit on open files goes up to the hard one (a systemd unit's
+/// LimitNOFILE, or the shell's `ulimit -Hn`), both logged.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "reading the open-file limit failed");
+        return;
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            tracing::warn!(soft = before, hard = lim.rlim_max, error = %std::io::Error::last_os_error(),
+                "raising the open-file limit failed");
+            return;
+        }
+    }
+    tracing::info!(
+        soft_before = before,
+        soft = lim.rlim_cur,
+        hard = lim.rlim_max,
+        "open-file limit"
+    );
+}
+
 impl Broker {
     /// Starts a broker with `config` and returns once every shard serves.
     pub fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
+        raise_nofile_limit();
         std::fs::create_dir_all(&config.data_dir)
             .context(|| format!("creating data directory {}", config.data_dir.display()))?;
         // Resolved once, so logs name one real place and no later change of
