@@ -4,70 +4,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+// The same loop mount as the broker's disk-full test.
+#[path = "../../cli/tests/support/loop_mount.rs"]
+mod loop_mount;
 
+use loop_mount::LoopMount;
 use rill_storage::{LogConfig, PartitionLog, StorageError};
 use support::{batch, batch_id, run};
-
-struct LoopMount {
-    mountpoint: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl LoopMount {
-    fn new(size_mib: u64) -> LoopMount {
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("fs.img");
-        let mountpoint = dir.path().join("mnt");
-        std::fs::create_dir(&mountpoint).unwrap();
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(size_mib << 20)
-            .unwrap();
-        let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
-        assert!(
-            ok(Command::new("mkfs.ext4").arg("-q").arg("-F").arg(&image)),
-            "mkfs.ext4 failed (e2fsprogs needed)"
-        );
-        assert!(
-            ok(Command::new("mount")
-                .arg("-o")
-                .arg("loop")
-                .arg(&image)
-                .arg(&mountpoint)),
-            "mounting a loop filesystem failed: this test needs root and loop devices"
-        );
-        LoopMount {
-            mountpoint,
-            _dir: dir,
-        }
-    }
-
-    fn path(&self) -> &Path {
-        &self.mountpoint
-    }
-}
-
-impl Drop for LoopMount {
-    /// Unmounts, retrying while the kernel still holds files of the test's
-    /// io_uring (their release is deferred after the ring closes), and
-    /// detaches lazily as a last resort so no mount outlives the test.
-    fn drop(&mut self) {
-        let quiet = |cmd: &mut Command| {
-            cmd.stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        for _ in 0..50 {
-            if quiet(Command::new("umount").arg(&self.mountpoint)) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = quiet(Command::new("umount").arg("-l").arg(&self.mountpoint));
-    }
-}
 
 fn config() -> LogConfig {
     LogConfig {

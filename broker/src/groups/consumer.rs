@@ -754,13 +754,14 @@ impl ConsumerGroup {
     }
 }
 
+/// A topic image of fixed topics, for tests and the simulation.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_image {
     use super::*;
 
-    struct Image {
-        version: u64,
-        topics: BTreeMap<String, (Uuid, i32)>,
+    pub struct Image {
+        pub version: u64,
+        pub topics: BTreeMap<String, (Uuid, i32)>,
     }
 
     impl TopicImage for Image {
@@ -774,6 +775,12 @@ mod tests {
             self.topics.keys().map(|s| s.as_str()).collect()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_image::Image;
+    use super::*;
 
     fn image(topics: &[(&str, u8, i32)]) -> Image {
         Image {

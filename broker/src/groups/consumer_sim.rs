@@ -35,29 +35,13 @@ use rill_net::kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::assignor::Partitions;
+use super::consumer::test_image::Image;
 use super::consumer::*;
 
 const SESSION_MS: i32 = 3_000;
 const REBALANCE_MS: i32 = 4_000;
 const HEARTBEAT_MS: i64 = 300;
 const STEP_MS: i64 = 50;
-
-struct Image {
-    version: u64,
-    topics: BTreeMap<String, (Uuid, i32)>,
-}
-
-impl TopicImage for Image {
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
-        self.topics.get(name).copied()
-    }
-    fn names(&self) -> Vec<&str> {
-        self.topics.keys().map(String::as_str).collect()
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -165,6 +149,21 @@ fn intersect(a: &Partitions, b: &Partitions) -> Partitions {
 impl Sim {
     fn fresh_id(&mut self, i: usize) -> String {
         format!("c{i}-{}", self.rng.gen::<u32>())
+    }
+
+    /// A crashed client starts again as a new process: a new member id
+    /// (a static one keeps its instance id), nothing owned.
+    fn restart(&mut self, i: usize) {
+        let id = self.fresh_id(i);
+        let now = self.now;
+        let c = &mut self.clients[i];
+        c.id = id;
+        c.phase = Phase::Out;
+        c.epoch = 0;
+        c.owned.clear();
+        c.target = None;
+        c.last_epoch_seen = 0;
+        c.next_heartbeat = now;
     }
 
     /// The heartbeat a client sends now.
@@ -376,15 +375,7 @@ impl Sim {
             2 | 3 => {
                 if self.clients[i].phase == Phase::Dead {
                     self.tally.restarts += 1;
-                    let id = self.fresh_id(i);
-                    let c = &mut self.clients[i];
-                    c.id = id;
-                    c.phase = Phase::Out;
-                    c.epoch = 0;
-                    c.owned.clear();
-                    c.target = None;
-                    c.last_epoch_seen = 0;
-                    c.next_heartbeat = self.now;
+                    self.restart(i);
                 }
             }
             4 => {
@@ -594,15 +585,7 @@ fn run(seed: u64, tally: &mut Tally) -> i64 {
     sim.faults = false;
     for i in 0..sim.clients.len() {
         if sim.clients[i].phase == Phase::Dead && sim.rng.gen_bool(0.5) {
-            let id = sim.fresh_id(i);
-            let c = &mut sim.clients[i];
-            c.id = id;
-            c.phase = Phase::Out;
-            c.epoch = 0;
-            c.owned.clear();
-            c.target = None;
-            c.last_epoch_seen = 0;
-            c.next_heartbeat = sim.now;
+            sim.restart(i);
         }
     }
     let calm = sim.now;
