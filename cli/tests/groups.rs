@@ -571,6 +571,15 @@ fn kip848_twenty_members_settle_over_two_hundred_partitions() {
     twenty_members_settle(&venv, &[KIP848], "KIP-848, librdkafka 2.16");
 }
 
+/// A runtime for rill-client members in a test.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn rill(broker: &Broker, args: &[&str]) -> (bool, String, String) {
     run(
         Command::new(env!("CARGO_BIN_EXE_rill"))
@@ -726,11 +735,7 @@ fn rill_members_share_a_topic(protocol: rill_client::GroupProtocol) {
         &broker,
         &["produce", topic, &parts.to_string(), &n.to_string()],
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let addr = broker.addr();
     let seen: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
     let events: Arc<Mutex<Vec<(usize, Rebalance)>>> = Arc::default();
@@ -836,11 +841,7 @@ fn rill_client_kip848_patterns_follow_new_topics_and_a_static_member_returns_wit
     let broker = broker(dir.path());
     groups_py(&debian(), &broker, &["produce", "rp-one", "2", "200"]);
     groups_py(&debian(), &broker, &["produce", "unrelated", "2", "50"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let addr = broker.addr();
     rt.block_on(async {
         let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();

@@ -700,23 +700,19 @@ impl GroupConsumer {
         let all = self.consumer.assignment();
         let commit = self.prepare_commit(&all).await?;
         let before = self.pending_commit.take();
-        let task = tokio::spawn(async move {
+        let (done, pending) = tokio::sync::oneshot::channel::<()>();
+        self.pending_commit = Some(pending);
+        Ok(tokio::spawn(async move {
             if let Some(b) = before {
                 let _ = b.await;
             }
-            match commit {
+            let outcome = match commit {
                 Some(c) => c.send().await,
                 None => Ok(()),
-            }
-        });
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        self.pending_commit = Some(rx);
-        Ok(tokio::spawn(async move {
-            let r = task
-                .await
-                .unwrap_or_else(|e| Err(Error::Protocol(e.to_string())));
-            let _ = tx.send(());
-            r
+            };
+            // Dropped unsent if this task dies: the next commit goes ahead.
+            let _ = done.send(());
+            outcome
         }))
     }
 
@@ -763,10 +759,9 @@ impl GroupConsumer {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
-        if let Some(session) = self.session.take() {
+        if self.session.is_some() {
             // Commit with the epoch still held, then leave (a static member:
             // epoch -2, its place kept for its session).
-            self.session = Some(session);
             if self.config.auto_commit_interval.is_some() {
                 self.commit().await?;
             }
@@ -774,7 +769,7 @@ impl GroupConsumer {
             if !owned.is_empty() {
                 self.tell(Rebalance::Revoked(owned));
             }
-            let session = self.session.take().expect("put back");
+            let session = self.session.take().expect("checked above");
             return session
                 .leave(
                     self.client.clone(),

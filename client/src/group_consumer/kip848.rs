@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::cluster::Client;
+use crate::cluster::{Client, Metadata};
 use crate::error::{Error, Result};
 use crate::groups::coordinator;
 use crate::offsets::TopicPartition;
@@ -396,11 +396,11 @@ impl Heartbeater {
                 Err(_) => return Next::Backoff,
             },
         };
-        let ids = self.client.metadata();
+        let meta = self.client.metadata();
         let req = {
             let state = self.state.lock().unwrap();
             state.request(&self.params, |t| {
-                ids.topics.get(t).and_then(|m| Uuid::parse_str(&m.id).ok())
+                meta.topics.get(t).and_then(|m| Uuid::parse_str(&m.id).ok())
             })
         };
         let resp = match conn.send(&req).await {
@@ -410,14 +410,16 @@ impl Heartbeater {
                 return Next::Backoff;
             }
         };
-        let mut names = topic_names(&self.client);
+        let mut names = topic_names(&meta);
         let unknown = resp.assignment.as_ref().is_some_and(|a| {
             a.topic_partitions
                 .iter()
                 .any(|t| !names.contains_key(&t.topic_id))
         });
-        if unknown && self.client.refresh(None).await.is_ok() {
-            names = topic_names(&self.client);
+        if unknown {
+            if let Ok(fresh) = self.client.refresh(None).await {
+                names = topic_names(&fresh);
+            }
         }
         let next = self
             .state
@@ -431,10 +433,8 @@ impl Heartbeater {
     }
 }
 
-fn topic_names(client: &Client) -> std::collections::HashMap<Uuid, String> {
-    client
-        .metadata()
-        .topics
+fn topic_names(meta: &Metadata) -> std::collections::HashMap<Uuid, String> {
+    meta.topics
         .values()
         .filter_map(|t| Some((Uuid::parse_str(&t.id).ok()?, t.name.clone())))
         .collect()
