@@ -318,6 +318,22 @@ mod tests {
     }
 
     #[test]
+    fn a_run_of_empty_batches_is_told_apart_from_one_with_records() {
+        use crate::header::next_offset_after_empty;
+        let b = batch(Compression::None);
+        let empty = empty_batch(&b).unwrap();
+        let two_empty = [empty.clone(), empty.clone()].concat();
+        assert_eq!(next_offset_after_empty(&two_empty), Some(104));
+        // A trailing partial batch is not looked at.
+        let cut = [empty.clone(), b[..20].to_vec()].concat();
+        assert_eq!(next_offset_after_empty(&cut), Some(104));
+        let mixed = [empty.clone(), b.to_vec()].concat();
+        assert_eq!(next_offset_after_empty(&mixed), None);
+        assert_eq!(next_offset_after_empty(&b), None);
+        assert_eq!(next_offset_after_empty(&[]), None);
+    }
+
+    #[test]
     fn damaged_records_are_an_error_not_a_panic() {
         let mut b = batch(Compression::None);
         let len = b.len();

@@ -235,6 +235,27 @@ pub fn next_offset_after(data: &[u8]) -> Option<i64> {
     next
 }
 
+/// When `data` (whole batches back to back, a trailing partial batch
+/// ignored) holds at least one batch and none of its batches holds a
+/// record: the offset after them. `None` if any batch has records, or there
+/// is no whole batch.
+pub fn next_offset_after_empty(data: &[u8]) -> Option<i64> {
+    let mut at = 0usize;
+    let mut next = None;
+    while data.len() - at >= HEADER_BYTES {
+        let h = BatchHeader::parse(&data[at..]).ok()?;
+        if h.batch_length < 0 || data.len() - at < h.total_len() {
+            break;
+        }
+        if h.record_count != 0 {
+            return None;
+        }
+        next = Some(h.next_offset());
+        at += h.total_len();
+    }
+    next
+}
+
 /// CRC-32C of everything from `attributes` to the end, as stored in the header.
 pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[OFF_ATTRIBUTES..])

@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::ops::Range;
 
 use crate::batch::compact::KeyedRecord;
 use crate::config::CompactionConfig;
@@ -230,28 +229,15 @@ pub fn keep(record: &KeyedRecord<'_>, map: &OffsetMap, drop_tombstones: bool) ->
     newest && !(record.tombstone && drop_tombstones)
 }
 
-/// Consecutive runs of segments rewritten into one new segment each: small
-/// segments merge while their bytes stay within `segment_bytes` and their
-/// offsets within what a segment's 32-bit relative index can address.
-pub fn groups(segments: &[SegmentView], segment_bytes: u64) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < segments.len() {
-        let mut end = start + 1;
-        let mut bytes = segments[start].size_bytes;
-        while end < segments.len() {
-            let next = &segments[end];
-            let span = next.next_offset - segments[start].base_offset;
-            if bytes + next.size_bytes > segment_bytes || span > i32::MAX as i64 {
-                break;
-            }
-            bytes += next.size_bytes;
-            end += 1;
-        }
-        out.push(start..end);
-        start = end;
-    }
-    out
+/// Whether the cleaner's output segment, started at `group_base` and
+/// holding `written` bytes so far, takes in `next` too. Kafka groups
+/// segments up to `segment.bytes` by their sizes before cleaning; here the
+/// group grows by what the cleaned output already holds, so segments that
+/// cleaning all but emptied merge into one instead of staying one tiny
+/// file each, while the next segment would still fit whole and its offsets
+/// stay within what a segment's 32-bit relative index can address.
+pub fn joins(written: u64, group_base: i64, next: &SegmentView, segment_bytes: u64) -> bool {
+    written + next.size_bytes <= segment_bytes && next.next_offset - group_base <= i32::MAX as i64
 }
 
 /// The cleaner's state of one log (file `cleaner`): the clean point and when
@@ -413,20 +399,13 @@ mod tests {
 
     #[test]
     fn small_segments_merge() {
-        let segs = [
-            seg(0, 10, 40, 0),
-            seg(10, 20, 40, 0),
-            seg(20, 30, 40, 0),
-            seg(30, 40, 100, 0),
-        ];
-        assert_eq!(groups(&segs, 100), vec![0..2, 2..3, 3..4]);
-        assert_eq!(groups(&segs, 1000), vec![0..4]);
-        assert_eq!(groups(&segs, 10), vec![0..1, 1..2, 2..3, 3..4]);
-        let wide = [
-            seg(0, 10, 1, 0),
-            seg(i32::MAX as i64, i32::MAX as i64 + 5, 1, 0),
-        ];
-        assert_eq!(groups(&wide, 1000), vec![0..1, 1..2]);
+        let next = seg(10, 20, 40, 0);
+        assert!(joins(0, 0, &next, 100));
+        assert!(joins(60, 0, &next, 100));
+        assert!(!joins(61, 0, &next, 100));
+        let far = seg(i32::MAX as i64, i32::MAX as i64 + 5, 1, 0);
+        assert!(!joins(0, 0, &far, 1000));
+        assert!(joins(0, 10, &far, 1000));
     }
 
     #[test]

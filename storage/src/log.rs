@@ -561,6 +561,27 @@ impl<D: Disk> PartitionLog<D> {
         self.write_checkpoint(w, false).await
     }
 
+    /// What a consumer is sent for a fetch at `offset`: [`read`](Self::read),
+    /// except that batches holding no records (the empty batches compaction
+    /// leaves to keep a segment's end or a producer's state) are stepped
+    /// over to the next segment while nothing else is found before the log
+    /// end. A reply of empty batches alone gives a consumer nothing to take,
+    /// and librdkafka before 2.1 treats ten such replies in a row as a
+    /// record too large to fetch; Kafka never sends one while records follow.
+    pub async fn fetch(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
+        let mut at = offset;
+        loop {
+            let data = self.read(at, max_bytes).await?;
+            let Some(next) = rill_record::header::next_offset_after_empty(&data) else {
+                return Ok(data);
+            };
+            if next >= self.log_end_offset() {
+                return Ok(data);
+            }
+            at = next;
+        }
+    }
+
     /// Whole batches starting with the one that contains `offset`, up to
     /// `max_bytes` (at least one batch, however large, as Kafka does). Reading
     /// at the log end returns nothing; outside the log is an error.

@@ -56,7 +56,7 @@ async fn read(
             if !min_one && max_bytes == 0 {
                 return out;
             }
-            match log.read(offset, max_bytes).await {
+            match log.fetch(offset, max_bytes).await {
                 Ok(data) if !min_one && data.len() > max_bytes => {}
                 Ok(data) => out.records = data,
                 Err(e) => out.error = Some(storage_error(&e)),

@@ -220,23 +220,24 @@ impl<D: Disk> PartitionLog<D> {
             now,
             config: &config,
         };
-        for group in compaction::groups(&views[..touched], segment_bytes) {
-            let group = &members[group];
+        let mut next = 0;
+        while next < touched {
             // With nothing mapped, only segments with expired markers change.
-            if map.is_empty()
-                && !group
-                    .iter()
-                    .any(|m| compaction::tombstones_due(m.cleaned_at, now, &config))
+            if map.is_empty() && !compaction::tombstones_due(members[next].cleaned_at, now, &config)
             {
+                next += 1;
                 continue;
             }
-            match self.rewrite(group, &pass, &mut pace).await? {
+            let rest = &members[next..touched];
+            match self.rewrite(rest, &pass, segment_bytes, &mut pace).await? {
                 Some(written) => {
+                    let group = &rest[..written.segments];
                     outcome.segments_read += group.len();
                     outcome.segments_written += 1;
                     outcome.bytes_read += group.iter().map(|m| m.view.size_bytes).sum::<u64>();
                     outcome.bytes_written += written.bytes;
                     outcome.records_removed += written.records_removed;
+                    next += written.segments;
                 }
                 None => {
                     tracing::info!(dir = %inner.dir.display(), "segments changed under the cleaner; pass ends early");
@@ -317,12 +318,14 @@ impl<D: Disk> PartitionLog<D> {
         })
     }
 
-    /// Rewrites one group of segments and swaps it in; `None` if the
-    /// segments changed meanwhile (nothing is swapped then).
+    /// Rewrites the first segments of `members` into one new segment (as
+    /// many as [`compaction::joins`] lets in, at least one) and swaps it in;
+    /// `None` if the segments changed meanwhile (nothing is swapped then).
     async fn rewrite(
         &self,
-        group: &[Member<D::File>],
+        members: &[Member<D::File>],
         pass: &Pass<'_>,
+        segment_bytes: u64,
         pace: &mut Pace,
     ) -> Result<Option<Written>> {
         let Pass {
@@ -332,21 +335,22 @@ impl<D: Disk> PartitionLog<D> {
             ..
         } = *pass;
         let inner = &*self.inner;
-        let base = group[0].view.base_offset;
-        let end = group.last().expect("a group has segments").end;
+        let base = members[0].view.base_offset;
         let path = cleaned_path(&inner.dir, base);
         let _ = inner.disk.remove_file(&path);
         let file = Rc::new(segment::open_rw(&inner.disk, &path).await?);
         let written = self
-            .write_cleaned(group, end, file.clone(), pass, pace)
+            .write_cleaned(members, segment_bytes, file.clone(), pass, pace)
             .await;
-        let (seg, records_removed) = match written {
+        let (seg, records_removed, taken) = match written {
             Ok(w) => w,
             Err(e) => {
                 let _ = inner.disk.remove_file(&path);
                 return Err(e);
             }
         };
+        let group = &members[..taken];
+        let end = group.last().expect("a group has segments").end;
         let bytes = seg.size_bytes;
 
         let _writer = inner.writer.lock().await;
@@ -401,26 +405,29 @@ impl<D: Disk> PartitionLog<D> {
         }
         s.cache.discard_before(end);
         Ok(Some(Written {
+            segments: taken,
             bytes,
             records_removed,
         }))
     }
 
-    /// Writes the kept batches of `group` (offsets before `end`) to `file`
-    /// and syncs it; returns the new segment and how many records went.
+    /// Writes the kept batches of the first segments of `members` to `file`
+    /// (segment after segment while [`compaction::joins`] lets the next one
+    /// in) and syncs it; returns the new segment, how many records went and
+    /// how many of the old segments it holds.
     async fn write_cleaned(
         &self,
-        group: &[Member<D::File>],
-        end: i64,
+        members: &[Member<D::File>],
+        segment_bytes: u64,
         file: Rc<D::File>,
         pass: &Pass<'_>,
         pace: &mut Pace,
-    ) -> Result<(Segment<D::File>, u64)> {
+    ) -> Result<(Segment<D::File>, u64, usize)> {
         let Pass {
             map, now, config, ..
         } = *pass;
         let inner = &*self.inner;
-        let base = group[0].view.base_offset;
+        let base = members[0].view.base_offset;
         file.truncate(0)
             .await
             .map_err(|e| StorageError::io("preparing a cleaned segment", e))?;
@@ -431,39 +438,43 @@ impl<D: Disk> PartitionLog<D> {
             interval: log_config.index_interval_bytes,
         };
         let mut removed = 0u64;
+        let mut taken = 0;
         // A batch emptied at the end of the group: written only if nothing
         // follows it, so the segment still ends where the old ones ended.
         let mut tail: Option<Vec<u8>> = None;
-        let mut walk = BatchWalk::new(base.max(self.log_start_offset()), end);
-        while let Some((batches, read)) = walk.next(self).await? {
-            for (header, batch) in batches {
-                let member = group
-                    .iter()
-                    .rev()
-                    .find(|m| m.view.base_offset <= header.base_offset)
-                    .unwrap_or(&group[0]);
-                let drop_tombstones =
-                    compaction::tombstones_expired(member.cleaned_at, now, config);
-                let filtered = records::filter_records(&batch, |r| {
-                    let kept = compaction::keep(r, map, drop_tombstones);
-                    removed += u64::from(!kept);
-                    kept
-                })?;
-                match filtered {
-                    Filtered::Unchanged => out.put(&batch).await?,
-                    Filtered::Rewritten(b) => out.put(&b).await?,
-                    Filtered::Emptied if self.producer_needs(&header) => {
-                        out.put(&records::empty_batch(&batch)?).await?
-                    }
-                    Filtered::Emptied => {
-                        tail = Some(records::empty_batch(&batch)?);
-                        continue;
-                    }
-                }
-                tail = None;
+        for (i, member) in members.iter().enumerate() {
+            if i > 0
+                && !compaction::joins(out.appender.position(), base, &member.view, segment_bytes)
+            {
+                break;
             }
-            // What was read, and about as much written.
-            pace.account(2 * read as u64).await;
+            taken = i + 1;
+            let drop_tombstones = compaction::tombstones_expired(member.cleaned_at, now, config);
+            let from = member.view.base_offset.max(self.log_start_offset());
+            let mut walk = BatchWalk::new(from, member.end);
+            while let Some((batches, read)) = walk.next(self).await? {
+                for (header, batch) in batches {
+                    let filtered = records::filter_records(&batch, |r| {
+                        let kept = compaction::keep(r, map, drop_tombstones);
+                        removed += u64::from(!kept);
+                        kept
+                    })?;
+                    match filtered {
+                        Filtered::Unchanged => out.put(&batch).await?,
+                        Filtered::Rewritten(b) => out.put(&b).await?,
+                        Filtered::Emptied if self.producer_needs(&header) => {
+                            out.put(&records::empty_batch(&batch)?).await?
+                        }
+                        Filtered::Emptied => {
+                            tail = Some(records::empty_batch(&batch)?);
+                            continue;
+                        }
+                    }
+                    tail = None;
+                }
+                // What was read, and about as much written.
+                pace.account(2 * read as u64).await;
+            }
         }
         if let Some(t) = tail {
             out.put(&t).await?;
@@ -479,7 +490,7 @@ impl<D: Disk> PartitionLog<D> {
         .map_err(|e| StorageError::io("syncing a cleaned segment", e))?;
         let mut seg = out.segment;
         seg.progress = None;
-        Ok((seg, removed))
+        Ok((seg, removed, taken))
     }
 
     /// Steps 2–4 of the swap (module docs).
@@ -551,6 +562,8 @@ impl Pace {
 }
 
 struct Written {
+    /// How many of the old segments the new one replaced.
+    segments: usize,
     bytes: u64,
     records_removed: u64,
 }
