@@ -23,6 +23,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,8 +51,9 @@ pub struct BrokerHandle {
 
 /// Every partition holds open files and every client a socket: the soft
 /// limit on open files goes up to the hard one (a systemd unit's
-/// LimitNOFILE, or the shell's `ulimit -Hn`), both logged.
-fn raise_nofile_limit() {
+/// LimitNOFILE, or the shell's `ulimit -Hn`), both logged. Returns the soft
+/// limit in force, if it could be read.
+fn raise_nofile_limit() -> Option<usize> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -59,15 +61,19 @@ fn raise_nofile_limit() {
     // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "reading the open-file limit failed");
-        return;
+        return None;
     }
     let before = lim.rlim_cur;
     if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            ..lim
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        } else {
             tracing::warn!(soft = before, hard = lim.rlim_max, error = %std::io::Error::last_os_error(),
                 "raising the open-file limit failed");
-            return;
         }
     }
     tracing::info!(
@@ -76,12 +82,54 @@ fn raise_nofile_limit() {
         hard = lim.rlim_max,
         "open-file limit"
     );
+    Some(usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX))
+}
+
+/// Descriptors kept out of the partition logs' budget for everything
+/// else: the listeners and client connections, the metadata store's saves,
+/// signal handling, the executors' rings, log files. A tenth of the limit,
+/// at least 128 and at most 4,096.
+pub fn files_reserved(limit: usize) -> usize {
+    (limit / 10).clamp(128, 4096).min(limit)
+}
+
+static OPEN_FILE_LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the partition logs' open-file budget from the process's limit, so
+/// that partitions never take the descriptors the broker needs to go on
+/// serving (and to start at all).
+fn budget_open_files(limit: Option<usize>) {
+    let Some(limit) = limit else {
+        return;
+    };
+    let reserved = files_reserved(limit);
+    rill_storage::descriptors::set_budget(limit - reserved);
+    OPEN_FILE_LIMIT.store(limit, Ordering::Relaxed);
+    tracing::info!(
+        limit,
+        reserved,
+        partition_files = limit - reserved,
+        "open files for partition logs"
+    );
+}
+
+/// The open-file limits as a sentence, for errors that hit them.
+pub fn open_file_limits() -> String {
+    let limit = OPEN_FILE_LIMIT.load(Ordering::Relaxed);
+    let open = rill_storage::descriptors::open();
+    if limit == 0 {
+        return format!("partition logs hold {open} open files");
+    }
+    format!(
+        "the open-file limit is {limit}, of which {} are kept for connections and metadata, and partition logs hold {open}",
+        files_reserved(limit)
+    )
 }
 
 impl Broker {
     /// Starts a broker with `config` and returns once every shard serves.
     pub fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
-        raise_nofile_limit();
+        budget_open_files(raise_nofile_limit());
         std::fs::create_dir_all(&config.data_dir)
             .context(|| format!("creating data directory {}", config.data_dir.display()))?;
         // Resolved once, so logs name one real place and no later change of
@@ -163,6 +211,7 @@ impl Broker {
                         .detach();
                     }
                     spawn_retention(shard.clone());
+                    spawn_open_retry(shard.clone());
                     spawn_cleaner(shard.clone());
                     spawn_group_clock(shard.clone());
                     let _ = ready_tx.send(id);
@@ -305,6 +354,15 @@ fn spawn_retention(shard: Rc<Shard>) {
     let queue = glommio::executor().current_task_queue();
     spawn_periodic(shard, every, queue, |shard| async move {
         shard.run_retention().await
+    });
+}
+
+/// Partitions that could not be opened (too few descriptors, a directory
+/// that cannot be read) are tried again every ten seconds.
+fn spawn_open_retry(shard: Rc<Shard>) {
+    let queue = glommio::executor().current_task_queue();
+    spawn_periodic(shard, Duration::from_secs(10), queue, |shard| async move {
+        shard.retry_unopened().await;
     });
 }
 

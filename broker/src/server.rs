@@ -50,6 +50,10 @@ pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let open = Rc::new(Cell::new(0usize));
     let closed = Rc::new(rill_storage::signal::Signal::default());
+    // Failed accepts in a row (out of descriptors, most likely): the loop
+    // backs off to a second between tries and logs the first failure and
+    // then one in a hundred, not a line every few milliseconds.
+    let mut failing = 0u32;
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             shard.stopped().await;
@@ -59,6 +63,10 @@ pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
         match accepted {
             None => break,
             Some(Ok(stream)) => {
+                if failing > 0 {
+                    tracing::info!(shard = shard.id, failed = failing, "accepting again");
+                    failing = 0;
+                }
                 let (shard, open, closed) = (shard.clone(), open.clone(), closed.clone());
                 open.set(open.get() + 1);
                 glommio::spawn_local(async move {
@@ -72,8 +80,12 @@ pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
                 .detach();
             }
             Some(Err(e)) => {
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                if failing.is_multiple_of(100) {
+                    tracing::warn!(shard = shard.id, error = %e, failed_in_a_row = failing + 1, "accept failed");
+                }
+                failing = failing.saturating_add(1);
+                let wait_ms = 10u64 << failing.min(7);
+                glommio::timer::sleep(std::time::Duration::from_millis(wait_ms.min(1000))).await;
             }
         }
     }

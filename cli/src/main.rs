@@ -139,6 +139,13 @@ fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
         std::process::abort();
     }));
     let config = BrokerConfig::resolve(args)?;
+    // Before the broker opens anything: the descriptors signal handling
+    // needs never compete with partitions for the last ones.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handlers")?;
     let broker = Broker::start(config)?;
     let (host, port) = broker.advertised();
     // Tests and scripts wait for this line (not println!: it panics when
@@ -150,11 +157,6 @@ fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
         broker.shards(),
         broker.data_dir().display()
     );
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .context("installing signal handlers")?;
     let stop = broker.stopper();
     std::thread::spawn(move || {
         let mut seen = 0;

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
+use crate::descriptors;
+
 /// A write buffer, aligned for direct I/O where the disk needs it.
 pub trait IoBuffer: 'static {
     fn as_bytes(&self) -> &[u8];
@@ -96,38 +98,57 @@ impl IoBuffer for DmaBuffer {
     }
 }
 
-impl SegmentFile for DmaFile {
+/// A file of the real disk, holding its place in the process's open-file
+/// budget for partition logs ([`descriptors`](crate::descriptors)) until it
+/// is closed or dropped.
+pub struct DmaSegment {
+    file: DmaFile,
+    _slot: descriptors::Slot,
+}
+
+impl DmaSegment {
+    async fn open(path: &Path, options: &OpenOptions) -> io::Result<DmaSegment> {
+        let slot = descriptors::PROCESS.take()?;
+        Ok(DmaSegment {
+            file: options.dma_open(path).await?,
+            _slot: slot,
+        })
+    }
+}
+
+impl SegmentFile for DmaSegment {
     type Buffer = DmaBuffer;
     type Read = ReadResult;
     fn alloc_buffer(&self, len: usize) -> DmaBuffer {
-        self.alloc_dma_buffer(len)
+        self.file.alloc_dma_buffer(len)
     }
     async fn read_at_aligned(&self, position: u64, len: usize) -> io::Result<ReadResult> {
-        Ok(DmaFile::read_at_aligned(self, position, len).await?)
+        Ok(self.file.read_at_aligned(position, len).await?)
     }
     async fn read_at(&self, position: u64, len: usize) -> io::Result<ReadResult> {
-        Ok(DmaFile::read_at(self, position, len).await?)
+        Ok(self.file.read_at(position, len).await?)
     }
     async fn write_at(&self, buf: DmaBuffer, position: u64) -> io::Result<usize> {
-        Ok(DmaFile::write_at(self, buf, position).await?)
+        Ok(self.file.write_at(buf, position).await?)
     }
     async fn fdatasync(&self) -> io::Result<()> {
-        Ok(DmaFile::fdatasync(self).await?)
+        Ok(self.file.fdatasync().await?)
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
-        Ok(DmaFile::truncate(self, len).await?)
+        Ok(self.file.truncate(len).await?)
     }
     async fn pre_allocate(&self, len: u64, keep_size: bool) -> io::Result<()> {
-        Ok(DmaFile::pre_allocate(self, len, keep_size).await?)
+        Ok(self.file.pre_allocate(len, keep_size).await?)
     }
     async fn file_size(&self) -> io::Result<u64> {
-        Ok(DmaFile::file_size(self).await?)
+        Ok(self.file.file_size().await?)
     }
     async fn remove(&self) -> io::Result<()> {
-        Ok(DmaFile::remove(self).await?)
+        Ok(self.file.remove().await?)
     }
     async fn close(self) -> io::Result<()> {
-        Ok(DmaFile::close(self).await?)
+        let DmaSegment { file, _slot } = self;
+        Ok(file.close().await?)
     }
 }
 
@@ -138,7 +159,7 @@ impl Clock for DmaDisk {
 }
 
 impl Disk for DmaDisk {
-    type File = DmaFile;
+    type File = DmaSegment;
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
         crate::device::prime_for(dir)
@@ -163,24 +184,16 @@ impl Disk for DmaDisk {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
     }
-    async fn open_rw(&self, path: &Path) -> io::Result<DmaFile> {
-        Ok(OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .dma_open(path)
-            .await?)
+    async fn open_rw(&self, path: &Path) -> io::Result<DmaSegment> {
+        DmaSegment::open(path, OpenOptions::new().read(true).write(true).create(true)).await
     }
-    async fn open_read(&self, path: &Path) -> io::Result<DmaFile> {
-        Ok(DmaFile::open(path).await?)
+    async fn open_read(&self, path: &Path) -> io::Result<DmaSegment> {
+        DmaSegment::open(path, OpenOptions::new().read(true)).await
     }
-    async fn create_truncate(&self, path: &Path) -> io::Result<DmaFile> {
-        Ok(OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .dma_open(path)
-            .await?)
+    async fn create_truncate(&self, path: &Path) -> io::Result<DmaSegment> {
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        DmaSegment::open(path, &options).await
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         // glommio's `Directory::open` hands a relative path to openat(-1, …),

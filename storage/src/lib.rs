@@ -7,7 +7,8 @@
 //! - [`batch`]: the RecordBatch v2 format, re-exported from `rill-record`
 //!   (validating and patching batches without re-encoding them).
 //! - [`io`]: the file operations the log needs, as traits: the real disk
-//!   ([`io::DmaDisk`]) and a simulated one that crashes ([`sim_disk::SimDisk`]).
+//!   ([`io::DmaDisk`]) and a simulated one that crashes ([`sim_disk::SimDisk`]);
+//!   [`descriptors`]: the open-file budget the real disk's files draw on.
 //! - [`appender`]: aligned direct-I/O writes with several in flight.
 //! - [`segment`], [`offset_index`], [`time_index`], [`index_file`]: segments and their sparse indexes.
 //! - [`checkpoint`], [`scan`], and [`log`]'s recovery: torn tails are cut, synced data is never.
@@ -36,6 +37,7 @@ pub use rill_record as batch;
 pub mod checkpoint;
 pub mod compaction;
 pub mod config;
+pub mod descriptors;
 pub mod device;
 pub mod error;
 pub mod index_file;

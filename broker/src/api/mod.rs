@@ -211,17 +211,26 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
     let result = shard
         .change_metadata(move |draft, placement| {
             for name in names {
-                if !draft.state().topics.contains_key(&name) {
-                    let create = create_topics::command(
-                        draft.state(),
-                        &name,
-                        uuid::Uuid::new_v4(),
-                        placement.default_partitions,
-                        Default::default(),
-                        placement.shards,
-                    );
-                    draft.push(create).expect("the name is free");
+                if draft.state().topics.contains_key(&name) {
+                    continue;
                 }
+                let fits = placement.take_files(
+                    &format!("auto-creating topic `{name}`"),
+                    placement.default_partitions as usize,
+                );
+                if let Err(reason) = fits {
+                    tracing::warn!(topic = %name, %reason, "not auto-creating a topic");
+                    continue;
+                }
+                let create = create_topics::command(
+                    draft.state(),
+                    &name,
+                    uuid::Uuid::new_v4(),
+                    placement.default_partitions,
+                    Default::default(),
+                    placement.shards,
+                );
+                draft.push(create).expect("the name is free");
             }
         })
         .await;

@@ -25,6 +25,9 @@ pub struct OpenFailure {
     pub error: String,
 }
 
+/// Files a new partition opens: its first segment and its checkpoint.
+pub const FILES_PER_NEW_PARTITION: usize = 2;
+
 /// What deciding a change may need to know about the broker.
 pub struct Placement {
     /// Shards partitions can be placed on.
@@ -33,6 +36,29 @@ pub struct Placement {
     pub default_partitions: i32,
     /// This broker's id.
     pub node_id: i32,
+    /// Files partition logs may still open, less what the partitions this
+    /// change adds so far will take.
+    pub files_left: std::cell::Cell<usize>,
+}
+
+impl Placement {
+    /// Counts the open files `partitions` new partitions of `what` will
+    /// take against what is left, or says why they do not fit (Redpanda
+    /// refuses such a topic the same way, against its
+    /// `topic_fds_per_partition`): a change whose partitions cannot all be
+    /// opened must not be made at all.
+    pub fn take_files(&self, what: &str, partitions: usize) -> Result<(), String> {
+        let need = partitions.saturating_mul(FILES_PER_NEW_PARTITION);
+        let left = self.files_left.get();
+        if need <= left {
+            self.files_left.set(left - need);
+            return Ok(());
+        }
+        Err(format!(
+            "{what} needs {need} open files ({FILES_PER_NEW_PARTITION} per partition) but the broker can open only {left} more: {}; raise the limit (LimitNOFILE in the unit, ulimit -n) or use fewer partitions",
+            crate::runtime::open_file_limits()
+        ))
+    }
 }
 
 /// Why a change did not take effect.
@@ -41,7 +67,7 @@ pub enum ChangeError {
     #[error("saving metadata failed: {0}")]
     Save(#[source] BrokerError),
     /// The change placed partitions that cannot be opened; it was undone.
-    #[error("cannot open partition {0}")]
+    #[error("cannot open {0}; the change was undone")]
     Unopenable(String),
     #[error("cannot open {what}; undoing the change also failed: {source}")]
     UndoFailed {
@@ -102,17 +128,21 @@ impl Controller {
         if new_failures.is_empty() {
             return Ok(result);
         }
-        let what = new_failures
-            .iter()
-            .map(|f| format!("{}-{}: {}", f.topic, f.partition, f.error))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let what = summary(&new_failures);
         tracing::error!(failed = %what, "a metadata change placed partitions that cannot be opened; undoing it");
-        let undo = undo_state(before, &next);
-        if let Err(source) = self.install(undo.clone()).await {
-            return Err(ChangeError::UndoFailed { what, source });
+        let undo = Arc::new(undo_state(before, &next));
+        if self.install((*undo).clone()).await.is_err() {
+            // Most likely no descriptor was left to save with: closing the
+            // partitions the change opened gives them back. The state is
+            // published before it is saved, so a crash in between reopens
+            // the change's (empty) partitions at start-up.
+            publish(undo.clone()).await;
+            if let Err(source) = self.install((*undo).clone()).await {
+                return Err(ChangeError::UndoFailed { what, source });
+            }
+            return Err(ChangeError::Unopenable(what));
         }
-        publish(Arc::new(undo)).await;
+        publish(undo).await;
         Err(ChangeError::Unopenable(what))
     }
 
@@ -136,6 +166,23 @@ fn undo_state(before: ClusterMeta, next: &ClusterMeta) -> ClusterMeta {
         version: next.version + 1,
         next_producer_id: next.next_producer_id.max(before.next_producer_id),
         ..before
+    }
+}
+
+/// Partitions that could not be opened, said once: how many, and the
+/// first of them with its cause.
+pub fn summary(failures: &[&OpenFailure]) -> String {
+    match failures {
+        [] => "no partition".to_string(),
+        [f] => format!("{}-{}: {}", f.topic, f.partition, f.error),
+        [f, rest @ ..] => format!(
+            "{} partitions (the first, {}-{}: {}; {} more)",
+            failures.len(),
+            f.topic,
+            f.partition,
+            f.error,
+            rest.len()
+        ),
     }
 }
 

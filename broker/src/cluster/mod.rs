@@ -8,5 +8,5 @@ pub mod state;
 pub mod store;
 
 pub use command::{apply, CommandError, Draft, MetadataCommand};
-pub use controller::{ChangeError, Controller, OpenFailure, Placement};
+pub use controller::{summary, ChangeError, Controller, OpenFailure, Placement};
 pub use state::{partition_dir, validate_topic_name, ClusterMeta, PartitionMeta, TopicMeta};

@@ -48,8 +48,9 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), ResponseError
     let result = shard
         .change_metadata(move |draft, placement| {
             if draft.state().topics.contains_key(OFFSETS_TOPIC) {
-                return;
+                return Ok(());
             }
+            placement.take_files(&format!("creating {OFFSETS_TOPIC}"), partitions as usize)?;
             let configs: BTreeMap<String, String> = [
                 ("cleanup.policy", "compact"),
                 // Kafka's offsets.topic.segment.bytes.
@@ -67,8 +68,11 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), ResponseError
                 placement.shards,
             );
             draft.push(create).expect("the name is free");
+            Ok(())
         })
-        .await;
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|fits| fits);
     match result {
         Ok(()) => {
             tracing::info!(partitions, "created {OFFSETS_TOPIC}");

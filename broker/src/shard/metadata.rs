@@ -35,6 +35,13 @@ impl Shard {
     /// once done, with the partitions that could not be opened, so callers can
     /// refuse the change before answering the client.
     pub async fn apply_metadata(self: &Rc<Self>, meta: Arc<ClusterMeta>) -> Vec<OpenFailure> {
+        // One at a time: a retry of unopened partitions and a published
+        // change must not open the same partition twice.
+        let _applying = self.applying.lock().await;
+        if meta.version < self.meta.borrow().version {
+            // A retry that waited behind a newer change has nothing to do.
+            return Vec::new();
+        }
         let mut failures = Vec::new();
         let cache = self.cache_bytes_per_partition(&meta);
         let defaults = self.topic_defaults_of(&meta);
@@ -79,6 +86,36 @@ impl Shard {
                 }
             }
         }
+        // Partitions of deleted topics that were never opened (retried
+        // until now) have data on disk too.
+        let unopened_deleted: Vec<(String, i32)> = self
+            .meta
+            .borrow()
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.shard == self.id)
+                    .map(move |(i, _)| (t, i as i32))
+            })
+            .filter(|(t, i)| {
+                let deleted = meta.topics.get(&t.name).is_none_or(|now| {
+                    now.id != t.id || usize::try_from(*i).is_ok_and(|i| i >= now.partitions.len())
+                });
+                deleted && self.partition(&t.name, *i).is_none()
+            })
+            .map(|(t, i)| (t.name.clone(), i))
+            .collect();
+        for (topic, partition) in unopened_deleted {
+            let dir = partition_dir(&self.config.data_dir, &topic, partition);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing a deleted partition failed");
+                }
+            }
+        }
         *self.meta.borrow_mut() = meta;
         for (key, (topic_id, dir, log_config, codec)) in wanted {
             if let Some(existing) = self.partition(&key.0, key.1) {
@@ -97,8 +134,9 @@ impl Shard {
                     self.partitions.borrow_mut().insert(key.0, key.1, part);
                 }
                 Err(e) => {
-                    // Served as UNKNOWN_TOPIC_OR_PARTITION until repaired; never truncated.
-                    tracing::error!(shard = self.id, topic = %key.0, partition = key.1, dir = %dir.display(), error = %e, "cannot open partition");
+                    // Answered NOT_LEADER_OR_FOLLOWER (retriable) until it
+                    // opens; never truncated. Retried by the shard.
+                    tracing::debug!(shard = self.id, topic = %key.0, partition = key.1, dir = %dir.display(), error = %e, "cannot open partition");
                     failures.push(OpenFailure {
                         topic: key.0,
                         partition: key.1,
@@ -108,7 +146,33 @@ impl Shard {
                 }
             }
         }
+        self.unopened.set(failures.len());
+        if !failures.is_empty() {
+            let what = crate::cluster::summary(&failures.iter().collect::<Vec<_>>());
+            tracing::error!(shard = self.id, failed = %what, "cannot open partitions; the others are served, these are retried");
+        }
         failures
+    }
+
+    /// Opens the partitions this shard owns that could not be opened before
+    /// (for want of descriptors, say, until a topic is deleted); returns
+    /// whether any are still closed.
+    pub async fn retry_unopened(self: &Rc<Self>) -> bool {
+        if self.unopened.get() == 0 {
+            return false;
+        }
+        let before = self.unopened.get();
+        self.apply_metadata(self.meta()).await;
+        let after = self.unopened.get();
+        if after < before {
+            tracing::info!(
+                shard = self.id,
+                opened = before - after,
+                still_closed = after,
+                "opened partitions on retry"
+            );
+        }
+        after > 0
     }
 
     /// Decides a metadata change on the controller (shard 0), from any
@@ -124,6 +188,7 @@ impl Shard {
                 shards: s0.router.shards(),
                 default_partitions: s0.topic_defaults_of(&s0.meta()).partitions,
                 node_id: s0.config.node_id,
+                files_left: Cell::new(0),
             };
             let controller = s0
                 .controller
@@ -131,7 +196,14 @@ impl Shard {
                 .expect("shard 0 hosts the controller");
             controller
                 .change(
-                    |draft| decide(draft, &placement),
+                    |draft| {
+                        // Read under the controller's lock: no other
+                        // change is opening partitions meanwhile.
+                        placement
+                            .files_left
+                            .set(rill_storage::descriptors::available());
+                        decide(draft, &placement)
+                    },
                     |meta| publish(s0.clone(), meta),
                 )
                 .await

@@ -81,6 +81,10 @@ pub struct Shard {
     pub stop_signal: Signal,
     /// The consumer groups whose offsets partitions this shard owns.
     pub groups: crate::groups::coordinator::Coordinator,
+    /// Held while the shard applies a metadata state.
+    applying: async_lock::Mutex<()>,
+    /// Partitions this shard owns that it could not open at the last apply.
+    unopened: Cell<usize>,
 }
 
 impl Shard {
@@ -104,6 +108,8 @@ impl Shard {
             controller,
             stopping: Cell::new(false),
             stop_signal: Signal::default(),
+            applying: async_lock::Mutex::new(()),
+            unopened: Cell::new(0),
         }
     }
 
@@ -141,9 +147,11 @@ impl Shard {
 
     /// Runs `f` with the open partition `topic`-`partition` on the shard that
     /// owns it. The one place a request for a partition finds its owner:
-    /// unknown topics and partitions not open (yet, or any longer) are
-    /// UNKNOWN_TOPIC_OR_PARTITION; with replication, "not the leader" is
-    /// answered here too.
+    /// unknown topics and partitions are UNKNOWN_TOPIC_OR_PARTITION; one the
+    /// metadata places here that is not open (yet, or any longer: opening
+    /// failed and is retried, or it is being closed) is
+    /// NOT_LEADER_OR_FOLLOWER, which clients retry after refreshing their
+    /// metadata. With replication, "not the leader" is answered here too.
     pub async fn on_partition<T, F, Fut>(
         self: &Rc<Self>,
         topic: String,
@@ -161,7 +169,7 @@ impl Shard {
         self.on(owner, move |s| async move {
             let part = s
                 .partition(&topic, partition)
-                .ok_or(ResponseError::UnknownTopicOrPartition)?;
+                .ok_or(ResponseError::NotLeaderOrFollower)?;
             Ok(f(s, part).await)
         })
         .await

@@ -43,14 +43,41 @@ impl Broker {
         }
     }
 
+    /// Starts a broker whose open-file limit (soft and hard: it cannot
+    /// raise it) is `files`; restarts keep it.
+    pub fn start_with_open_files(data_dir: &Path, files: u64, extra_args: &[&str]) -> Broker {
+        let mut args = vec![format!("--open-files={files}")];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        Broker::start_on(data_dir, 0, args)
+    }
+
     fn start_on(data_dir: &Path, port: u16, extra_args: Vec<String>) -> Broker {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
+        // `--open-files=N` is this harness's, not the broker's: the broker
+        // runs under `ulimit -n N` from a shell.
+        let files = extra_args
+            .iter()
+            .find_map(|a| a.strip_prefix("--open-files=").map(str::to_string));
+        let mut cmd = match &files {
+            Some(n) => {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_rill"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_rill")),
+        };
+        let broker_args: Vec<String> = extra_args
+            .iter()
+            .filter(|a| !a.starts_with("--open-files="))
+            .cloned()
+            .collect();
         cmd.arg("broker")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .args(&extra_args);
+            .args(&broker_args);
         let (child, port) = spawn_and_wait(cmd);
         Broker {
             child: Some(child),
@@ -132,6 +159,12 @@ impl Broker {
             None => Broker::start_on(&self.data_dir, self.port, self.extra_args.clone()),
         };
         self.child = again.child.take();
+    }
+
+    /// The open-file limit the next [`restart`](Self::restart) runs under.
+    pub fn set_open_files(&mut self, files: u64) {
+        self.extra_args.retain(|a| !a.starts_with("--open-files="));
+        self.extra_args.push(format!("--open-files={files}"));
     }
 
     pub fn is_running(&mut self) -> bool {
