@@ -25,7 +25,7 @@ fn venv_python() -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../.test-clients")
         .canonicalize()
-        .expect("the newest Kafka clients are not installed: run `bash scripts/test-clients.sh`")
+        .expect("the newest Kafka clients are not installed: run `bash scripts/test.sh` (the README's test command) or `bash scripts/test-clients.sh`")
         .join("venv/bin/python")
 }
 

@@ -32,7 +32,7 @@ fn test_clients() -> PathBuf {
         .filter(|d| {
             d.join("venv/bin/python").exists() && d.join("node/node_modules/kafkajs").exists()
         });
-    dir.expect("the newest Kafka clients are not installed: run `bash scripts/test-clients.sh` (`.ci/run` does)")
+    dir.expect("the newest Kafka clients are not installed: run `bash scripts/test.sh` (the README's test command) or `bash scripts/test-clients.sh`")
 }
 
 /// Runs a check of `current_clients.py` with the venv's python.

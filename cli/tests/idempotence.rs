@@ -34,7 +34,7 @@ fn test_clients() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../.test-clients")
         .canonicalize()
-        .expect("the newest Kafka clients are not installed: run `bash scripts/test-clients.sh`")
+        .expect("the newest Kafka clients are not installed: run `bash scripts/test.sh` (the README's test command) or `bash scripts/test-clients.sh`")
 }
 
 /// A broker reached only through a proxy that loses the answer to every

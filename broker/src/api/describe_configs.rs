@@ -16,6 +16,8 @@ pub const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+/// Kafka's `ConfigType` STRING.
+const TYPE_STRING: i8 = 2;
 
 fn entry(
     name: &str,
@@ -94,6 +96,7 @@ pub fn handle(cx: &Context<'_>, req: DescribeConfigsRequest) -> DescribeConfigsR
                         || r.resource_name.as_str() == shard.config.node_id.to_string() =>
                 {
                     let c = &shard.config;
+                    let node = c.node_id.to_string();
                     // The cluster-default resource ("") shows only what is set
                     // at that layer, as Kafka does; the broker shows everything.
                     let cluster_default = r.resource_name.is_empty();
@@ -150,6 +153,35 @@ pub fn handle(cx: &Context<'_>, req: DescribeConfigsRequest) -> DescribeConfigsR
                             )),
                             None => {}
                         }
+                    }
+                    // Kafka-only settings that were set: shown as recorded,
+                    // and said to be unused.
+                    let layers: Vec<(Layer, &str)> = if cluster_default {
+                        vec![(Layer::ClusterDefault, "")]
+                    } else {
+                        vec![(Layer::Broker, node.as_str()), (Layer::ClusterDefault, "")]
+                    };
+                    let mut recorded = std::collections::BTreeMap::new();
+                    for (layer, resource) in layers {
+                        for (name, value) in meta.broker_configs.get(resource).into_iter().flatten()
+                        {
+                            if broker_config::kafka_only(name) && wanted(name) {
+                                recorded
+                                    .entry(name.clone())
+                                    .or_insert((value.clone(), layer));
+                            }
+                        }
+                    }
+                    for (name, (value, layer)) in recorded {
+                        let mut e = entry(&name, value, layer.source(), TYPE_STRING, version);
+                        if broker_config::sensitive(&name) {
+                            e.value = None;
+                            e.is_sensitive = true;
+                        }
+                        if version >= 3 {
+                            e.documentation = Some(str_bytes(broker_config::KAFKA_ONLY_NOTE));
+                        }
+                        configs.push(e);
                     }
                     out.configs = configs;
                 }

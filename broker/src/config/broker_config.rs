@@ -56,6 +56,64 @@ pub const READ_ONLY: &[&str] = &[
     "socket.request.max.bytes",
 ];
 
+/// Broker configs Kafka changes at run time (its `DynamicBrokerConfig`)
+/// for parts Rill does not have: SASL, thread pools, connection limits,
+/// metric reporters, replication throttles, config providers. Admin tools
+/// written for Kafka set them (librdkafka's own test suite does), so
+/// AlterConfigs accepts and records them as Kafka would, and
+/// DescribeConfigs shows them with a note that Rill does not use them,
+/// never as settings in force. Kafka's log-config synonyms
+/// (`log.cleanup.policy`, …) are not here: Rill does use those settings,
+/// per topic, so taking a broker-wide value it ignores would mislead.
+pub const KAFKA_ONLY: &[&str] = &[
+    // SASL (Kafka: per listener, dynamic).
+    "sasl.enabled.mechanisms",
+    "sasl.jaas.config",
+    "sasl.kerberos.kinit.cmd",
+    "sasl.kerberos.min.time.before.relogin",
+    "sasl.kerberos.principal.to.local.rules",
+    "sasl.kerberos.service.name",
+    "sasl.kerberos.ticket.renew.jitter",
+    "sasl.kerberos.ticket.renew.window.factor",
+    "sasl.login.refresh.buffer.seconds",
+    "sasl.login.refresh.min.period.seconds",
+    "sasl.login.refresh.window.factor",
+    "sasl.login.refresh.window.jitter",
+    "sasl.mechanism.inter.broker.protocol",
+    "principal.builder.class",
+    // Thread pools.
+    "background.threads",
+    "num.io.threads",
+    "num.network.threads",
+    "num.recovery.threads.per.data.dir",
+    "num.replica.fetchers",
+    // Connection limits.
+    "max.connections",
+    "max.connection.creation.rate",
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
+    // Metrics, throttles, plugins.
+    "metric.reporters",
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+    "config.providers",
+];
+
+/// Whether `name` is a Kafka broker config Rill accepts but does not use.
+pub fn kafka_only(name: &str) -> bool {
+    KAFKA_ONLY.contains(&name)
+}
+
+/// Kafka-only configs whose values are secrets: described without them.
+pub fn sensitive(name: &str) -> bool {
+    name == "sasl.jaas.config"
+}
+
+/// What DescribeConfigs says of a Kafka-only config.
+pub const KAFKA_ONLY_NOTE: &str =
+    "Recorded for Kafka tools: Rill has no such part and does not use this setting.";
+
 /// Which layer a broker config's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
@@ -104,6 +162,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
                 "invalid value `{value}` for `{name}`: must be an integer between 1 and 100000"
             )),
         },
+        None if kafka_only(name) => Ok(()),
         None if READ_ONLY.contains(&name) => Err(format!(
             "`{name}` is read-only: set it with the broker's flags or config file and restart"
         )),
@@ -217,6 +276,7 @@ mod tests {
             .unwrap_err()
             .contains("read-only"));
         assert!(validate("no.such", "1").unwrap_err().contains("unknown"));
+        assert!(validate("sasl.kerberos.min.time.before.relogin", "58000").is_ok());
         assert!(validate("num.partitions", "0").is_err());
     }
 

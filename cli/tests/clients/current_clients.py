@@ -220,6 +220,17 @@ def check_confluent_broker_configs_set(topic):
     for i in range(50):
         p.produce(topic, value=b"z%d" % i, partition=0)
     assert p.flush(TIMEOUT) == 0
+    # Kafka's dynamic broker configs for parts Rill does not have (librdkafka's
+    # own test suite sets this one) are accepted and recorded, as Kafka does,
+    # and described as set, never as anything more; a secret is not shown.
+    incremental(B, "0", [ConfigEntry("sasl.kerberos.min.time.before.relogin", "58000",
+                                     incremental_operation=AlterConfigOpType.SET),
+                         ConfigEntry("sasl.jaas.config", "secret", incremental_operation=AlterConfigOpType.SET)])
+    d = describe(B, "0")
+    kerberos = d["sasl.kerberos.min.time.before.relogin"]
+    assert kerberos.value == "58000" and kerberos.source == ConfigSource.DYNAMIC_BROKER_CONFIG.value, kerberos
+    assert d["sasl.jaas.config"].is_sensitive and d["sasl.jaas.config"].value is None, d["sasl.jaas.config"]
+    assert "max.connections" not in d, "a Kafka-only setting that was never set is not described"
     # Read-only and unknown settings are refused with a reason.
     for name, val, needle in [("log.dirs", "/tmp/x", "read-only"), ("no.such.config", "1", "unknown"),
                               ("log.segment.bytes", "12", "log.segment.bytes")]:
