@@ -1132,3 +1132,39 @@ fn kip848_regex_subscriptions_pick_up_new_topics_and_survive_a_broker_restart() 
     assert_eq!(owned(&broker), expect, "after the restart");
     m.stop();
 }
+
+/// librdkafka's 0113 h_delete_topic: one member subscribed to two topics,
+/// one deleted; the group settles with the member holding the survivor's
+/// partition and nothing else, on the classic protocol (cooperative-sticky)
+/// with Debian's confluent-kafka and the newest, and on KIP-848 with the
+/// newest. Debian's librdkafka 2.0.2 then never finishes destroying that
+/// consumer (a client-side hang, gone in the newest), so its run ends
+/// without closing.
+#[test]
+fn deleting_one_of_two_subscribed_topics_leaves_the_member_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let newest = test_clients().join("venv/bin/python");
+    for (py, protocol, close) in [
+        (debian(), "classic", "no-close"),
+        (newest.clone(), "classic", "close"),
+        (newest, "consumer", "close"),
+    ] {
+        let (ok, out, err) = run(
+            Command::new(&py)
+                .arg(clients_dir().join("delete_subscribed.py"))
+                .args([broker.addr().as_str(), protocol, close]),
+            Duration::from_secs(90),
+        );
+        assert!(
+            ok && out.contains("settled on"),
+            "{} {protocol}: stdout:\n{out}\nstderr:\n{err}",
+            py.display()
+        );
+        println!(
+            "{} {protocol}: {}",
+            py.display(),
+            out.trim().replace('\n', "; ")
+        );
+    }
+}
