@@ -20,8 +20,6 @@
 //!   classic-protocol state machine, `__consumer_offsets`.
 //! - [`producer_ids`]: ids for idempotent producers, in blocks the
 //!   controller allocates durably.
-//! - [`replication`]: Raft per partition as a sans-I/O core, with its
-//!   simulator.
 //! - [`error`]: the library's error type, [`BrokerError`].
 
 pub mod api;
@@ -31,7 +29,6 @@ pub mod error;
 pub mod error_code;
 pub mod groups;
 pub mod producer_ids;
-pub mod replication;
 pub mod runtime;
 pub mod server;
 pub mod shard;

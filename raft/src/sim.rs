@@ -4,15 +4,15 @@
 //! one-way partitions; crashes at any step, losing writes not yet synced;
 //! slow disks (persists complete later); restarts from the durable state.
 //! After every step the invariants are checked; a failing seed is printed and
-//! replays with `RILL_SIM_SEED=<seed> cargo test -p rill-broker replay`.
-//! Soak: `RILL_SIM_SEEDS=100000 RILL_SIM_SECS=3600 RILL_SIM_BASE=<n> cargo test -p rill-broker thousands`.
+//! replays with `RILL_SIM_SEED=<seed> cargo test -p rill-raft replay`.
+//! Soak: `RILL_SIM_SEEDS=100000 RILL_SIM_SECS=3600 RILL_SIM_BASE=<n> cargo test -p rill-raft thousands`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use super::log::{Entry, RaftLog};
-use super::raft::{Bug, ConfChange, Config, HardState, Message, Raft, Ready, Role};
+use crate::log::{Entry, RaftLog};
+use crate::node::{Bug, ConfChange, Config, HardState, Message, Raft, Ready, Role};
 
 struct Rng(u64);
 
@@ -177,7 +177,7 @@ impl Sim {
             }
         }
         panic!(
-            "seed {}: step {}: {what}\nreplay: RILL_SIM_SEED={} RILL_SIM_NODES={} cargo test -p rill-broker replay -- --nocapture",
+            "seed {}: step {}: {what}\nreplay: RILL_SIM_SEED={} RILL_SIM_NODES={} cargo test -p rill-raft replay -- --nocapture",
             self.seed, self.time, self.seed, self.voters
         )
     }

@@ -1,9 +1,9 @@
 //! Log replication: Appends from leader to follower, their answers, and the
 //! commit index they move.
 
-use super::super::log::Entry;
 use super::progress::Flow;
 use super::{Bug, MessageKind, NodeId, Raft, Role};
+use crate::log::Entry;
 
 impl Raft {
     pub(super) fn handle_append(

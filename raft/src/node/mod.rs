@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::log::{Entry, Membership, RaftLog};
+use crate::log::{Entry, Membership, RaftLog};
 
 mod election;
 mod membership;

@@ -1,7 +1,7 @@
 //! What goes in and out of the core: node ids, the durable hard state, the
 //! messages between nodes, and the [`Ready`] a driver takes after each step.
 
-use super::super::log::{Entry, Membership};
+use crate::log::{Entry, Membership};
 
 pub type NodeId = u64;
 

@@ -3,14 +3,14 @@
 //! committed entry. Messages move instantly and persistence is immediate, so
 //! this measures the state machine, not I/O.
 //!
-//! `cargo bench -p rill-broker --bench raft_core`
+//! `cargo bench -p rill-raft --bench raft_core`
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
-use rill_broker::replication::log::RaftLog;
-use rill_broker::replication::raft::{Config, HardState, Message, Raft, Role};
+use rill_raft::log::RaftLog;
+use rill_raft::node::{Config, HardState, Message, Raft, Role};
 
 fn cpu_seconds() -> f64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

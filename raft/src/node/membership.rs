@@ -1,9 +1,9 @@
 //! Single-step membership changes: add a learner, promote it, remove a
 //! member; one pending change at a time.
 
-use super::super::log::Membership;
 use super::progress::Progress;
 use super::{NodeId, Raft, Role};
+use crate::log::Membership;
 
 /// A single-step membership change (one server at a time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
