@@ -22,6 +22,7 @@ impl Raft {
             let term = self.hs.term + 1;
             for v in voters {
                 self.ready.messages.push(Message {
+                    group: self.cfg.group,
                     from: self.cfg.id,
                     to: v,
                     term,

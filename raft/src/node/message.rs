@@ -5,6 +5,11 @@ use crate::log::{Entry, Membership};
 
 pub type NodeId = u64;
 
+/// A Raft group: one partition's replicas (or the controller's). Every
+/// message carries it, so the traffic of many groups can share the
+/// connections between two brokers and be routed to its group on arrival.
+pub type GroupId = u64;
+
 /// The state that must survive a crash.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HardState {
@@ -62,6 +67,7 @@ pub enum MessageKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    pub group: GroupId,
     pub from: NodeId,
     pub to: NodeId,
     pub term: u64,

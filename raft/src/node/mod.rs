@@ -30,7 +30,7 @@ mod progress;
 mod replicate;
 
 pub use membership::{ConfChange, ConfChangeError};
-pub use message::{HardState, Message, MessageKind, NodeId, Ready, Role};
+pub use message::{GroupId, HardState, Message, MessageKind, NodeId, Ready, Role};
 use progress::Progress;
 
 /// Deliberate bugs for proving that the simulator's checks bite.
@@ -39,10 +39,16 @@ use progress::Progress;
 pub enum Bug {
     /// The leader commits what it has itself, without a majority.
     CommitWithoutMajority,
+    /// Check-quorum counts the voters the node was built with, not the
+    /// membership in force (the bug this crate had until the simulator's
+    /// grown-group case caught it).
+    CheckQuorumInitialVoters,
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The group this node is a replica of; stamped on every message.
+    pub group: GroupId,
     pub id: NodeId,
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
@@ -64,6 +70,7 @@ pub struct Config {
 impl Config {
     pub fn new(id: NodeId, voters: impl IntoIterator<Item = NodeId>) -> Config {
         Config {
+            group: 0,
             id,
             voters: voters.into_iter().collect(),
             learners: BTreeSet::new(),
@@ -201,6 +208,7 @@ impl Raft {
 
     fn send(&mut self, to: NodeId, kind: MessageKind) {
         let m = Message {
+            group: self.cfg.group,
             from: self.cfg.id,
             to,
             term: self.hs.term,
@@ -211,6 +219,7 @@ impl Raft {
 
     fn send_after_persist(&mut self, to: NodeId, term: u64, kind: MessageKind) {
         self.ready.persisted_messages.push(Message {
+            group: self.cfg.group,
             from: self.cfg.id,
             to,
             term,
@@ -276,9 +285,14 @@ impl Raft {
                     self.transfer_to = None;
                     if self.cfg.check_quorum {
                         let id = self.cfg.id;
-                        let active = self
-                            .cfg
-                            .voters
+                        // The voters in force: after a membership change the
+                        // ones the node started with are not the group.
+                        let voters = if self.cfg.bug == Some(Bug::CheckQuorumInitialVoters) {
+                            &self.cfg.voters
+                        } else {
+                            &self.conf.voters
+                        };
+                        let active = voters
                             .iter()
                             .filter(|&&v| {
                                 v == id || self.progress.get(&v).is_some_and(|p| p.active)
@@ -414,6 +428,14 @@ impl Raft {
 
     /// Handles one message from a peer.
     pub fn step(&mut self, m: Message) {
+        // Routing is the driver's job; a message of another group or for
+        // another node reaching this one is a driver bug.
+        assert!(
+            m.group == self.cfg.group,
+            "group {} got a message of group {}",
+            self.cfg.group,
+            m.group
+        );
         if m.to != self.cfg.id {
             return;
         }
@@ -462,6 +484,7 @@ impl Raft {
                     && m.term > self.hs.term;
                 let term = if granted { m.term } else { self.hs.term };
                 self.ready.messages.push(Message {
+                    group: self.cfg.group,
                     from: self.cfg.id,
                     to: m.from,
                     term,
