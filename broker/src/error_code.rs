@@ -19,7 +19,12 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::Corrupt { .. } => ResponseError::CorruptMessage,
         // The partition is being closed or moved: clients refresh metadata and retry.
         StorageError::Closed => ResponseError::NotLeaderOrFollower,
-        StorageError::NotBatchBoundary { .. } => ResponseError::InvalidRequest,
+        StorageError::NotBatchBoundary { .. } | StorageError::NotContiguous { .. } => {
+            ResponseError::InvalidRequest
+        }
+        // A batch of a leader epoch older than the log's newest: its sender
+        // was deposed.
+        StorageError::EpochRegression(_) => ResponseError::FencedLeaderEpoch,
         StorageError::Sequence(SequenceError::OutOfOrder { .. }) => {
             ResponseError::OutOfOrderSequenceNumber
         }

@@ -56,6 +56,15 @@ pub enum StorageError {
     Failed { reason: String },
     #[error("offset {offset} is not the start of a batch")]
     NotBatchBoundary { offset: i64 },
+    /// A replica was offered a batch that does not start at its log end.
+    #[error("batch at offset {base_offset} does not follow the log end {log_end_offset}")]
+    NotContiguous {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
+    /// A batch of a leader epoch older than one the log already holds.
+    #[error(transparent)]
+    EpochRegression(#[from] crate::leader_epochs::EpochRegression),
     #[error("log is closed")]
     Closed,
     /// An idempotent producer's batch out of turn (nothing was appended).

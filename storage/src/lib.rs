@@ -11,7 +11,11 @@
 //!   [`descriptors`]: the open-file budget the real disk's files draw on.
 //! - [`appender`]: aligned direct-I/O writes with several in flight.
 //! - [`segment`], [`offset_index`], [`time_index`], [`index_file`]: segments and their sparse indexes.
-//! - [`checkpoint`], [`scan`], and [`log`]'s recovery: torn tails are cut, synced data is never.
+//! - [`checkpoint`], [`scan`], and [`log`]'s recovery: torn tails are cut, synced data is never;
+//!   the checkpoint also keeps a replica's Raft [`HardState`] (term, vote, commit).
+//! - [`leader_epochs`]: leader epoch → first offset (Kafka's leader-epoch checkpoint), for
+//!   log matching and OffsetsForLeaderEpoch; a replica appends a leader's batches unchanged
+//!   with [`PartitionLog::append_replica`].
 //! - [`read_cache`]: recent batches served from memory to tailing readers.
 //! - [`retention`]: which closed segments time and size limits delete.
 //! - [`compaction`]: log compaction (`cleanup.policy=compact`): the newest
@@ -42,6 +46,7 @@ pub mod device;
 pub mod error;
 pub mod index_file;
 pub mod io;
+pub mod leader_epochs;
 pub mod log;
 pub mod log_store;
 pub mod offset_index;
@@ -54,6 +59,7 @@ pub mod signal;
 pub mod sim_disk;
 pub mod time_index;
 
+pub use checkpoint::HardState;
 pub use config::{CompactionConfig, FlushPolicy, LogConfig};
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, TimestampOffset};

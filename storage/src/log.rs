@@ -8,6 +8,7 @@
 
 mod batches;
 mod clean;
+mod epochs;
 pub use clean::CleanOutcome;
 mod maintenance;
 pub use maintenance::RetentionOutcome;
@@ -23,11 +24,12 @@ use bytes::Bytes;
 
 use crate::appender::{Appender, AppenderConfig};
 use crate::batch::{self, BatchHeader};
-use crate::checkpoint::{Checkpoint, SLOT_BYTES};
+use crate::checkpoint::{Checkpoint, HardState, SLOT_BYTES};
 use crate::compaction::CleanerState;
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::io::{Disk, DmaDisk, IoBuffer, SegmentFile};
+use crate::leader_epochs::LeaderEpochs;
 use crate::producer_state::{ProducerBatch, ProducerStates, Verdict};
 use crate::read_cache::ReadCache;
 use crate::segment::{self, Segment};
@@ -98,6 +100,10 @@ struct Shared<D: Disk> {
     producers: ProducerStates,
     /// Where compaction got to (compacted logs).
     cleaner: CleanerState,
+    /// Leader epoch → first offset; see [`crate::leader_epochs`].
+    epochs: LeaderEpochs,
+    /// The replica's Raft state, kept in the checkpoint.
+    hard_state: HardState,
     syncing: bool,
     failed: Option<String>,
     closed: bool,
@@ -185,6 +191,25 @@ impl<D: Disk> PartitionLog<D> {
         self.inner.shared.borrow().log_start_offset
     }
 
+    /// The replica's Raft hard state as last saved.
+    pub fn hard_state(&self) -> HardState {
+        self.inner.shared.borrow().hard_state
+    }
+
+    /// Saves the replica's Raft hard state durably (a checkpoint slot,
+    /// synced) before it returns: a vote is sent only after this.
+    pub async fn save_hard_state(&self, hard_state: HardState) -> Result<()> {
+        let mut w = self.inner.writer.lock().await;
+        self.inner.shared.borrow().usable()?;
+        self.inner.shared.borrow_mut().hard_state = hard_state;
+        self.write_checkpoint(&mut w, false).await
+    }
+
+    /// Whether [`close`](Self::close) has begun.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.borrow().closed
+    }
+
     pub fn log_end_offset(&self) -> i64 {
         self.inner.shared.borrow().log_end_offset
     }
@@ -263,6 +288,15 @@ impl<D: Disk> PartitionLog<D> {
         self.append_unsynced(batch, header).await
     }
 
+    /// Appends a leader's batch on a replica as it is: its base offset must
+    /// be this log's end, and its offsets and leader epoch are kept (nothing
+    /// is patched, so the CRC and the bytes match the leader's). Not
+    /// durable until [`make_durable`](Self::make_durable).
+    pub async fn append_replica(&self, batch: Bytes) -> Result<AppendInfo> {
+        let header = batch::validate(&batch, self.inner.config.borrow().batch_bytes_max)?;
+        self.append_at(batch, header, Stamp::Kept).await
+    }
+
     /// Waits until every batch before `offset` is on stable storage, syncing
     /// if needed (acks=all under an interval flush policy).
     pub async fn make_durable(&self, offset: i64) -> Result<()> {
@@ -270,6 +304,15 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     async fn append_unsynced(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
+        self.append_at(batch, header, Stamp::Assigned).await
+    }
+
+    async fn append_at(
+        &self,
+        batch: Bytes,
+        header: BatchHeader,
+        stamp: Stamp,
+    ) -> Result<AppendInfo> {
         let inner = &*self.inner;
         let mut w = inner.writer.lock().await;
         inner.shared.borrow().usable()?;
@@ -298,8 +341,28 @@ impl<D: Disk> PartitionLog<D> {
         w.appender.reserve(len).await?;
         let (base_offset, epoch) = {
             let s = inner.shared.borrow();
-            (s.log_end_offset, s.leader_epoch)
+            match stamp {
+                Stamp::Assigned => (s.log_end_offset, s.leader_epoch),
+                Stamp::Kept if header.base_offset == s.log_end_offset => {
+                    (header.base_offset, header.leader_epoch)
+                }
+                Stamp::Kept => {
+                    return Err(StorageError::NotContiguous {
+                        base_offset: header.base_offset,
+                        log_end_offset: s.log_end_offset,
+                    })
+                }
+            }
         };
+        // A new epoch is recorded before its first batch is written.
+        let new_epoch = inner
+            .shared
+            .borrow_mut()
+            .epochs
+            .observe(epoch, base_offset)?;
+        if new_epoch {
+            self.save_epochs().await?;
+        }
         let next_offset = base_offset + header.last_offset_delta as i64 + 1;
         let position = w.appender.position();
         let mut head = [0u8; 16];
@@ -462,6 +525,7 @@ impl<D: Disk> PartitionLog<D> {
                 recovery_position: s.durable_position.1,
                 log_end_offset: s.log_end_offset,
                 active_size_bytes: active.size_bytes,
+                hard_state: s.hard_state,
             }
         };
         let mut buf = w.checkpoint_file.alloc_buffer(SLOT_BYTES);
@@ -704,4 +768,13 @@ async fn sync_dir(disk: &impl Disk, dir: &Path) -> Result<()> {
     disk.sync_dir(dir)
         .await
         .map_err(|e| StorageError::io("syncing the log directory", e))
+}
+
+/// How an append sets a batch's base offset and leader epoch.
+#[derive(Clone, Copy)]
+enum Stamp {
+    /// The next offsets and this log's epoch (a leader, or a single broker).
+    Assigned,
+    /// As the batch has them (a replica copying its leader).
+    Kept,
 }

@@ -22,11 +22,11 @@ async fn delete(
     shard
         .on_partition(topic, partition, move |_, part| async move {
             let target = if offset == -1 {
-                part.log.log_end_offset()
+                part.high_watermark()
             } else {
                 offset
             };
-            match part.log.delete_records_before(target).await {
+            match part.delete_records_before(target).await {
                 Ok(low) => (None, low),
                 Err(e) => (Some(storage_error(&e)), -1),
             }

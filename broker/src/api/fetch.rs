@@ -45,8 +45,8 @@ async fn read(
 ) -> PartitionRead {
     shard
         .on_partition(topic, partition, move |_, part| async move {
-            let log = &part.log;
-            let (high_watermark, log_start_offset) = (log.log_end_offset(), log.log_start_offset());
+            let (high_watermark, log_start_offset) =
+                (part.high_watermark(), part.log_start_offset());
             let mut out = PartitionRead {
                 error: None,
                 high_watermark,
@@ -56,7 +56,7 @@ async fn read(
             if !min_one && max_bytes == 0 {
                 return out;
             }
-            match log.fetch(offset, max_bytes).await {
+            match part.read(offset, max_bytes).await {
                 Ok(data) if !min_one && data.len() > max_bytes => {}
                 Ok(data) => out.records = data,
                 Err(e) => out.error = Some(storage_error(&e)),
@@ -235,12 +235,7 @@ async fn data_beyond(shard: &Rc<Shard>, partitions: Vec<(String, i32, i64)>) {
     }
     let mut waits: Vec<_> = parts
         .iter()
-        .map(|(part, seen)| {
-            Box::pin(
-                part.appended
-                    .wait_until(move || (part.log.log_end_offset() > *seen).then_some(())),
-            )
-        })
+        .map(|(part, seen)| Box::pin(part.wait_for_data(*seen)))
         .collect();
     std::future::poll_fn(|cx| {
         if waits.iter_mut().any(|w| w.as_mut().poll(cx).is_ready()) {

@@ -25,12 +25,11 @@ async fn lookup(
 ) -> (Option<ResponseError>, i64, i64) {
     shard
         .on_partition(topic, partition, move |_, part| async move {
-            let log = &part.log;
             match timestamp {
-                LATEST => (None, log.log_end_offset(), -1),
-                EARLIEST => (None, log.log_start_offset(), -1),
+                LATEST => (None, part.high_watermark(), -1),
+                EARLIEST => (None, part.log_start_offset(), -1),
                 ts if ts < 0 => (Some(ResponseError::UnsupportedVersion), -1, -1),
-                ts => match log.offset_for_timestamp(ts).await {
+                ts => match part.offset_for_timestamp(ts).await {
                     Ok(Some(found)) => (None, found.offset, found.timestamp),
                     Ok(None) => (None, -1, -1),
                     Err(e) => (Some(storage_error(&e)), -1, -1),

@@ -187,7 +187,7 @@ async fn produce_partition(
                 Some(Err(e)) => return failed(e),
                 None => return failed(ResponseError::CorruptMessage),
             };
-            let config = part.log.config();
+            let config = part.config();
             let recompress_to = part.recompress_to.get();
             let mut checked = Vec::with_capacity(batches.len());
             for b in batches {
@@ -216,7 +216,7 @@ async fn produce_partition(
             let mut base_offset = -1;
             let mut next = 0;
             for (b, h) in checked {
-                match part.log.append_validated_unsynced(b, h).await {
+                match part.append_unsynced(b, h).await {
                     Ok(info) => {
                         if base_offset < 0 {
                             base_offset = info.base_offset;
@@ -230,16 +230,14 @@ async fn produce_partition(
                         } else {
                             tracing::warn!(%topic, partition, error = %e, "append failed");
                         }
-                        part.appended.notify_all();
                         return failed(storage_error(&e));
                     }
                 }
             }
-            part.appended.notify_all();
             drop(appended);
             // acks=all, or a topic that syncs every write: durable before the answer.
             if acks == -1 || config.flush == FlushPolicy::Always {
-                if let Err(e) = part.log.make_durable(next).await {
+                if let Err(e) = part.make_durable(next).await {
                     return failed(storage_error(&e));
                 }
             }
@@ -247,7 +245,7 @@ async fn produce_partition(
                 error: None,
                 message: None,
                 base_offset,
-                log_start_offset: part.log.log_start_offset(),
+                log_start_offset: part.log_start_offset(),
             }
         })
         .await

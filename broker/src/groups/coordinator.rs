@@ -75,12 +75,11 @@ impl Coordinator {
             return Ok(());
         }
         let now = now_ms();
-        let log = &part.log;
         let mut groups: HashMap<String, Group> = HashMap::new();
-        let (mut at, end) = (log.log_start_offset(), log.log_end_offset());
+        let (mut at, end) = (part.log_start_offset(), part.high_watermark());
         let mut replayed = 0usize;
         while at < end {
-            let data = log.read(at, 1 << 20).await.map_err(|e| {
+            let data = part.read(at, 1 << 20).await.map_err(|e| {
                 tracing::error!(partition, error = %e, "reading the offsets topic failed");
                 ResponseError::CoordinatorNotAvailable
             })?;
@@ -248,15 +247,11 @@ pub async fn append(part: &Partition, records: &[OffsetsRecord]) -> Result<(), R
     let batch = b
         .finish(Compression::None)
         .map_err(|_| ResponseError::UnknownServerError)?;
-    let info = part.log.append(batch).await.map_err(|e| {
+    part.append_durable(batch).await.map_err(|e| {
         tracing::warn!(error = %e, "appending to the offsets topic failed");
         ResponseError::CoordinatorNotAvailable
     })?;
-    part.appended.notify_all();
-    part.log
-        .make_durable(info.last_offset + 1)
-        .await
-        .map_err(|_| ResponseError::CoordinatorNotAvailable)
+    Ok(())
 }
 
 /// The records that delete every trace of a group but its offsets.

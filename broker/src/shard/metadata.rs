@@ -8,7 +8,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use rill_storage::batch::Compression;
-use rill_storage::signal::Signal;
 use rill_storage::PartitionLog;
 use uuid::Uuid;
 
@@ -71,10 +70,9 @@ impl Shard {
             .collect();
         for (key, part) in leaving {
             self.partitions.borrow_mut().remove(&key.0, key.1);
-            if let Err(e) = part.log.close().await {
+            if let Err(e) = part.close().await {
                 tracing::warn!(shard = self.id, topic = %key.0, partition = key.1, error = %e, "closing a partition failed");
             }
-            part.appended.notify_all();
             let deleted = meta.topics.get(&key.0).is_none_or(|t| {
                 t.id != part.topic_id
                     || usize::try_from(key.1).is_ok_and(|i| i >= t.partitions.len())
@@ -119,18 +117,13 @@ impl Shard {
         *self.meta.borrow_mut() = meta;
         for (key, (topic_id, dir, log_config, codec)) in wanted {
             if let Some(existing) = self.partition(&key.0, key.1) {
-                existing.log.reconfigure(log_config);
+                existing.reconfigure(log_config);
                 existing.recompress_to.set(codec);
                 continue;
             }
             match PartitionLog::open(&dir, log_config).await {
                 Ok(log) => {
-                    let part = Rc::new(Partition {
-                        topic_id,
-                        log,
-                        appended: Signal::default(),
-                        recompress_to: Cell::new(codec),
-                    });
+                    let part = Rc::new(Partition::new(topic_id, log, codec));
                     self.partitions.borrow_mut().insert(key.0, key.1, part);
                 }
                 Err(e) => {

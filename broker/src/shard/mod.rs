@@ -10,10 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use rill_net::kafka_protocol::ResponseError;
-use rill_storage::batch::Compression;
 use rill_storage::signal::Signal;
-use rill_storage::PartitionLog;
-use uuid::Uuid;
 
 use crate::cluster::{ClusterMeta, Controller};
 use crate::config::BrokerConfig;
@@ -21,7 +18,10 @@ use crate::producer_ids::ProducerIds;
 use partition_table::PartitionTable;
 
 mod metadata;
+mod partition;
 pub mod partition_table;
+
+pub use partition::Partition;
 
 /// Work sent to a shard: runs there with access to the shard's state.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -45,17 +45,6 @@ impl Router {
     pub fn shards(&self) -> usize {
         self.senders.len()
     }
-}
-
-/// One open partition on its owner shard.
-pub struct Partition {
-    pub topic_id: Uuid,
-    pub log: PartitionLog,
-    /// Notified after every append, for fetches waiting on new data.
-    pub appended: Signal,
-    /// The topic's `compression.type` codec, when it names one: batches in
-    /// another codec are recompressed on append. `None` stores them as sent.
-    pub recompress_to: Cell<Option<Compression>>,
 }
 
 /// Where a topic-partition lives.
@@ -214,7 +203,7 @@ impl Shard {
         let now = rill_storage::batch::now_ms();
         let parts = self.partitions.borrow().snapshot();
         for ((topic, partition), part) in parts {
-            match part.log.enforce_retention(now).await {
+            match part.enforce_retention(now).await {
                 Ok(out) if out.segments_deleted > 0 => tracing::info!(
                     %topic, partition, deleted = out.segments_deleted, log_start = out.log_start_offset,
                     "retention deleted segments"
@@ -222,7 +211,7 @@ impl Shard {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(%topic, partition, error = %e, "retention failed"),
             }
-            let expired = part.log.expire_producers(now).await;
+            let expired = part.expire_producers(now).await;
             if expired > 0 {
                 tracing::info!(%topic, partition, expired, "expired idle producer ids");
             }
@@ -240,14 +229,14 @@ impl Shard {
         };
         let parts = self.partitions.borrow().snapshot();
         for ((topic, partition), part) in parts {
-            if part.log.config().compaction.is_none() {
+            if part.config().compaction.is_none() {
                 continue;
             }
             for _ in 0..PASSES_PER_ROUND {
                 if self.stopping.get() {
                     return;
                 }
-                match part.log.clean(limits).await {
+                match part.clean(limits).await {
                     Ok(Some(o)) => tracing::info!(
                         %topic, partition, segments_read = o.segments_read, segments_written = o.segments_written,
                         bytes_read = o.bytes_read, bytes_written = o.bytes_written,
@@ -268,10 +257,9 @@ impl Shard {
     pub async fn close_all(self: &Rc<Self>) {
         let parts = self.partitions.borrow_mut().drain();
         for ((topic, partition), part) in parts {
-            if let Err(e) = part.log.close().await {
+            if let Err(e) = part.close().await {
                 tracing::error!(%topic, partition, error = %e, "closing a partition failed");
             }
-            part.appended.notify_all();
         }
     }
 

@@ -128,6 +128,10 @@ impl<D: Disk> PartitionLog<D> {
         // of the new end, from a snapshot and the log (Kafka does the same).
         let producers = self.rebuild_producers(offset).await?;
         inner.shared.borrow_mut().producers = producers;
+        let cut_epochs = inner.shared.borrow_mut().epochs.truncate_end(offset);
+        if cut_epochs {
+            self.save_epochs().await?;
+        }
         self.write_checkpoint(&mut w, false).await
     }
 
@@ -216,6 +220,12 @@ impl<D: Disk> PartitionLog<D> {
             s.producers.evict_before(offset);
         }
         self.write_checkpoint(w, false).await?;
+        // Derived data: a crash before this only leaves older epochs that
+        // the next open cuts.
+        let moved = inner.shared.borrow_mut().epochs.truncate_start(offset);
+        if moved {
+            self.save_epochs().await?;
+        }
         let doomed: Vec<i64> = {
             let mut s = inner.shared.borrow_mut();
             let last = *s.segments.keys().next_back().expect("active");

@@ -213,6 +213,8 @@ pub(super) async fn open<D: Disk>(
                 cache: ReadCache::new(cache_bytes_max),
                 producers: Default::default(),
                 cleaner,
+                epochs: Default::default(),
+                hard_state: checkpoint.map(|c| c.hard_state).unwrap_or_default(),
                 syncing: false,
                 failed: None,
                 closed: false,
@@ -222,6 +224,8 @@ pub(super) async fn open<D: Disk>(
     };
     let producers = log.rebuild_producers(log_end).await?;
     log.inner.shared.borrow_mut().producers = producers;
+    log.settle_epochs(super::epochs::load(&log.inner.disk, dir).await)
+        .await?;
     {
         // From here on a crash is an unclean stop.
         let mut w = log.inner.writer.lock().await;
