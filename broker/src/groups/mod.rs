@@ -1,22 +1,11 @@
-//! Consumer groups: within a group each partition (so each record) goes to
-//! one member — a queue; every group reads everything — publish-subscribe.
-//!
-//! - [`group`]: one group under the classic protocol, a pure state machine.
-//! - [`consumer`]: one group under the KIP-848 consumer protocol, likewise;
-//!   [`assignor`]: its server-side assignors.
-//! - [`records`]: the `__consumer_offsets` records, in Kafka's layout.
-//! - [`coordinator`]: the I/O around it — which shard coordinates a group,
-//!   replaying the offsets topic, waiting answers, durable appends.
+//! Consumer groups in the broker: the pure state machines live in the
+//! `rill-groups` crate (re-exported here as [`group`], [`consumer`],
+//! [`assignor`], [`records`]); this module holds the glue —
+//! [`coordinator`]: which shard coordinates a group, replaying the offsets
+//! topic, waiting answers, durable appends — and creating the offsets topic.
 
-pub mod assignor;
-pub mod consumer;
-#[cfg(test)]
-mod consumer_sim;
 pub mod coordinator;
-pub mod group;
-pub mod records;
-#[cfg(test)]
-mod sim;
+pub use rill_groups::{assignor, consumer, group, records};
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

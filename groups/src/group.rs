@@ -1043,7 +1043,7 @@ mod tests {
         min_session_timeout_ms: 1_000,
         max_session_timeout_ms: 60_000,
         initial_rebalance_delay_ms: 0,
-        consumer: super::super::consumer::ConsumerLimits::DEFAULT,
+        consumer: crate::consumer::ConsumerLimits::DEFAULT,
     };
 
     fn join(member_id: &str, protocols: &[&str]) -> Join {
