@@ -68,6 +68,20 @@ fn kcat_newest(broker: &Broker, topic: &str) -> HashMap<String, Option<String>> 
     newest
 }
 
+/// Every record of `topic` as rill-client reads it from the start.
+fn rill_client_read(broker: &Broker, topic: &str) -> Vec<rill_client::ConsumerRecord> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = Client::connect(ClientConfig::new(&broker.addr()))
+            .await
+            .unwrap();
+        consume_all(&client, topic).await
+    })
+}
+
 fn check_newest(newest: &HashMap<String, Option<String>>, round: usize, who: &str) {
     for k in 0..KEYS {
         let got = newest.get(&format!("key-{k}")).cloned().flatten();
@@ -115,16 +129,7 @@ fn compacted_topic_with_the_clients_people_use() {
     };
     println!("compacted: clients read {read:?} of {produced} records produced");
     check_newest(&kcat_newest(&broker, topic), last, "kcat");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let records = rt.block_on(async {
-        let client = Client::connect(ClientConfig::new(&broker.addr()))
-            .await
-            .unwrap();
-        consume_all(&client, topic).await
-    });
+    let records = rill_client_read(&broker, topic);
     let mut newest = HashMap::new();
     let mut previous = -1;
     for r in &records {
@@ -259,16 +264,7 @@ fn a_compacted_changelog_reads_from_the_start_with_debians_librdkafka() {
         read,
         "kcat reads what confluent-kafka read"
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let records = rt.block_on(async {
-        let client = Client::connect(ClientConfig::new(&broker.addr()))
-            .await
-            .unwrap();
-        consume_all(&client, topic).await
-    });
+    let records = rill_client_read(&broker, topic);
     assert_eq!(
         records.len(),
         read,

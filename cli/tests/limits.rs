@@ -80,42 +80,44 @@ fn topic_dirs(data_dir: &Path, topic: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn kcat_produce(broker: &Broker, topic: &str, partition: i32, line: &str) -> bool {
-    let (ok, _, err) = run_with_input(
-        Command::new("kcat").args([
-            "-b",
-            &broker.addr(),
-            "-P",
-            "-t",
-            topic,
-            "-p",
-            &partition.to_string(),
-            "-X",
-            "message.timeout.ms=5000",
-        ]),
-        format!("{line}\n").as_bytes(),
+/// `kcat` against `broker` with `args`, and `input` on its standard input.
+fn kcat(broker: &Broker, args: &[&str], input: &str) -> (bool, String, String) {
+    run_with_input(
+        Command::new("kcat").args(["-b", &broker.addr()]).args(args),
+        input.as_bytes(),
         Duration::from_secs(30),
-    );
+    )
+}
+
+fn kcat_produce(broker: &Broker, topic: &str, partition: i32, line: &str) -> bool {
+    let partition = partition.to_string();
+    let args = [
+        "-P",
+        "-t",
+        topic,
+        "-p",
+        &partition,
+        "-X",
+        "message.timeout.ms=5000",
+    ];
+    let (ok, _, err) = kcat(broker, &args, &format!("{line}\n"));
     ok && !err.contains("Delivery failed")
 }
 
 fn kcat_first(broker: &Broker, topic: &str, partition: i32) -> String {
-    let (ok, out, err) = run(
-        Command::new("kcat").args([
-            "-b",
-            &broker.addr(),
-            "-C",
-            "-t",
-            topic,
-            "-p",
-            &partition.to_string(),
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ]),
-        Duration::from_secs(30),
-    );
+    let partition = partition.to_string();
+    let args = [
+        "-C",
+        "-t",
+        topic,
+        "-p",
+        &partition,
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ];
+    let (ok, out, err) = kcat(broker, &args, "");
     assert!(ok, "kcat -C {topic}: {err}");
     out
 }

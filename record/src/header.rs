@@ -217,22 +217,30 @@ pub fn peek_total_len(bytes: &[u8]) -> Option<i64> {
     Some(LOG_OVERHEAD as i64 + be_i32(bytes, OFF_BATCH_LENGTH) as i64)
 }
 
+/// The headers of the whole batches at the start of `data` (batches back
+/// to back, as a segment or a fetch response holds them; a trailing partial
+/// batch, or anything after bytes that are no batch header, is not walked).
+fn whole_batches(data: &[u8]) -> impl Iterator<Item = BatchHeader> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if data.len() - at < HEADER_BYTES {
+            return None;
+        }
+        let h = BatchHeader::parse(&data[at..]).ok()?;
+        if h.batch_length < 0 || data.len() - at < h.total_len() {
+            return None;
+        }
+        at += h.total_len();
+        Some(h)
+    })
+}
+
 /// The offset after the last whole batch at the start of `data` (batches
 /// back to back, as a segment or a fetch response holds them; a trailing
 /// partial batch is ignored), read from the headers alone — nothing is
 /// checked or decoded. `None` if `data` holds no whole batch.
 pub fn next_offset_after(data: &[u8]) -> Option<i64> {
-    let mut at = 0usize;
-    let mut next = None;
-    while data.len() - at >= HEADER_BYTES {
-        let h = BatchHeader::parse(&data[at..]).ok()?;
-        if h.batch_length < 0 || data.len() - at < h.total_len() {
-            break;
-        }
-        next = Some(h.next_offset());
-        at += h.total_len();
-    }
-    next
+    whole_batches(data).last().map(|h| h.next_offset())
 }
 
 /// When `data` (whole batches back to back, a trailing partial batch
@@ -240,18 +248,12 @@ pub fn next_offset_after(data: &[u8]) -> Option<i64> {
 /// record: the offset after them. `None` if any batch has records, or there
 /// is no whole batch.
 pub fn next_offset_after_empty(data: &[u8]) -> Option<i64> {
-    let mut at = 0usize;
     let mut next = None;
-    while data.len() - at >= HEADER_BYTES {
-        let h = BatchHeader::parse(&data[at..]).ok()?;
-        if h.batch_length < 0 || data.len() - at < h.total_len() {
-            break;
-        }
+    for h in whole_batches(data) {
         if h.record_count != 0 {
             return None;
         }
         next = Some(h.next_offset());
-        at += h.total_len();
     }
     next
 }
