@@ -9,6 +9,8 @@
 //! - [`response`]: response encoding with the right header version.
 //! - [`versions`]: the one table of APIs and versions Rill implements, which
 //!   ApiVersions advertises.
+//! - [`peer`]: Rill's own broker-to-broker protocol: Raft messages of many
+//!   groups in one frame (an rkyv header, the record batches as the body).
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -22,6 +24,7 @@
 pub mod consumer_protocol;
 pub mod error_code;
 pub mod frame;
+pub mod peer;
 pub mod request;
 pub mod response;
 pub mod versions;
