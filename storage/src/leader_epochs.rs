@@ -67,15 +67,23 @@ impl LeaderEpochs {
         i.checked_sub(1).map(|i| self.entries[i].0)
     }
 
-    /// Kafka's OffsetsForLeaderEpoch: the largest epoch at most `epoch` and
-    /// the offset where it ends (the next epoch's start, or `log_end` for
-    /// the latest). `None` when every epoch held is newer (the asker must
-    /// truncate to its own start).
+    /// Kafka's OffsetsForLeaderEpoch (its `LeaderEpochFileCache.endOffsetFor`):
+    /// for the latest epoch, the log end; for an older one, the largest
+    /// epoch at most `epoch` and where the next one began; for one older
+    /// than every epoch held, `epoch` itself and where the first began.
+    /// `None` (Kafka's UNDEFINED_EPOCH) for an epoch newer than the latest,
+    /// or an empty index.
     pub fn end_of(&self, epoch: i32, log_end: i64) -> Option<(i32, i64)> {
+        let &(latest, _) = self.entries.last()?;
+        if epoch == latest {
+            return Some((latest, log_end));
+        }
         let i = self.entries.partition_point(|&(e, _)| e <= epoch);
-        let (found, _) = *self.entries.get(i.checked_sub(1)?)?;
-        let end = self.entries.get(i).map_or(log_end, |&(_, start)| start);
-        Some((found, end))
+        let (_, next_start) = *self.entries.get(i)?;
+        Some(match i.checked_sub(1) {
+            Some(floor) => (self.entries[floor].0, next_start),
+            None => (epoch, next_start),
+        })
     }
 
     /// The log was truncated to `offset` (everything at or after it gone):
@@ -181,11 +189,20 @@ mod tests {
             "epoch 1 never wrote: epoch 0's end"
         );
         assert_eq!(l.end_of(2, 30), Some((2, 20)));
-        assert_eq!(l.end_of(9, 30), Some((5, 30)));
+        assert_eq!(
+            l.end_of(5, 30),
+            Some((5, 30)),
+            "the latest ends at the log end"
+        );
+        assert_eq!(l.end_of(9, 30), None, "newer than the latest");
         assert_eq!(LeaderEpochs::new().end_of(3, 0), None);
         let mut newer = LeaderEpochs::new();
         newer.observe(4, 7).unwrap();
-        assert_eq!(newer.end_of(3, 9), None);
+        assert_eq!(
+            newer.end_of(3, 9),
+            Some((3, 7)),
+            "older than all: where the first began"
+        );
     }
 
     #[test]

@@ -97,7 +97,12 @@ fn the_index_follows_truncation_log_start_and_reopen_and_is_rebuilt_when_lost() 
         // A divergent suffix goes: epoch 4 began at 12.
         log.truncate_to(12).await.unwrap();
         assert_eq!(log.leader_epochs(), vec![(1, 0), (2, 8)]);
-        assert_eq!(log.end_of_epoch(4), Some((2, 12)));
+        assert_eq!(
+            log.end_of_epoch(2),
+            Some((2, 12)),
+            "the latest ends at the log end"
+        );
+        assert_eq!(log.end_of_epoch(4), None, "newer than every epoch held");
         // The log start moves into epoch 1: it now starts there.
         log.delete_records_before(4).await.unwrap();
         assert_eq!(log.leader_epochs(), vec![(1, 4), (2, 8)]);

@@ -82,7 +82,7 @@ impl<D: Disk> PartitionLog<D> {
 
     /// Kafka's OffsetsForLeaderEpoch: the largest epoch at most `epoch` this
     /// log holds and the offset where it ends (the log end for the latest);
-    /// `None` when every epoch held is newer.
+    /// see [`LeaderEpochs::end_of`] for the edges.
     pub fn end_of_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         let s = self.inner.shared.borrow();
         s.epochs.end_of(epoch, s.log_end_offset)
