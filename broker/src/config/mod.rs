@@ -312,7 +312,10 @@ mod tests {
     #[test]
     fn defaults_file_and_flags_layer_in_that_order() {
         let c = BrokerConfig::resolve(&BrokerArgs::default()).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:9092".parse::<std::net::SocketAddr>().unwrap());
+        assert_eq!(
+            c.listen,
+            "127.0.0.1:9092".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert!(!c.auto_create_topics);
 
