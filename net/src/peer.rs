@@ -435,4 +435,86 @@ mod tests {
             let _ = decode_frame("c1", Bytes::from(bad));
         }
     }
+
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        (
+            0u64..5,
+            0u64..1000,
+            1u64..50,
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::option::of((
+                proptest::collection::btree_set(0u64..9, 0..4),
+                proptest::collection::btree_set(0u64..9, 0..3),
+            )),
+        )
+            .prop_map(|(term, start, len, data, conf)| Entry {
+                term,
+                start,
+                end: start + len,
+                data: Bytes::from(data),
+                conf: conf.map(|(voters, learners)| Membership { voters, learners }),
+            })
+    }
+
+    fn kind() -> impl Strategy<Value = MessageKind> {
+        prop_oneof![
+            (any::<u64>(), any::<u64>()).prop_map(|(last_end, last_term)| MessageKind::PreVote {
+                last_end,
+                last_term
+            }),
+            any::<bool>().prop_map(|granted| MessageKind::PreVoteResp { granted }),
+            (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(last_end, last_term, force)| {
+                MessageKind::Vote {
+                    last_end,
+                    last_term,
+                    force,
+                }
+            }),
+            any::<bool>().prop_map(|granted| MessageKind::VoteResp { granted }),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                proptest::collection::vec(entry(), 0..4),
+                any::<u64>()
+            )
+                .prop_map(|(prev_end, prev_term, entries, commit)| {
+                    MessageKind::Append {
+                        prev_end,
+                        prev_term,
+                        entries,
+                        commit,
+                    }
+                }),
+            (any::<bool>(), any::<u64>(), any::<u64>()).prop_map(|(success, end, hint_term)| {
+                MessageKind::AppendResp {
+                    success,
+                    end,
+                    hint_term,
+                }
+            }),
+            Just(MessageKind::TimeoutNow),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        (any::<u64>(), 1u64..9, 1u64..9, any::<u64>(), kind()).prop_map(
+            |(group, from, to, term, kind)| Message {
+                group,
+                from,
+                to,
+                term,
+                kind,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_messages_round_trip(messages in proptest::collection::vec(message(), 0..12)) {
+            let frame = encode_frame("c", &messages);
+            prop_assert_eq!(decode_frame("c", frame).unwrap(), messages);
+        }
+    }
 }
