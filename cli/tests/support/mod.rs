@@ -15,6 +15,8 @@ pub struct Broker {
     /// Set for a broker started as the README says: `rill broker` with no
     /// `--data-dir`, in this working directory.
     literal_cwd: Option<PathBuf>,
+    /// The open-file limit it runs under, if the test set one.
+    open_files: Option<u64>,
 }
 
 impl Broker {
@@ -40,24 +42,30 @@ impl Broker {
             data_dir: cwd.join("data"),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             literal_cwd: Some(cwd.to_path_buf()),
+            open_files: None,
         }
     }
 
     /// Starts a broker whose open-file limit (soft and hard: it cannot
     /// raise it) is `files`; restarts keep it.
     pub fn start_with_open_files(data_dir: &Path, files: u64, extra_args: &[&str]) -> Broker {
-        let mut args = vec![format!("--open-files={files}")];
-        args.extend(extra_args.iter().map(|s| s.to_string()));
-        Broker::start_on(data_dir, 0, args)
+        let args = extra_args.iter().map(|s| s.to_string()).collect();
+        Broker::launch(data_dir, 0, args, Some(files))
     }
 
     fn start_on(data_dir: &Path, port: u16, extra_args: Vec<String>) -> Broker {
-        // `--open-files=N` is this harness's, not the broker's: the broker
-        // runs under `ulimit -n N` from a shell.
-        let files = extra_args
-            .iter()
-            .find_map(|a| a.strip_prefix("--open-files=").map(str::to_string));
-        let mut cmd = match &files {
+        Broker::launch(data_dir, port, extra_args, None)
+    }
+
+    /// `rill broker` on `data_dir` and `port`, under `ulimit -n open_files`
+    /// from a shell when given.
+    fn launch(
+        data_dir: &Path,
+        port: u16,
+        extra_args: Vec<String>,
+        open_files: Option<u64>,
+    ) -> Broker {
+        let mut cmd = match open_files {
             Some(n) => {
                 let mut c = Command::new("bash");
                 c.arg("-c")
@@ -67,17 +75,12 @@ impl Broker {
             }
             None => Command::new(env!("CARGO_BIN_EXE_rill")),
         };
-        let broker_args: Vec<String> = extra_args
-            .iter()
-            .filter(|a| !a.starts_with("--open-files="))
-            .cloned()
-            .collect();
         cmd.arg("broker")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .args(&broker_args);
+            .args(&extra_args);
         let (child, port) = spawn_and_wait(cmd);
         Broker {
             child: Some(child),
@@ -85,6 +88,7 @@ impl Broker {
             data_dir: data_dir.to_path_buf(),
             extra_args,
             literal_cwd: None,
+            open_files,
         }
     }
 }
@@ -156,15 +160,19 @@ impl Broker {
                 let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
                 Broker::start_literal(cwd, &args)
             }
-            None => Broker::start_on(&self.data_dir, self.port, self.extra_args.clone()),
+            None => Broker::launch(
+                &self.data_dir,
+                self.port,
+                self.extra_args.clone(),
+                self.open_files,
+            ),
         };
         self.child = again.child.take();
     }
 
     /// The open-file limit the next [`restart`](Self::restart) runs under.
     pub fn set_open_files(&mut self, files: u64) {
-        self.extra_args.retain(|a| !a.starts_with("--open-files="));
-        self.extra_args.push(format!("--open-files={files}"));
+        self.open_files = Some(files);
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use super::batches::BatchWalk;
 use super::PartitionLog;
+use crate::batch::BatchHeader;
 use crate::error::Result;
 use crate::io::Disk;
 use crate::leader_epochs::LeaderEpochs;
@@ -16,6 +16,14 @@ use crate::segment;
 
 /// The index's file in a log directory.
 pub(super) const EPOCHS_FILE: &str = "leader-epochs";
+
+/// Where a batch lies and which epoch wrote it.
+#[derive(Debug, Clone, Copy)]
+struct BatchSpan {
+    base: i64,
+    next: i64,
+    epoch: i32,
+}
 
 /// The stored index, if it is whole.
 pub(super) async fn load(disk: &impl Disk, dir: &Path) -> Option<LeaderEpochs> {
@@ -28,35 +36,84 @@ pub(super) async fn load(disk: &impl Disk, dir: &Path) -> Option<LeaderEpochs> {
 
 impl<D: Disk> PartitionLog<D> {
     /// Fits the loaded index to the recovered log, or rebuilds it from the
-    /// batch headers when it was missing or damaged.
+    /// batch headers when it was missing or damaged. Writes it only when it
+    /// changed: an empty log without one has nothing to record (its first
+    /// append writes it).
     pub(super) async fn settle_epochs(&self, loaded: Option<LeaderEpochs>) -> Result<()> {
         let (start, end) = (self.log_start_offset(), self.log_end_offset());
-        let epochs = match loaded {
+        let (epochs, changed) = match loaded {
             Some(mut epochs) => {
                 let cut = epochs.truncate_end(end) | epochs.truncate_start(start);
-                if !cut {
-                    self.inner.shared.borrow_mut().epochs = epochs;
-                    return Ok(());
-                }
-                epochs
+                (epochs, cut)
             }
-            None if start == end => LeaderEpochs::new(),
+            None if start == end => (LeaderEpochs::new(), false),
             None => {
                 tracing::info!(dir = %self.inner.dir.display(), "rebuilding the leader-epoch index from the batches");
-                let mut epochs = LeaderEpochs::new();
-                let mut walk = BatchWalk::new(start, end);
-                while let Some((batches, _)) = walk.next(self).await? {
-                    for (header, _) in batches {
-                        // An older epoch after a newer one cannot be appended;
-                        // if the files hold one anyway, the newer start wins.
-                        let _ = epochs.observe(header.leader_epoch, header.base_offset);
-                    }
-                }
-                epochs
+                (self.rebuild_epochs(start, end).await?, true)
             }
         };
         self.inner.shared.borrow_mut().epochs = epochs;
-        self.save_epochs().await
+        if changed {
+            self.save_epochs().await?;
+        }
+        Ok(())
+    }
+
+    /// The index of `start..end` from batch headers, without reading the
+    /// log through: epochs only grow, so two batches of one epoch have none
+    /// other between them, and each change is found by bisection — a few
+    /// reads of one batch per epoch, not a read of every byte (a data
+    /// directory from before the index existed opens this way).
+    async fn rebuild_epochs(&self, start: i64, end: i64) -> Result<LeaderEpochs> {
+        let mut epochs = LeaderEpochs::new();
+        let Some(first) = self.batch_at(start).await? else {
+            return Ok(epochs);
+        };
+        let last = self.batch_at(end - 1).await?.unwrap_or(first);
+        let mut changes = vec![(first.base, first.epoch)];
+        let mut pending = vec![(first, last)];
+        while let Some((lo, hi)) = pending.pop() {
+            if lo.epoch == hi.epoch || hi.base <= lo.base {
+                continue;
+            }
+            // The first batch strictly between them, looking lower while a
+            // compaction gap hides it behind `hi`.
+            let mut at = lo.next + (hi.base - lo.next) / 2;
+            let between = loop {
+                match self.batch_at(at).await? {
+                    Some(b) if b.base < hi.base => break Some(b),
+                    _ if at > lo.next => at = lo.next + (at - lo.next) / 2,
+                    _ => break None,
+                }
+            };
+            match between {
+                Some(mid) => pending.extend([(lo, mid), (mid, hi)]),
+                // Adjacent: `hi` begins its epoch.
+                None => changes.push((hi.base, hi.epoch)),
+            }
+        }
+        changes.sort_unstable();
+        for (base, epoch) in changes {
+            // An older epoch after a newer one cannot be appended; if the
+            // files hold one anyway, the newer start wins.
+            let _ = epochs.observe(epoch, base);
+        }
+        epochs.truncate_start(start);
+        Ok(epochs)
+    }
+
+    /// The first batch holding or following `offset`.
+    async fn batch_at(&self, offset: i64) -> Result<Option<BatchSpan>> {
+        let data = self.read(offset, 1).await?;
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let h = BatchHeader::parse(&data)?;
+        Ok(Some(BatchSpan {
+            base: h.base_offset,
+            next: h.next_offset(),
+            epoch: h.leader_epoch,
+        }))
     }
 
     /// Writes the index (synced).
