@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rill_net::peer::{decode_frame, encode_frame};
-use rill_raft::log::RaftLog;
+use rill_raft::log::MemStorage;
 use rill_raft::node::{Config, HardState, Message, Raft, Role};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -27,7 +27,7 @@ fn env(name: &str, default: u64) -> u64 {
 /// One broker's replicas, by group.
 struct Node {
     id: u64,
-    groups: BTreeMap<u64, Raft>,
+    groups: BTreeMap<u64, (Raft<MemStorage>, MemStorage)>,
 }
 
 impl Node {
@@ -39,10 +39,8 @@ impl Node {
                 c.seed = g;
                 c.election_ticks = election_ticks;
                 c.heartbeat_ticks = 2;
-                (
-                    g,
-                    Raft::new(c, HardState::default(), RaftLog::new(0, 0, Vec::new())),
-                )
+                let disk = MemStorage::new();
+                (g, (Raft::new(c, HardState::default(), disk.clone()), disk))
             })
             .collect();
         Node { id, groups }
@@ -52,11 +50,14 @@ impl Node {
     /// persistence immediate (this measures the protocol, not the disk).
     fn round(&mut self, tick: bool) -> Vec<Message> {
         let mut out = Vec::new();
-        for raft in self.groups.values_mut() {
+        for (raft, disk) in self.groups.values_mut() {
             if tick {
                 raft.tick();
             }
             let ready = raft.take_ready();
+            for e in &ready.entries {
+                disk.append(e.clone());
+            }
             if let Some(e) = ready.entries.last() {
                 raft.persisted(e.end, e.term);
             }
@@ -72,6 +73,7 @@ impl Node {
             self.groups
                 .get_mut(&m.group)
                 .expect("a known group")
+                .0
                 .step(m);
         }
     }
@@ -112,7 +114,7 @@ fn main() {
         (messages, bytes)
     };
     let started = Instant::now();
-    while one.groups.values().any(|r| r.role() != Role::Leader) {
+    while one.groups.values().any(|(r, _)| r.role() != Role::Leader) {
         exchange(&mut one, &mut two, true);
         assert!(
             started.elapsed().as_secs() < 120,

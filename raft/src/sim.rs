@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use crate::log::{Entry, RaftLog};
+use crate::log::{Entry, MemStorage, RaftLog, Storage};
 use crate::node::{Bug, ConfChange, Config, HardState, Message, Raft, Ready, Role};
 
 struct Rng(u64);
@@ -34,11 +34,29 @@ impl Rng {
 #[derive(Clone, Default)]
 struct Durable {
     hs: HardState,
-    log: RaftLog,
+    /// The node's stored log: what the driver wrote and synced. The core
+    /// reads it through `Storage`, as a broker's core reads its partition.
+    log: MemStorage,
+}
+
+type Core = Raft<MemStorage>;
+
+/// The entries of a node's log as its core sees them: stored, then the
+/// unstable tail.
+fn view(log: &RaftLog<MemStorage>) -> Vec<Entry> {
+    let (start, stable_end) = (log.start(), log.stable_end());
+    let mut v: Vec<Entry> = log
+        .storage()
+        .all()
+        .into_iter()
+        .filter(|e| e.end > start && e.end <= stable_end)
+        .collect();
+    v.extend(log.unstable().iter().cloned());
+    v
 }
 
 struct Node {
-    raft: Option<Raft>,
+    raft: Option<Core>,
     durable: Durable,
     /// Readies whose persistence has not completed (lost on a crash).
     unsynced: VecDeque<(u64, Ready)>,
@@ -161,13 +179,14 @@ impl Sim {
             c.inflight_max = 4;
             c.append_bytes_max = 64;
             c.bug = bug;
-            let raft = Raft::new(c.clone(), HardState::default(), RaftLog::default());
+            let durable = Durable::default();
+            let raft = Raft::new(c.clone(), HardState::default(), durable.log.clone());
             configs.insert(id, c);
             nodes.insert(
                 id,
                 Node {
                     raft: Some(raft),
-                    durable: Durable::default(),
+                    durable,
                     unsynced: VecDeque::new(),
                     commit_seen: 0,
                 },
@@ -268,10 +287,10 @@ impl Sim {
                 d.hs = hs.clone();
             }
             if let Some((end, term, conf)) = ready.restore {
-                d.log.restore(end, term, Some(conf));
+                d.log.restore(end, term, conf);
             }
             if let Some(t) = ready.truncate_after {
-                d.log.truncate_after(t.max(d.log.start()));
+                d.log.truncate_after(t.max(d.log.first().0));
             }
             for e in &ready.entries {
                 if e.start == d.log.last_end() {
@@ -403,7 +422,10 @@ impl Sim {
             let node = self.nodes.get_mut(&id).expect("node");
             if let Some(raft) = node.raft.as_mut() {
                 // Compact to a committed boundary present both in memory and on disk.
-                let upto = raft.commit().min(node.durable.log.last_end());
+                let upto = raft
+                    .commit()
+                    .min(node.durable.log.last_end())
+                    .min(raft.log().stable_end());
                 let at = raft.log().find_conflict_by_term(upto, u64::MAX);
                 if at > raft.log().start() && node.durable.log.term_at(at) == raft.log().term_at(at)
                 {
@@ -515,12 +537,9 @@ impl Sim {
         for &id in &live {
             let raft = self.nodes[&id].raft.as_ref().expect("live");
             let (commit, term) = (raft.commit(), raft.term());
-            let entries: Vec<Entry> = raft
-                .log()
-                .entries()
-                .iter()
+            let entries: Vec<Entry> = view(raft.log())
+                .into_iter()
                 .filter(|e| e.end <= commit)
-                .cloned()
                 .collect();
             for e in entries {
                 match self.committed.get(&e.end) {
@@ -546,7 +565,7 @@ impl Sim {
                 .nodes
                 .values()
                 .filter(|n| {
-                    n.durable.log.start() >= *end || n.durable.log.term_at(*end) == Some(*term)
+                    n.durable.log.first().0 >= *end || n.durable.log.term_at(*end) == Some(*term)
                 })
                 .count();
             if holders < quorum {
@@ -584,20 +603,18 @@ impl Sim {
             for &b in &live[i + 1..] {
                 let la = self.nodes[&a].raft.as_ref().expect("live").log();
                 let lb = self.nodes[&b].raft.as_ref().expect("live").log();
-                let common = la
-                    .entries()
+                let (va, vb) = (view(la), view(lb));
+                let common = va
                     .iter()
                     .rev()
                     .find(|e| lb.term_at(e.end) == Some(e.term) && e.end > lb.start());
                 if let Some(c) = common {
-                    let pa: Vec<_> = la
-                        .entries()
+                    let pa: Vec<_> = va
                         .iter()
                         .filter(|e| e.end <= c.end && e.start >= lb.start())
                         .map(entry_key)
                         .collect();
-                    let pb: Vec<_> = lb
-                        .entries()
+                    let pb: Vec<_> = vb
                         .iter()
                         .filter(|e| e.end <= c.end && e.start >= la.start())
                         .map(entry_key)
@@ -811,7 +828,7 @@ impl Sim {
         })
     }
 
-    fn raft(&self, id: u64) -> &Raft {
+    fn raft(&self, id: u64) -> &Core {
         self.nodes[&id].raft.as_ref().expect("live")
     }
 

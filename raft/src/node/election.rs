@@ -2,8 +2,9 @@
 
 use super::progress::Progress;
 use super::{Message, MessageKind, NodeId, Raft, Role};
+use crate::log::Storage;
 
-impl Raft {
+impl<S: Storage> Raft<S> {
     pub(super) fn campaign(&mut self, pre: bool, force: bool) {
         self.reset_timeout();
         self.votes.clear();

@@ -4,6 +4,7 @@
 use super::progress::Progress;
 use super::{NodeId, Raft, Role};
 use crate::log::Membership;
+use crate::log::Storage;
 
 /// A single-step membership change (one server at a time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub enum ConfChangeError {
     Invalid(&'static str),
 }
 
-impl Raft {
+impl<S: Storage> Raft<S> {
     /// The membership in force.
     pub fn membership(&self) -> &Membership {
         &self.conf
@@ -61,11 +62,7 @@ impl Raft {
         if self.role != Role::Leader {
             return Err(ConfChangeError::NotLeader);
         }
-        let pending = self
-            .log
-            .entries()
-            .iter()
-            .any(|e| e.conf.is_some() && e.end > self.hs.commit);
+        let pending = self.log.last_conf_end().is_some_and(|e| e > self.hs.commit);
         if pending || self.log.term_at(self.hs.commit) != Some(self.hs.term) {
             return Err(ConfChangeError::Pending);
         }

@@ -94,6 +94,10 @@ pub struct Ready {
     pub persisted_messages: Vec<Message>,
     /// New commit index, if it moved.
     pub commit: Option<u64>,
+    /// Stored entries the core needs but storage could not hand over at
+    /// once: load the entries after each of these ends (up to the Append
+    /// size), then call `Raft::entries_loaded`.
+    pub fetch: Vec<u64>,
 }
 
 impl Ready {

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use crate::log::{Entry, Membership, RaftLog};
+use crate::log::{Entry, Membership, RaftLog, Storage};
 
 mod election;
 mod membership;
@@ -92,13 +92,13 @@ pub enum ProposeError {
     Transferring,
 }
 
-pub struct Raft {
+pub struct Raft<S> {
     cfg: Config,
     hs: HardState,
     hs_dirty: bool,
     role: Role,
     leader: Option<NodeId>,
-    log: RaftLog,
+    log: RaftLog<S>,
     /// Log end durable on this node.
     persisted_end: u64,
     progress: BTreeMap<NodeId, Progress>,
@@ -116,9 +116,11 @@ pub struct Raft {
     ready: Ready,
 }
 
-impl Raft {
-    /// A node restarted from its durable state (or new, from defaults).
-    pub fn new(cfg: Config, hs: HardState, log: RaftLog) -> Raft {
+impl<S: Storage> Raft<S> {
+    /// A node restarted from its durable state (or new, from defaults): its
+    /// hard state and its stored log.
+    pub fn new(cfg: Config, hs: HardState, storage: S) -> Raft<S> {
+        let log = RaftLog::new(storage);
         assert!(cfg.heartbeat_ticks >= 1 && cfg.election_ticks > cfg.heartbeat_ticks);
         let persisted_end = log.last_end();
         let rng = (cfg.seed ^ cfg.id.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
@@ -172,7 +174,7 @@ impl Raft {
     pub fn commit(&self) -> u64 {
         self.hs.commit
     }
-    pub fn log(&self) -> &RaftLog {
+    pub fn log(&self) -> &RaftLog<S> {
         &self.log
     }
     pub fn hard_state(&self) -> &HardState {
@@ -369,7 +371,7 @@ impl Raft {
 
     /// The driver made the log durable up to `end` (entries of `term` there).
     pub fn persisted(&mut self, end: u64, term: u64) {
-        if self.log.term_at(end) != Some(term) || end > self.log.last_end() {
+        if !self.log.persisted(end, term) {
             return; // superseded by a truncation since
         }
         self.persisted_end = end;
@@ -542,7 +544,7 @@ impl Raft {
                 self.leader = Some(m.from);
                 self.election_elapsed = 0;
                 if end > self.hs.commit && self.log.term_at(end) != Some(term) {
-                    self.log.restore(end, term, Some(conf.clone()));
+                    self.log.restore(end, term, conf.clone());
                     self.ready.restore = Some((end, term, conf));
                     self.ready.entries.clear();
                     self.ready.truncate_after = None;
@@ -576,6 +578,14 @@ impl Raft {
                     self.campaign(false, true);
                 }
             }
+        }
+    }
+
+    /// The driver loaded the entries asked for in [`Ready::fetch`]: send
+    /// what was waiting for them.
+    pub fn entries_loaded(&mut self) {
+        if self.role == Role::Leader {
+            self.broadcast_append(false);
         }
     }
 

@@ -3,9 +3,9 @@
 
 use super::progress::Flow;
 use super::{Bug, MessageKind, NodeId, Raft, Role};
-use crate::log::Entry;
+use crate::log::{Entry, Storage, Unavailable};
 
-impl Raft {
+impl<S: Storage> Raft<S> {
     pub(super) fn handle_append(
         &mut self,
         leader: NodeId,
@@ -163,13 +163,7 @@ impl Raft {
         }
         // A leader that the committed membership no longer lists steps down.
         if self.role == Role::Leader && !self.conf.voters.contains(&self.cfg.id) {
-            let conf_end = self
-                .log
-                .entries()
-                .iter()
-                .rev()
-                .find(|e| e.conf.is_some())
-                .map(|e| e.end);
+            let conf_end = self.log.last_conf_end();
             if conf_end.is_none_or(|e| e <= self.hs.commit) {
                 let term = self.hs.term;
                 self.become_follower(term, None);
@@ -232,14 +226,27 @@ impl Raft {
         }
         let prev_end = p.next;
         let entries = if has_new {
-            self.log.entries_after(prev_end, self.cfg.append_bytes_max)
+            match self.log.entries_after(prev_end, self.cfg.append_bytes_max) {
+                Ok(entries) => entries,
+                Err(Unavailable) => {
+                    // Stored entries must be read first; `entries_loaded` retries.
+                    if !self.ready.fetch.contains(&prev_end) {
+                        self.ready.fetch.push(prev_end);
+                    }
+                    return;
+                }
+            }
         } else {
             Vec::new()
         };
-        let prev_term = self
-            .log
-            .term_at(prev_end)
-            .expect("progress points at an entry boundary");
+        let prev_term = self.log.term_at(prev_end).unwrap_or_else(|| {
+            panic!(
+                "progress points at an entry boundary: {prev_end} (log {}..{}, stable to {})",
+                self.log.start(),
+                self.log.last_end(),
+                self.log.stable_end()
+            )
+        });
         let p = self.progress.get_mut(&to).expect("present");
         if let Some(last) = entries.last() {
             match p.flow {
