@@ -34,6 +34,7 @@
 //! assert_eq!(node.role(), Role::Leader);
 //! ```
 
+pub mod driver;
 pub mod log;
 pub mod node;
 #[cfg(test)]

@@ -7,9 +7,11 @@
 //!
 //! For each [`Ready`], in this order:
 //! 1. Send `messages` at any time (they promise nothing about local disk).
-//! 2. Make durable, together: `hard_state` (term, vote, commit), then
-//!    `restore` (log restarted at a leader's log start), `truncate_after`
-//!    (drop entries after that offset), then `entries` (append).
+//! 2. Make durable: `restore` (log restarted at a leader's log start),
+//!    `truncate_after` (drop entries after that offset), `entries`
+//!    (append), and after them `hard_state` (term, vote, commit): its
+//!    commit index may cover entries of this same Ready, and a restart
+//!    trusts the saved commit, so the log must be durable first.
 //! 3. Only then send `persisted_messages`: votes (a vote must survive a crash,
 //!    or a node could vote twice in one term) and acknowledgements of entries
 //!    (an acknowledged entry may be counted toward a commit; losing it on a
@@ -179,6 +181,12 @@ impl<S: Storage> Raft<S> {
     }
     pub fn hard_state(&self) -> &HardState {
         &self.hs
+    }
+
+    /// What the leader knows of each follower, for a failing simulation's report.
+    #[doc(hidden)]
+    pub fn progress_report(&self) -> String {
+        format!("{:?}", self.progress)
     }
 
     /// Takes what the driver must persist and send (see the module docs).
