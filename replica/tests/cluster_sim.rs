@@ -569,27 +569,6 @@ impl Sim {
                 return;
             }
         }
-        if std::env::var("RILL_SIM_VERBOSE").is_ok() {
-            for id in self.live() {
-                for &g in &groups {
-                    let log = self.brokers[&id].replicas.as_ref().expect("live")[&g]
-                        .log()
-                        .clone();
-                    let end = log.last_end().min(130);
-                    let b: Vec<(u64, u64, u64)> = stored(&log, 80.min(end), end)
-                        .await
-                        .into_iter()
-                        .map(|(s, e, ep, _)| (s, e, ep))
-                        .collect();
-                    eprintln!("broker {id} group {g} batches {b:?}");
-                }
-            }
-            let h: Vec<_> = self.history[&groups[0]]
-                .range(80..130)
-                .map(|(e, (s, ep, _, t))| (*s, *e, *ep, *t))
-                .collect();
-            eprintln!("history {h:?}");
-        }
         self.fail(format!(
             "no progress within {bound} steps after healing (targets {target:?})"
         ));
