@@ -62,6 +62,7 @@ pub enum KindHeader {
         success: bool,
         end: u64,
         hint_term: u64,
+        abstaining: bool,
     },
     Snapshot {
         end: u64,
@@ -168,10 +169,12 @@ pub fn encode_frame(cluster: &str, messages: &[Message]) -> Bytes {
                     success,
                     end,
                     hint_term,
+                    abstaining,
                 } => KindHeader::AppendResp {
                     success: *success,
                     end: *end,
                     hint_term: *hint_term,
+                    abstaining: *abstaining,
                 },
                 MessageKind::Snapshot { end, term, conf } => {
                     let (voters, learners) = conf_of(conf);
@@ -301,10 +304,12 @@ pub fn decode_frame(cluster: &str, frame: Bytes) -> Result<Vec<Message>, PeerErr
                     success,
                     end,
                     hint_term,
+                    abstaining,
                 } => MessageKind::AppendResp {
                     success,
                     end,
                     hint_term,
+                    abstaining,
                 },
                 KindHeader::Snapshot {
                     end,
@@ -380,6 +385,7 @@ mod tests {
                     success: false,
                     end: 3,
                     hint_term: 1,
+                    abstaining: true,
                 },
             ),
             m(
@@ -487,13 +493,14 @@ mod tests {
                         commit,
                     }
                 }),
-            (any::<bool>(), any::<u64>(), any::<u64>()).prop_map(|(success, end, hint_term)| {
-                MessageKind::AppendResp {
+            (any::<bool>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+                |(success, end, hint_term, abstaining)| MessageKind::AppendResp {
                     success,
                     end,
                     hint_term,
+                    abstaining,
                 }
-            }),
+            ),
             Just(MessageKind::TimeoutNow),
         ]
     }

@@ -107,16 +107,32 @@ fn batches(data: &Bytes) -> Vec<Bytes> {
 
 impl<D: Disk> ReplicaLog<D> {
     /// Opens (recovering) the log in `dir` and returns it with the hard
-    /// state last saved.
+    /// state last saved. If recovery found synced batches damaged, the log is
+    /// cut before them and the replica abstains from elections until its
+    /// group has given them back (`HardState::abstain_through`), saved
+    /// before this returns so a second crash cannot forget it.
+    ///
+    /// Damage is found where recovery scans: the active segment up to the
+    /// recovery point. A replica's log must therefore checkpoint at every
+    /// sync (`checkpoint_interval_ms: 0`), so that nothing it acknowledged
+    /// lies above the recovery point, where damage looks like a torn write.
     pub async fn open(
         disk: D,
         dir: &str,
         config: LogConfig,
     ) -> Result<(ReplicaLog<D>, HardState), StoreError> {
-        let log = PartitionLog::open_on(disk, dir, config)
+        let (log, cut) = PartitionLog::open_replica_on(disk, dir, config)
             .await
             .map_err(|e| store_error("open", e))?;
-        let saved = log.hard_state();
+        let mut saved = log.hard_state();
+        if cut.is_some() {
+            // The current term, even if already abstaining through an older
+            // one: what it acknowledged since may be what was just cut.
+            saved.abstain_through = Some(saved.term);
+            log.save_hard_state(saved)
+                .await
+                .map_err(|e| store_error("save hard state", e))?;
+        }
         let replica = ReplicaLog {
             inner: Rc::new(Inner {
                 log,
@@ -153,6 +169,7 @@ impl<D: Disk> ReplicaLog<D> {
             term: saved.term,
             vote: saved.vote,
             commit: saved.commit.max(0) as u64,
+            abstain_through: saved.abstain_through,
         };
         Ok((replica, hs))
     }
@@ -376,6 +393,7 @@ impl<D: Disk> HardStateStore for ReplicaLog<D> {
                 term: hs.term,
                 vote: hs.vote,
                 commit: hs.commit as i64,
+                abstain_through: hs.abstain_through,
             })
             .await
             .map_err(|e| store_error("save hard state", e))

@@ -8,7 +8,9 @@
 //! point — between steps, or in the middle of a write, a sync or a
 //! hard-state save (the disk refuses every change after a random count) —
 //! losing what was not synced and tearing the last write; restarts that
-//! recover every log from what the disk kept.
+//! recover every log from what the disk kept; bits flipped in a down
+//! broker's synced data (one damaged broker at a time), which recovery
+//! finds, cuts, and the replica abstains from elections until repaired.
 //!
 //! Checked after every step: one leader per term; every replica's
 //! committed prefix (read back from its log) is the one history — same
@@ -33,8 +35,8 @@ use rill_raft::node::{Bug, ConfChange, Config, Message, Role};
 use rill_replica::ReplicaLog;
 use rill_storage::sim_disk::{CrashPlan, SimDisk};
 use support::{
-    batch, config, dir, env, run, stored, Faults, Held, History, Outbox, Replica, Rng, SimClock,
-    Totals, TICK_MS,
+    batch, config, dir, env, flip_targets, run, stored, Faults, Held, History, Outbox, Replica,
+    Rng, SimClock, Totals, TICK_MS,
 };
 
 /// The last invariant violation, so a test of a deliberate bug can tell it
@@ -52,6 +54,8 @@ struct Broker {
     verified: BTreeMap<u64, u64>,
     /// While down: per group, what its disk holds for sure (synced).
     held_when_down: BTreeMap<u64, Held>,
+    /// Down with a bit flipped in its synced data, not yet restarted.
+    flipped: bool,
 }
 
 struct Sim {
@@ -115,6 +119,7 @@ impl Sim {
                     outbox: Outbox::default(),
                     verified: BTreeMap::new(),
                     held_when_down: BTreeMap::new(),
+                    flipped: false,
                 },
             );
             sim.start(id).await;
@@ -167,6 +172,9 @@ impl Sim {
                 Ok(x) => x,
                 Err(e) => self.fail(format!("broker {id} cannot reopen group {g}: {e}")),
             };
+            if self.brokers[&id].flipped && hs.abstain_through.is_some() {
+                self.totals.damaged_recoveries += 1;
+            }
             let mut cfg = Config::new(id, self.voters.clone());
             cfg.group = g;
             cfg.seed = self.seed ^ g;
@@ -191,6 +199,54 @@ impl Sim {
         let b = self.brokers.get_mut(&id).expect("broker");
         b.replicas = Some(replicas);
         b.verified.clear();
+        b.flipped = false;
+    }
+
+    /// Whether broker `id` has damage not yet repaired: a flip it has not
+    /// recovered from, or a replica abstaining since it recovered.
+    fn damaged(&self, id: u64) -> bool {
+        let b = &self.brokers[&id];
+        b.flipped
+            || b.replicas.as_ref().is_some_and(|r| {
+                r.values()
+                    .any(|d| d.node().hard_state().abstain_through.is_some())
+            })
+    }
+
+    /// Flips a bit in the synced data of one replica of a down broker, if
+    /// no other broker has unrepaired damage (so a minority is damaged).
+    fn flip_bit(&mut self) {
+        let down: Vec<u64> = self
+            .brokers
+            .iter()
+            .filter(|(_, b)| b.replicas.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if down.is_empty() {
+            return;
+        }
+        let id = down[self.rng.below(down.len() as u64) as usize];
+        if self.brokers.keys().any(|&o| o != id && self.damaged(o)) {
+            return;
+        }
+        let g = self.groups[self.rng.below(self.groups.len() as u64) as usize];
+        let disk = self.brokers[&id].disk.clone();
+        let Some((path, ranges)) = flip_targets(&disk, &dir(id, g)) else {
+            return;
+        };
+        if ranges.is_empty() {
+            return;
+        }
+        let (from, to) = ranges[self.rng.below(ranges.len() as u64) as usize];
+        let at = from + self.rng.below(to - from);
+        let bit = self.rng.below(8) as u8;
+        assert!(disk.flip_bit(&path, at, bit));
+        let b = self.brokers.get_mut(&id).expect("broker");
+        b.flipped = true;
+        if let Some(h) = b.held_when_down.get_mut(&g) {
+            h.abstaining = true;
+        }
+        self.totals.bit_flips += 1;
     }
 
     /// Kills broker `id`: its disk keeps what was synced, some of the
@@ -302,6 +358,9 @@ impl Sim {
                 self.brokers.get_mut(&id).expect("broker").disk = fresh;
                 self.start(id).await;
             }
+        }
+        if self.rng.chance(self.faults.flip) {
+            self.flip_bit();
         }
         if self.rng.chance(self.faults.partition) {
             self.totals.partitions += 1;
@@ -609,6 +668,8 @@ fn many_seeds_keep_every_invariant() {
             t.crashes += x.crashes;
             t.crashes_mid_write += x.crashes_mid_write;
             t.torn_writes += x.torn_writes;
+            t.bit_flips += x.bit_flips;
+            t.damaged_recoveries += x.damaged_recoveries;
             t.partitions += x.partitions;
             t.messages += x.messages;
             t.dropped += x.dropped;
@@ -616,8 +677,8 @@ fn many_seeds_keep_every_invariant() {
             t.syncs += x.syncs;
         }
         println!(
-            "{} seeds (3 and 5 brokers × 2 partitions) in {:?}: {} steps, {} crashes ({} in the middle of a disk change, {} with a torn write), {} network partitions, {} messages ({} dropped), {} log syncs, {} batches committed, 0 lost",
-            t.seeds, start.elapsed(), t.steps, t.crashes, t.crashes_mid_write, t.torn_writes, t.partitions, t.messages, t.dropped, t.syncs, t.committed_batches
+            "{} seeds (3 and 5 brokers × 2 partitions) in {:?}: {} steps, {} crashes ({} in the middle of a disk change, {} with a torn write), {} bits flipped in synced data ({} found by recovery: log cut, replica abstaining until repaired), {} network partitions, {} messages ({} dropped), {} log syncs, {} batches committed, 0 lost",
+            t.seeds, start.elapsed(), t.steps, t.crashes, t.crashes_mid_write, t.torn_writes, t.bit_flips, t.damaged_recoveries, t.partitions, t.messages, t.dropped, t.syncs, t.committed_batches
         );
         t
     });
@@ -769,4 +830,11 @@ fn check_quorum_over_the_initial_voters_is_caught() {
         "caught for another reason: {e}"
     );
     println!("caught: {e}");
+}
+
+#[test]
+fn voting_after_damage_is_caught() {
+    let (seed, what) = caught(Some(Bug::VoteAfterDamage), None, 600)
+        .expect("voting right after losing acknowledged entries was not caught in 600 seeds");
+    println!("caught at seed {seed}: {what}");
 }

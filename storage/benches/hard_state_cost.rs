@@ -47,6 +47,7 @@ fn main() {
                 term: 2,
                 vote: Some(1),
                 commit: p as i64,
+                abstain_through: None,
             };
 
             // Per partition, all at once (each its own write and fdatasync).

@@ -9,14 +9,17 @@
 //! must survive a crash, and this file is already open, written with a
 //! sequence and CRC, and synced — one 4 KiB write and one fdatasync, no
 //! descriptor or file of its own. Slots written before the hard state was
-//! kept (`RCK1`) read as term 0 with no vote.
+//! kept (`RCK1`) read as term 0 with no vote; slots written before the
+//! abstention term (`RCK2`) read as not abstaining.
 
 pub const SLOT_BYTES: usize = 4096;
 pub const FILE_BYTES: usize = 2 * SLOT_BYTES;
 const MAGIC_V1: &[u8; 4] = b"RCK1";
-const MAGIC: &[u8; 4] = b"RCK2";
+const MAGIC_V2: &[u8; 4] = b"RCK2";
+const MAGIC: &[u8; 4] = b"RCK3";
 const BODY_V1_BYTES: usize = 4 + 8 + 1 + 8 * 6;
-const BODY_BYTES: usize = BODY_V1_BYTES + 8 * 3;
+const BODY_V2_BYTES: usize = BODY_V1_BYTES + 8 * 3;
+const BODY_BYTES: usize = BODY_V2_BYTES + 8;
 
 /// A Raft replica's durable state (Raft's `currentTerm`, `votedFor`, and
 /// the commit index it last knew), in Kafka's terms: leader epoch, the
@@ -26,6 +29,10 @@ pub struct HardState {
     pub term: u64,
     pub vote: Option<u64>,
     pub commit: i64,
+    /// Set when recovery cut damaged synced data while in this term: the
+    /// replica takes no part in elections until it commits an entry of a
+    /// later term (see `rill_raft::node::HardState::abstain_through`).
+    pub abstain_through: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +99,11 @@ impl Checkpoint {
             .map_or(-1i64, |v| v as i64)
             .to_be_bytes());
         put(&self.hard_state.commit.to_be_bytes());
+        put(&self
+            .hard_state
+            .abstain_through
+            .map_or(-1i64, |t| t as i64)
+            .to_be_bytes());
         let crc = crc32c::crc32c(&out[..BODY_BYTES]);
         out[BODY_BYTES..BODY_BYTES + 4].copy_from_slice(&crc.to_be_bytes());
         out
@@ -101,6 +113,7 @@ impl Checkpoint {
     pub fn decode(slot: &[u8]) -> Option<Checkpoint> {
         let body = match slot.get(0..4)? {
             m if m == MAGIC => BODY_BYTES,
+            m if m == MAGIC_V2 => BODY_V2_BYTES,
             m if m == MAGIC_V1 => BODY_V1_BYTES,
             _ => return None,
         };
@@ -112,11 +125,14 @@ impl Checkpoint {
             return None;
         }
         let i64_at = |at: usize| i64::from_be_bytes(slot[at..at + 8].try_into().expect("8"));
-        let hard_state = if body == BODY_BYTES {
+        let hard_state = if body >= BODY_V2_BYTES {
             HardState {
                 term: i64_at(61) as u64,
                 vote: u64::try_from(i64_at(69)).ok(),
                 commit: i64_at(77),
+                abstain_through: (body == BODY_BYTES)
+                    .then(|| u64::try_from(i64_at(85)).ok())
+                    .flatten(),
             }
         } else {
             HardState::default()
@@ -179,10 +195,22 @@ mod tests {
             term: 9,
             vote: Some(2),
             commit: 1234,
+            abstain_through: Some(8),
         };
         assert_eq!(Checkpoint::decode(&c.encode()), Some(c));
         c.hard_state.vote = None;
+        c.hard_state.abstain_through = None;
         assert_eq!(Checkpoint::decode(&c.encode()), Some(c));
+        // A slot of the second format: term, vote and commit, no abstention.
+        c.hard_state.abstain_through = Some(8);
+        let mut v2 = c.encode();
+        v2[..4].copy_from_slice(MAGIC_V2);
+        let crc = crc32c::crc32c(&v2[..BODY_V2_BYTES]);
+        v2[BODY_V2_BYTES..BODY_V2_BYTES + 4].copy_from_slice(&crc.to_be_bytes());
+        let read = Checkpoint::decode(&v2).unwrap();
+        assert_eq!(read.hard_state.term, 9);
+        assert_eq!(read.hard_state.abstain_through, None);
+        c.hard_state.abstain_through = None;
         // A slot of the first format: its own CRC over its shorter body.
         let mut old = c.encode();
         old[..4].copy_from_slice(MAGIC_V1);

@@ -148,14 +148,29 @@ fn appender_config(config: &LogConfig) -> AppenderConfig {
 impl PartitionLog {
     /// Opens (recovering if needed) or creates the log in `dir`.
     pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
-        open::open(DmaDisk, dir.as_ref(), config).await
+        let (log, _) = open::open(DmaDisk, dir.as_ref(), config, open::OnDamage::Refuse).await?;
+        Ok(log)
     }
 }
 
 impl<D: Disk> PartitionLog<D> {
     /// [`PartitionLog::open`] on `disk` (a simulated one in tests).
     pub async fn open_on(disk: D, dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
-        open::open(disk, dir.as_ref(), config).await
+        let (log, _) = open::open(disk, dir.as_ref(), config, open::OnDamage::Refuse).await?;
+        Ok(log)
+    }
+
+    /// Opens a replica's log: where [`PartitionLog::open_on`] refuses a log
+    /// whose synced data is damaged ([`StorageError::CorruptFlushedData`]),
+    /// this cuts the log at the first damaged batch and returns its offset.
+    /// Only a replica may: what it lost (and may have acknowledged) is held
+    /// by its group, and it must not vote until it has it back.
+    pub async fn open_replica_on(
+        disk: D,
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<(Self, Option<i64>)> {
+        open::open(disk, dir.as_ref(), config, open::OnDamage::Truncate).await
     }
 
     pub fn dir(&self) -> &Path {

@@ -172,6 +172,33 @@ impl SimDisk {
         }
     }
 
+    /// Flips one bit of a file's stored bytes (what the process sees and
+    /// what is durable): the medium went bad under data already written.
+    /// Returns false if the file does not hold that byte.
+    pub fn flip_bit(&self, path: &Path, position: u64, bit: u8) -> bool {
+        let mut s = self.state.borrow_mut();
+        let Some(f) = s.files.get_mut(path) else {
+            return false;
+        };
+        let at = position as usize;
+        if at >= f.durable.len() || at >= f.live.len() {
+            return false;
+        }
+        f.durable[at] ^= 1 << (bit % 8);
+        f.live[at] ^= 1 << (bit % 8);
+        true
+    }
+
+    /// The files under `dir` (names only), durable or not.
+    pub fn files_under(&self, dir: &Path) -> Vec<PathBuf> {
+        let s = self.state.borrow();
+        s.files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect()
+    }
+
     /// The bytes a file holds now, as the process sees them.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
         self.state.borrow().files.get(path).map(|f| f.live.clone())

@@ -182,6 +182,7 @@ fn the_hard_state_survives_crashes_and_later_checkpoints() {
             term: 5,
             vote: Some(2),
             commit: 0,
+            abstain_through: None,
         };
         log.save_hard_state(voted).await.unwrap();
         let disk = disk.crash(CrashPlan {
@@ -231,6 +232,74 @@ fn a_rebuilt_index_finds_every_epoch_change() {
                 .await
                 .unwrap();
             assert_eq!(log.leader_epochs(), written, "seed {seed}");
+        }
+    });
+}
+
+/// A bit flipped in synced data of the active segment (below the recovery
+/// point): recovery finds it; a plain open refuses the log, a replica's open
+/// cuts it at the damaged batch and says where, keeping what precedes.
+/// (Closed segments are not rescanned at open — their index files are
+/// trusted, as Kafka does — so damage there is found when read.)
+#[test]
+fn damaged_synced_data_is_refused_or_cut_for_a_replica() {
+    run(|| async {
+        use std::path::Path;
+        {
+            let disk = SimDisk::new();
+            let log = PartitionLog::open_on(disk.clone(), FOLLOWER, config())
+                .await
+                .unwrap();
+            let mut starts = Vec::new();
+            for i in 0..120u64 {
+                starts.push(
+                    log.append(batch(i, 2, 500, 1000))
+                        .await
+                        .unwrap()
+                        .base_offset,
+                );
+            }
+            let bases = log.segment_bases();
+            assert!(bases.len() >= 3, "{bases:?}");
+            let before = all_batches(&log).await;
+            drop(log);
+            let disk = disk.crash(CrashPlan {
+                landed: 0,
+                torn_sectors: 0,
+            });
+            // The segment to damage, and a batch inside it (not its first).
+            let base = *bases.last().unwrap();
+            let inside: Vec<i64> = starts.iter().copied().filter(|&s| s >= base).collect();
+            let target = inside[inside.len().min(4) - 1].max(inside[1]);
+            let position: usize = before
+                .iter()
+                .filter(|b| {
+                    let at = BatchHeader::parse(b).unwrap().base_offset;
+                    at >= base && at < target
+                })
+                .map(|b| b.len())
+                .sum();
+            let position = position as u64;
+            let file = format!("{FOLLOWER}/{base:020}.log");
+            // A byte inside the damaged batch's CRC-covered part.
+            assert!(disk.flip_bit(Path::new(&file), position + 40, 3));
+            let plain = PartitionLog::open_on(disk.clone(), FOLLOWER, config()).await;
+            assert!(matches!(
+                plain,
+                Err(StorageError::CorruptFlushedData { .. })
+            ));
+            let (log, cut) = PartitionLog::open_replica_on(disk.clone(), FOLLOWER, config())
+                .await
+                .unwrap();
+            assert_eq!(cut, Some(target));
+            assert_eq!(log.log_end_offset(), target);
+            let kept = all_batches(&log).await;
+            assert_eq!(kept[..], before[..kept.len()]);
+            // The log takes appends at the cut.
+            log.append_replica(before[kept.len()].clone())
+                .await
+                .unwrap();
+            assert_eq!(log.log_end_offset(), target + 2);
         }
     });
 }

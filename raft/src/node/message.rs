@@ -17,6 +17,15 @@ pub struct HardState {
     pub vote: Option<NodeId>,
     /// The highest offset known committed (the high watermark).
     pub commit: u64,
+    /// Set by the driver when recovery found this node's synced log damaged
+    /// and cut it while in this term: entries it may have acknowledged are
+    /// gone, so its vote could elect a leader without them. It grants no
+    /// (pre-)votes and stands in no election until it commits an entry of a
+    /// later term — a leader elected without it, whose log holds everything
+    /// committed (the voters it needed overlap every majority that committed
+    /// with the lost acknowledgements, without it) — and then clears this.
+    /// Safe however many replicas abstain; live while a majority does not.
+    pub abstain_through: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +61,12 @@ pub enum MessageKind {
         success: bool,
         end: u64,
         hint_term: u64,
+        /// The follower lost acknowledged entries to damage and abstains
+        /// from elections through this message's term: only a leader of a
+        /// later term lets it vote again, so once it has caught up this
+        /// leader hands over to another voter (see
+        /// [`HardState::abstain_through`]).
+        abstaining: bool,
     },
     /// The leader no longer has the entries the follower needs: restart the
     /// log at the leader's log start (`end`, `term`), with `conf` the

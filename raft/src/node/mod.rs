@@ -25,6 +25,8 @@ use bytes::Bytes;
 
 use crate::log::{Entry, Membership, RaftLog, Storage};
 
+#[cfg(test)]
+mod abstain_tests;
 mod election;
 mod membership;
 mod message;
@@ -45,6 +47,9 @@ pub enum Bug {
     /// membership in force (the bug this crate had until the simulator's
     /// grown-group case caught it).
     CheckQuorumInitialVoters,
+    /// A node whose recovery cut damaged synced entries votes and campaigns
+    /// at once, as if it had never acknowledged them.
+    VoteAfterDamage,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +256,24 @@ impl<S: Storage> Raft<S> {
             self.hs_dirty = true;
             self.ready.commit = Some(commit);
         }
+        if let Some(t) = self.hs.abstain_through {
+            if self.log.term_at(self.hs.commit).is_some_and(|c| c > t) {
+                self.hs.abstain_through = None;
+                self.hs_dirty = true;
+            }
+        }
+    }
+
+    /// Whether this node abstains through its current term, so that only a
+    /// new term lets it vote again (said in its Append answers).
+    fn abstaining_through_term(&self) -> bool {
+        self.abstaining() && self.hs.abstain_through.is_some_and(|t| t >= self.hs.term)
+    }
+
+    /// Whether this node takes part in elections now (see
+    /// [`HardState::abstain_through`]).
+    pub fn abstaining(&self) -> bool {
+        self.hs.abstain_through.is_some() && self.cfg.bug != Some(Bug::VoteAfterDamage)
     }
 
     fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
@@ -321,7 +344,7 @@ impl<S: Storage> Raft<S> {
             }
             _ => {
                 self.election_elapsed += 1;
-                if self.election_elapsed >= self.timeout && self.is_voter() {
+                if self.election_elapsed >= self.timeout && self.is_voter() && !self.abstaining() {
                     self.campaign(self.cfg.pre_vote, false);
                 }
             }
@@ -474,6 +497,7 @@ impl<S: Storage> Raft<S> {
                             success: false,
                             end: 0,
                             hint_term: 0,
+                            abstaining: false,
                         },
                     );
                 }
@@ -490,6 +514,7 @@ impl<S: Storage> Raft<S> {
                 last_term,
             } => {
                 let granted = !in_lease
+                    && !self.abstaining()
                     && self.log.is_up_to_date(last_end, last_term)
                     && m.term > self.hs.term;
                 let term = if granted { m.term } else { self.hs.term };
@@ -508,6 +533,7 @@ impl<S: Storage> Raft<S> {
             } => {
                 let free = self.hs.vote.is_none_or(|v| v == m.from);
                 let granted = free
+                    && !self.abstaining()
                     && self.log.is_up_to_date(last_end, last_term)
                     && self.role != Role::Leader;
                 if granted {
@@ -569,6 +595,7 @@ impl<S: Storage> Raft<S> {
                         success: true,
                         end,
                         hint_term: 0,
+                        abstaining: self.abstaining_through_term(),
                     },
                 );
             }
@@ -576,13 +603,14 @@ impl<S: Storage> Raft<S> {
                 success,
                 end,
                 hint_term,
+                abstaining,
             } => {
                 if self.role == Role::Leader {
-                    self.handle_append_resp(m.from, success, end, hint_term);
+                    self.handle_append_resp(m.from, success, end, hint_term, abstaining);
                 }
             }
             MessageKind::TimeoutNow => {
-                if self.is_voter() {
+                if self.is_voter() && !self.abstaining() {
                     self.campaign(false, true);
                 }
             }

@@ -25,6 +25,7 @@ impl<S: Storage> Raft<S> {
                     success: true,
                     end: commit,
                     hint_term: 0,
+                    abstaining: self.abstaining_through_term(),
                 },
             );
             return;
@@ -43,6 +44,7 @@ impl<S: Storage> Raft<S> {
                     success: false,
                     end: hint_end,
                     hint_term,
+                    abstaining: self.abstaining_through_term(),
                 },
             );
             return;
@@ -80,6 +82,7 @@ impl<S: Storage> Raft<S> {
                 success: true,
                 end: last_new,
                 hint_term: 0,
+                abstaining: self.abstaining_through_term(),
             },
         );
     }
@@ -90,6 +93,7 @@ impl<S: Storage> Raft<S> {
         success: bool,
         end: u64,
         hint_term: u64,
+        abstaining: bool,
     ) {
         let ticks = self.ticks;
         let log_start = self.log.start();
@@ -110,9 +114,20 @@ impl<S: Storage> Raft<S> {
                 p.inflight.clear();
             }
             self.maybe_commit();
-            if self.transfer_to == Some(from) && self.progress[&from].matched == self.log.last_end()
-            {
+            let last_end = self.log.last_end();
+            if self.transfer_to == Some(from) && self.progress[&from].matched == last_end {
                 self.send(from, MessageKind::TimeoutNow);
+            }
+            if abstaining && self.transfer_to.is_none() && self.progress[&from].matched == last_end
+            {
+                // It holds everything now, but votes only after a later term
+                // than ours begins: hand over to a voter as up to date.
+                let to = self.conf.voters.iter().copied().find(|&v| {
+                    v != from && self.progress.get(&v).is_some_and(|p| p.matched == last_end)
+                });
+                if let Some(to) = to {
+                    self.transfer_leadership(to);
+                }
             }
             self.send_append(from, false);
         } else {
@@ -131,6 +146,12 @@ impl<S: Storage> Raft<S> {
             let p = self.progress.get_mut(&from).expect("present");
             p.flow = Flow::Probe { waiting: false };
             p.inflight.clear();
+            if guess < p.matched {
+                // Below what it acknowledged: it lost entries to damage on
+                // recovery (or this answer is older than its acknowledgement).
+                // Either way, count only what it surely holds.
+                p.matched = guess;
+            }
             p.next = guess.max(p.matched).min(p.next);
             self.send_append(from, false);
         }

@@ -6,6 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use rill_raft::node::Message;
 use rill_record::header::BatchHeader;
 use rill_record::{BatchBuilder, Compression};
 use rill_replica::ReplicaLog;
+use rill_storage::checkpoint::Checkpoint;
 use rill_storage::sim_disk::SimDisk;
 use rill_storage::{FlushPolicy, LogConfig};
 
@@ -64,6 +66,10 @@ pub type History = BTreeMap<u64, (u64, u64, Bytes, u64)>;
 pub struct Held {
     pub durable_end: u64,
     pub epochs: Vec<(i32, i64)>,
+    /// Its saved hard state says it abstains from elections after damage:
+    /// what it lost cannot be outvoted with its help, so it counts as a
+    /// holder of everything (the safety argument of `abstain_through`).
+    pub abstaining: bool,
 }
 
 impl Held {
@@ -71,18 +77,20 @@ impl Held {
         Held {
             durable_end: log.log().durable_offset().max(0) as u64,
             epochs: log.log().leader_epochs(),
+            abstaining: log.log().hard_state().abstain_through.is_some(),
         }
     }
 
     /// Holds the batch ending at `end` written in `epoch`.
     pub fn holds(&self, end: u64, epoch: u64) -> bool {
-        end <= self.durable_end
-            && self
-                .epochs
-                .iter()
-                .rev()
-                .find(|(_, start)| *start < end as i64)
-                .is_some_and(|(e, _)| *e as u64 == epoch)
+        self.abstaining
+            || end <= self.durable_end
+                && self
+                    .epochs
+                    .iter()
+                    .rev()
+                    .find(|(_, start)| *start < end as i64)
+                    .is_some_and(|(e, _)| *e as u64 == epoch)
     }
 }
 
@@ -96,6 +104,8 @@ pub struct Faults {
     pub restart: u64,
     pub partition: u64,
     pub heal: u64,
+    /// A bit flipped in a down broker's synced data (one broker at a time).
+    pub flip: u64,
 }
 
 impl Faults {
@@ -109,6 +119,7 @@ impl Faults {
             restart: 40,
             partition: 6,
             heal: 25,
+            flip: 40,
         }
     }
     pub fn none() -> Faults {
@@ -121,6 +132,7 @@ impl Faults {
             restart: 0,
             partition: 0,
             heal: 0,
+            flip: 0,
         }
     }
 }
@@ -137,6 +149,9 @@ pub struct Totals {
     pub dropped: u64,
     pub committed_batches: u64,
     pub syncs: u64,
+    pub bit_flips: u64,
+    /// Replicas that found a flip on recovery, cut their log and abstained.
+    pub damaged_recoveries: u64,
 }
 
 pub fn config() -> LogConfig {
@@ -210,6 +225,42 @@ pub async fn stored(log: &Replica, from: u64, to: u64) -> Vec<(u64, u64, u64, By
         );
     }
     out
+}
+
+/// Where a bit flip can land in a replica's synced data that recovery will
+/// scan: the CRC-covered part (attributes on) of a batch wholly below the
+/// checkpoint's recovery point in the active segment. Returns the file and
+/// the CRC-covered ranges. (RecordBatch leaves base offset, length, leader
+/// epoch, magic and the CRC itself outside its CRC: a flip there is a
+/// different, partly undetectable, fault.)
+pub fn flip_targets(disk: &SimDisk, dir: &str) -> Option<(PathBuf, Vec<(u64, u64)>)> {
+    let dir = Path::new(dir);
+    let checkpoint = disk.contents(&dir.join("checkpoint"))?;
+    let c = Checkpoint::newest(&checkpoint)?;
+    let active = disk
+        .files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()?;
+    let path = dir.join(format!("{:020}.log", c.recovery_segment));
+    if path != active {
+        return None;
+    }
+    let data = disk.contents(&path)?;
+    let mut ranges = Vec::new();
+    let mut pos = 0usize;
+    while let Some(len) = data
+        .get(pos..)
+        .and_then(rill_record::header::peek_total_len)
+    {
+        let end = pos + len as usize;
+        if len == 0 || end as u64 > c.recovery_position {
+            break;
+        }
+        ranges.push(((pos + 21) as u64, end as u64));
+        pos = end;
+    }
+    Some((path, ranges))
 }
 
 /// Runs `f` on a glommio executor (the partition log's home) on this thread.

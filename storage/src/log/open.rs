@@ -59,11 +59,22 @@ async fn rebuild<F: SegmentFile>(
     Ok((seg, stop))
 }
 
+/// What opening does with damaged data below the recovery point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnDamage {
+    /// Refuse to open: the only copy must not be cut.
+    Refuse,
+    /// Cut the log at the first damaged batch and say where: a replica
+    /// gets the lost batches back from its group.
+    Truncate,
+}
+
 pub(super) async fn open<D: Disk>(
     disk: D,
     dir: &Path,
     config: LogConfig,
-) -> Result<PartitionLog<D>> {
+    on_damage: OnDamage,
+) -> Result<(PartitionLog<D>, Option<i64>)> {
     validate_config(&config);
     let now = disk.now_ms();
     disk.create_dir_all(dir)
@@ -109,6 +120,8 @@ pub(super) async fn open<D: Disk>(
         bases.push(log_start);
     }
 
+    // The first offset of damaged synced data (with `OnDamage::Truncate`).
+    let mut damaged_at: Option<i64> = None;
     let mut segments = BTreeMap::new();
     for (i, &base) in bases.iter().enumerate().take(bases.len() - 1) {
         let file = Rc::new(segment::open_rw(&disk, &segment::log_path(dir, base)).await?);
@@ -127,6 +140,7 @@ pub(super) async fn open<D: Disk>(
                         dir = %dir.display(), segment = base, position = stop.position(), ?stop,
                         "corrupt data in a closed segment; batches from here are unreadable"
                     );
+                    damaged_at = damaged_at.or(Some(seg.next_offset));
                     seg.next_offset = bases[i + 1];
                     seg.size_bytes = size;
                 }
@@ -154,7 +168,7 @@ pub(super) async fn open<D: Disk>(
             Segment::from_summary(active_base, file.clone(), summary, index, time_index, now)
         }
         None => {
-            recover_active(
+            let (seg, damaged) = recover_active(
                 dir,
                 active_base,
                 file.clone(),
@@ -162,8 +176,11 @@ pub(super) async fn open<D: Disk>(
                 checkpoint,
                 &config,
                 now,
+                on_damage,
             )
-            .await?
+            .await?;
+            damaged_at = damaged_at.or(damaged);
+            seg
         }
     };
     let _ = disk.remove_file(&segment::index_path(dir, active_base));
@@ -234,11 +251,20 @@ pub(super) async fn open<D: Disk>(
     if let FlushPolicy::Interval(every) = flush {
         spawn_interval_flusher(Rc::downgrade(&log.inner), every);
     }
-    Ok(log)
+    match (damaged_at, on_damage) {
+        (Some(at), OnDamage::Truncate) => {
+            tracing::error!(dir = %log.inner.dir.display(), offset = at, "cutting damaged synced data; the group must supply it again");
+            log.truncate_to(at.max(log.log_start_offset())).await?;
+            Ok((log, Some(at)))
+        }
+        _ => Ok((log, None)),
+    }
 }
 
 /// Scans the active segment after an unclean stop: keeps every valid batch,
-/// cuts a torn tail, and refuses to lose anything below the recovery point.
+/// cuts a torn tail, and refuses to lose anything below the recovery point
+/// (or, with `OnDamage::Truncate`, cuts it too and returns where).
+#[allow(clippy::too_many_arguments)]
 async fn recover_active<F: SegmentFile>(
     dir: &Path,
     base: i64,
@@ -247,10 +273,12 @@ async fn recover_active<F: SegmentFile>(
     checkpoint: Option<Checkpoint>,
     config: &LogConfig,
     now: i64,
-) -> Result<Segment<F>> {
+    on_damage: OnDamage,
+) -> Result<(Segment<F>, Option<i64>)> {
     let (seg, stop) = rebuild(base, file.clone(), size, config, now).await?;
     let recovery_point = checkpoint.map(|c| c.recovery_point).unwrap_or(base);
-    if seg.next_offset < recovery_point {
+    let damaged = seg.next_offset < recovery_point;
+    if damaged && on_damage == OnDamage::Refuse {
         let (recovery_segment, recovery_position) = checkpoint
             .map(|c| (c.recovery_segment, c.recovery_position))
             .unwrap_or((base, 0));
@@ -285,7 +313,8 @@ async fn recover_active<F: SegmentFile>(
             .await
             .map_err(|e| StorageError::io("truncating a torn tail", e))?;
     }
-    Ok(seg)
+    let damaged_at = damaged.then_some(seg.next_offset);
+    Ok((seg, damaged_at))
 }
 
 pub(super) fn remove_segment_files(disk: &impl Disk, dir: &Path, base: i64) {
