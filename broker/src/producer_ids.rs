@@ -7,10 +7,8 @@
 
 use std::cell::RefCell;
 use std::ops::Range;
-use std::rc::Rc;
 
-use crate::cluster::{ChangeError, CommandError, MetadataCommand};
-use crate::shard::Shard;
+use crate::cluster::{ChangeError, CommandError};
 
 /// Ids fetched from the controller at a time (Kafka's block size).
 pub const BLOCK_IDS: i64 = 1000;
@@ -28,23 +26,6 @@ pub enum ProducerIdError {
 pub trait ProducerIdBlocks {
     /// `count` ids no one else has or will have, durably recorded as given.
     async fn allocate(&self, count: i64) -> Result<Range<i64>, ProducerIdError>;
-}
-
-/// This broker's controller: one metadata command per block.
-impl ProducerIdBlocks for Rc<Shard> {
-    async fn allocate(&self, count: i64) -> Result<Range<i64>, ProducerIdError> {
-        let broker = self.config.node_id;
-        let block = self
-            .change_metadata(move |draft, _| {
-                let start = draft.state().next_producer_id;
-                draft
-                    .push(MetadataCommand::AllocateProducerIds { broker, count })
-                    .map(|()| start..start + count)
-            })
-            .await??;
-        tracing::debug!(?block, "allocated producer ids");
-        Ok(block)
-    }
 }
 
 /// The ids of the current block not yet handed out. Lives on shard 0.

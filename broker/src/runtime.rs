@@ -23,7 +23,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use crate::cluster::{apply, store, ClusterMeta, Controller};
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, IoContext, Result};
+use crate::file_limits;
 use crate::server;
 use crate::shard::{Job, Router, Shard, JOB_QUEUE_MAX};
 
@@ -49,87 +49,10 @@ pub struct BrokerHandle {
     threads: Vec<ExecutorJoinHandle<()>>,
 }
 
-/// Every partition holds open files and every client a socket: the soft
-/// limit on open files goes up to the hard one (a systemd unit's
-/// LimitNOFILE, or the shell's `ulimit -Hn`), both logged. Returns the soft
-/// limit in force, if it could be read.
-fn raise_nofile_limit() -> Option<usize> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "reading the open-file limit failed");
-        return None;
-    }
-    let before = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            ..lim
-        };
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim = raised;
-        } else {
-            tracing::warn!(soft = before, hard = lim.rlim_max, error = %std::io::Error::last_os_error(),
-                "raising the open-file limit failed");
-        }
-    }
-    tracing::info!(
-        soft_before = before,
-        soft = lim.rlim_cur,
-        hard = lim.rlim_max,
-        "open-file limit"
-    );
-    Some(usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX))
-}
-
-/// Descriptors kept out of the partition logs' budget for everything
-/// else: the listeners and client connections, the metadata store's saves,
-/// signal handling, the executors' rings, log files. A tenth of the limit,
-/// at least 128 and at most 4,096.
-pub fn files_reserved(limit: usize) -> usize {
-    (limit / 10).clamp(128, 4096).min(limit)
-}
-
-static OPEN_FILE_LIMIT: AtomicUsize = AtomicUsize::new(0);
-
-/// Sets the partition logs' open-file budget from the process's limit, so
-/// that partitions never take the descriptors the broker needs to go on
-/// serving (and to start at all).
-fn budget_open_files(limit: Option<usize>) {
-    let Some(limit) = limit else {
-        return;
-    };
-    let reserved = files_reserved(limit);
-    rill_storage::descriptors::set_budget(limit - reserved);
-    OPEN_FILE_LIMIT.store(limit, Ordering::Relaxed);
-    tracing::info!(
-        limit,
-        reserved,
-        partition_files = limit - reserved,
-        "open files for partition logs"
-    );
-}
-
-/// The open-file limits as a sentence, for errors that hit them.
-pub fn open_file_limits() -> String {
-    let limit = OPEN_FILE_LIMIT.load(Ordering::Relaxed);
-    let open = rill_storage::descriptors::open();
-    if limit == 0 {
-        return format!("partition logs hold {open} open files");
-    }
-    format!(
-        "the open-file limit is {limit}, of which {} are kept for connections and metadata, and partition logs hold {open}",
-        files_reserved(limit)
-    )
-}
-
 impl Broker {
     /// Starts a broker with `config` and returns once every shard serves.
     pub fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
-        budget_open_files(raise_nofile_limit());
+        file_limits::budget_open_files(file_limits::raise_nofile_limit());
         std::fs::create_dir_all(&config.data_dir)
             .context(|| format!("creating data directory {}", config.data_dir.display()))?;
         // Resolved once, so logs name one real place and no later change of

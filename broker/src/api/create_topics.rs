@@ -22,24 +22,6 @@ struct Spec {
     configs: Vec<(String, Option<String>)>,
 }
 
-/// The command creating topic `name` with id `id` and `partitions`
-/// partitions placed on the least-loaded shards of `state`.
-pub fn command(
-    state: &ClusterMeta,
-    name: &str,
-    id: Uuid,
-    partitions: i32,
-    configs: BTreeMap<String, String>,
-    shards: usize,
-) -> MetadataCommand {
-    MetadataCommand::CreateTopic {
-        name: name.to_string(),
-        id,
-        partitions: state.place(partitions as usize, shards),
-        configs,
-    }
-}
-
 /// A created topic's id and partition count, or why it was not created.
 type Created = Result<(Uuid, i32), super::Failure>;
 
@@ -160,7 +142,7 @@ pub async fn handle(cx: &Context<'_>, req: CreateTopicsRequest) -> CreateTopicsR
                                 return Ok((Uuid::nil(), partitions));
                             }
                             let id = Uuid::new_v4();
-                            let create = command(
+                            let create = MetadataCommand::create_topic(
                                 draft.state(),
                                 &spec.name,
                                 id,

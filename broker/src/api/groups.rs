@@ -20,9 +20,10 @@ use rill_net::kafka_protocol::ResponseError;
 
 use super::{str_bytes, Context};
 use crate::error_code::code;
+use crate::groups::coordinator::ensure_offsets_topic;
 use crate::groups::coordinator::{self, on_coordinator, SyncRequest};
 use crate::groups::group::{GroupState, Join, JoinReply};
-use crate::groups::{ensure_offsets_topic, OFFSETS_TOPIC};
+use crate::groups::OFFSETS_TOPIC;
 use crate::shard::Shard;
 
 fn opt(s: &Option<StrBytes>) -> Option<String> {

@@ -180,24 +180,6 @@ pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-/// The command creating topic `name` with a fresh id.
-pub fn create_topic_command(
-    state: &crate::cluster::ClusterMeta,
-    name: &str,
-    partitions: i32,
-    configs: std::collections::BTreeMap<String, String>,
-    shards: usize,
-) -> crate::cluster::MetadataCommand {
-    create_topics::command(
-        state,
-        name,
-        uuid::Uuid::new_v4(),
-        partitions,
-        configs,
-        shards,
-    )
-}
-
 /// Creates topics that do not exist, with broker defaults (auto-create).
 /// Returns once they are open on their shards.
 pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
@@ -222,7 +204,7 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
                     tracing::warn!(topic = %name, %reason, "not auto-creating a topic");
                     continue;
                 }
-                let create = create_topics::command(
+                let create = crate::cluster::MetadataCommand::create_topic(
                     draft.state(),
                     &name,
                     uuid::Uuid::new_v4(),

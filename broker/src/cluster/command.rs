@@ -53,6 +53,26 @@ pub enum MetadataCommand {
     },
 }
 
+impl MetadataCommand {
+    /// The command creating topic `name` with id `id` and `partitions`
+    /// partitions placed on the least-loaded shards of `state`.
+    pub fn create_topic(
+        state: &ClusterMeta,
+        name: &str,
+        id: uuid::Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        shards: usize,
+    ) -> MetadataCommand {
+        MetadataCommand::CreateTopic {
+            name: name.to_string(),
+            id,
+            partitions: state.place(partitions as usize, shards),
+            configs,
+        }
+    }
+}
+
 /// A command that does not fit the state it is applied to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {

@@ -56,7 +56,7 @@ impl Placement {
         }
         Err(format!(
             "{what} needs {need} open files ({FILES_PER_NEW_PARTITION} per partition) but the broker can open only {left} more: {}; raise the limit (LimitNOFILE in the unit, ulimit -n) or use fewer partitions",
-            crate::runtime::open_file_limits()
+            crate::file_limits::open_file_limits()
         ))
     }
 }

@@ -166,7 +166,7 @@ pub struct BrokerConfig {
     pub log_cleaner_io_max_bytes_per_second: Option<u64>,
     pub offsets_topic_num_partitions: i32,
     pub offsets_retention_minutes: i64,
-    pub group_limits: crate::groups::group::GroupLimits,
+    pub group_limits: rill_groups::group::GroupLimits,
     /// From the io-properties file; `None` keeps the storage engine's defaults.
     pub write_sizing: Option<WriteSizing>,
 }
@@ -269,11 +269,11 @@ impl BrokerConfig {
             log_cleaner_io_max_bytes_per_second: s.log_cleaner_io_max_bytes_per_second,
             offsets_topic_num_partitions: s.offsets_topic_num_partitions,
             offsets_retention_minutes: s.offsets_retention_minutes,
-            group_limits: crate::groups::group::GroupLimits {
+            group_limits: rill_groups::group::GroupLimits {
                 min_session_timeout_ms: s.group_min_session_timeout_ms,
                 max_session_timeout_ms: s.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: s.group_initial_rebalance_delay_ms,
-                consumer: crate::groups::consumer::ConsumerLimits {
+                consumer: rill_groups::consumer::ConsumerLimits {
                     session_timeout_ms: s.group_consumer_session_timeout_ms,
                     heartbeat_interval_ms: s.group_consumer_heartbeat_interval_ms,
                     max_members: s.group_consumer_max_size.unwrap_or(usize::MAX),

@@ -1,239 +1,91 @@
-//! The group coordinator's I/O around the pure [`Group`] state machine: a
-//! group lives on the shard that owns its `__consumer_offsets` partition;
-//! that partition's log is replayed into memory on first use (after a
-//! restart, the groups and offsets come back); answers that wait are
-//! channels keyed by [`Token`]; what a group decides to make durable is
-//! appended to its partition before the waiting answers go out.
+//! The group coordinator's requests around the pure [`Group`] state
+//! machine: a group lives on the shard that owns its `__consumer_offsets`
+//! partition (its in-memory table is [`crate::shard::group_table`]); answers that
+//! wait are channels keyed by [`Token`]; what a group decides to make
+//! durable is appended to its partition before the waiting answers go out.
 
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use rill_net::kafka_protocol::ResponseError;
-use rill_storage::batch::{self, BatchBuilder, Compression};
+use rill_storage::batch::{BatchBuilder, Compression};
 
 use super::consumer::{ConsumerGroup, Heartbeat, HeartbeatError, HeartbeatReply, TopicImage};
-use super::group::{Committed, Effect, Group, GroupLimits, Join, JoinReply, SyncReply, Token};
+use super::group::{Committed, Effect, Group, Join, JoinReply, SyncReply};
 use super::records::OffsetsRecord;
 use super::{partition_for, OFFSETS_TOPIC};
 use crate::cluster::state::ClusterMeta;
-use crate::shard::{Partition, Shard};
+use crate::cluster::MetadataCommand;
+use crate::partition::Partition;
+use crate::shard::group_table::{now_ms, Waiter};
+use crate::shard::Shard;
 
 /// Largest metadata string a commit may carry (`offset.metadata.max.bytes`).
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
-enum Waiter {
-    Join(async_channel::Sender<JoinReply>),
-    Sync(async_channel::Sender<SyncReply>),
-}
-
-/// The groups of the offsets partitions one shard owns.
-pub struct Coordinator {
-    pub groups: RefCell<HashMap<String, Group>>,
-    loaded: RefCell<HashSet<i32>>,
-    loading: async_lock::Mutex<()>,
-    waiters: RefCell<HashMap<Token, Waiter>>,
-    next_token: Cell<Token>,
-    pub limits: GroupLimits,
-}
-
-fn now_ms() -> i64 {
-    batch::now_ms()
-}
-
-impl Coordinator {
-    pub fn new(limits: GroupLimits) -> Coordinator {
-        Coordinator {
-            groups: RefCell::default(),
-            loaded: RefCell::default(),
-            loading: async_lock::Mutex::new(()),
-            waiters: RefCell::default(),
-            next_token: Cell::new(1),
-            limits,
-        }
-    }
-
-    fn token(&self) -> Token {
-        let t = self.next_token.get();
-        self.next_token.set(t + 1);
-        t
-    }
-
-    /// Replays partition `partition` of the offsets topic into memory the
-    /// first time it is needed.
-    pub async fn ensure_loaded(
-        &self,
-        partition: i32,
-        part: &Partition,
-    ) -> Result<(), ResponseError> {
-        if self.loaded.borrow().contains(&partition) {
-            return Ok(());
-        }
-        let _loading = self.loading.lock().await;
-        if self.loaded.borrow().contains(&partition) {
-            return Ok(());
-        }
-        let now = now_ms();
-        let mut groups: HashMap<String, Group> = HashMap::new();
-        let (mut at, end) = (part.log_start_offset(), part.high_watermark());
-        let mut replayed = 0usize;
-        while at < end {
-            let data = part.read(at, 1 << 20).await.map_err(|e| {
-                tracing::error!(partition, error = %e, "reading the offsets topic failed");
-                ResponseError::CoordinatorNotAvailable
-            })?;
-            let mut records = Vec::new();
-            let next = batch::decode_batches(&data, at, &mut records).map_err(|e| {
-                tracing::error!(partition, error = %e, "the offsets topic holds a corrupt batch");
-                ResponseError::CoordinatorNotAvailable
-            })?;
-            for r in records {
-                let Some(key) = r.key else { continue };
-                let Some(rec) = OffsetsRecord::decode(&key, r.value.as_deref()) else {
-                    continue;
-                };
-                replayed += 1;
-                match rec {
-                    OffsetsRecord::Offset {
-                        group,
-                        topic,
-                        partition,
-                        value,
-                    } => {
-                        let g = groups
-                            .entry(group.clone())
-                            .or_insert_with(|| Group::new(&group, now, self.limits));
-                        match value {
-                            Some(c) => {
-                                g.offsets.insert((topic, partition), c);
-                            }
-                            None => {
-                                g.offsets.remove(&(topic, partition));
-                            }
-                        }
-                    }
-                    OffsetsRecord::Group { group, value } => match value {
-                        Some(snapshot) => {
-                            // A classic group now: any consumer-protocol state is over.
-                            let offsets =
-                                groups.remove(&group).map(|g| g.offsets).unwrap_or_default();
-                            let mut g = Group::restore(&group, snapshot, now, self.limits);
-                            g.offsets = offsets;
-                            groups.insert(group, g);
-                        }
-                        None => {
-                            groups.remove(&group);
-                        }
-                    },
-                    OffsetsRecord::ConsumerGroup { group, value } => match value {
-                        Some(cg) => {
-                            // A consumer-protocol group now: its classic part is empty.
-                            let offsets =
-                                groups.remove(&group).map(|g| g.offsets).unwrap_or_default();
-                            let mut g = Group::new(&group, now, self.limits);
-                            g.offsets = offsets;
-                            g.consumer = Some(cg.restore(now, &self.limits.consumer));
-                            groups.insert(group, g);
-                        }
-                        None => {
-                            if let Some(g) = groups.get_mut(&group) {
-                                g.consumer = None;
-                            }
-                        }
-                    },
+/// Sends the answers `effects` carry and starts the appends they ask for.
+fn dispatch(shard: &Rc<Shard>, part: &Rc<Partition>, group: &str, effects: Vec<Effect>) {
+    let c = &shard.groups;
+    let mut persist = false;
+    let mut after_persist = Vec::new();
+    for e in effects {
+        match e {
+            Effect::Join(t, r) => {
+                if let Some(Waiter::Join(tx)) = c.waiters.borrow_mut().remove(&t) {
+                    let _ = tx.try_send(r);
                 }
             }
-            match next {
-                Some(n) if n > at => at = n,
-                _ => break,
-            }
-        }
-        if replayed > 0 {
-            tracing::info!(
-                partition,
-                records = replayed,
-                groups = groups.len(),
-                "loaded consumer groups"
-            );
-        }
-        self.groups.borrow_mut().extend(groups);
-        self.loaded.borrow_mut().insert(partition);
-        Ok(())
-    }
-
-    /// Sends the answers `effects` carry and starts the appends they ask for.
-    fn dispatch(&self, shard: &Rc<Shard>, part: &Rc<Partition>, group: &str, effects: Vec<Effect>) {
-        let mut persist = false;
-        let mut after_persist = Vec::new();
-        for e in effects {
-            match e {
-                Effect::Join(t, r) => {
-                    if let Some(Waiter::Join(tx)) = self.waiters.borrow_mut().remove(&t) {
-                        let _ = tx.try_send(r);
-                    }
-                }
-                Effect::Sync(t, r) => {
-                    if let Some(Waiter::Sync(tx)) = self.waiters.borrow_mut().remove(&t) {
-                        let _ = tx.try_send(r);
-                    }
-                }
-                Effect::Persist => persist = true,
-                Effect::SyncAfterPersist(replies) => {
-                    persist = true;
-                    after_persist.extend(replies);
-                }
-            }
-        }
-        if !persist {
-            return;
-        }
-        let (shard, part, group) = (shard.clone(), part.clone(), group.to_string());
-        glommio::spawn_local(async move {
-            let c = &shard.groups;
-            // The group as it is when the append starts: later changes
-            // append their own, newer snapshot.
-            let (record, generation) = {
-                let groups = c.groups.borrow();
-                let Some(g) = groups.get(&group) else { return };
-                let record = OffsetsRecord::Group {
-                    group: group.clone(),
-                    value: Some(g.snapshot(now_ms())),
-                };
-                (record, g.generation)
-            };
-            let result = append(&part, &[record]).await;
-            if result.is_err() && !after_persist.is_empty() {
-                let mut effects = Vec::new();
-                if let Some(g) = c.groups.borrow_mut().get_mut(&group) {
-                    g.assignment_not_persisted(now_ms(), generation, &mut effects);
-                }
-                c.dispatch(&shard, &part, &group, effects);
-            }
-            for (t, mut r) in after_persist {
-                if let Err(e) = result {
-                    r = SyncReply {
-                        error: Some(e),
-                        ..Default::default()
-                    };
-                }
+            Effect::Sync(t, r) => {
                 if let Some(Waiter::Sync(tx)) = c.waiters.borrow_mut().remove(&t) {
                     let _ = tx.try_send(r);
                 }
             }
-        })
-        .detach();
-    }
-
-    /// Drops a group that holds nothing (a failed first join, say).
-    fn prune(&self, group: &str) {
-        let mut groups = self.groups.borrow_mut();
-        if groups.get(group).is_some_and(|g| {
-            g.is_empty() && g.offsets.is_empty() && g.generation == 0 && g.consumer.is_none()
-        }) {
-            groups.remove(group);
+            Effect::Persist => persist = true,
+            Effect::SyncAfterPersist(replies) => {
+                persist = true;
+                after_persist.extend(replies);
+            }
         }
     }
+    if !persist {
+        return;
+    }
+    let (shard, part, group) = (shard.clone(), part.clone(), group.to_string());
+    glommio::spawn_local(async move {
+        let c = &shard.groups;
+        // The group as it is when the append starts: later changes
+        // append their own, newer snapshot.
+        let (record, generation) = {
+            let groups = c.groups.borrow();
+            let Some(g) = groups.get(&group) else { return };
+            let record = OffsetsRecord::Group {
+                group: group.clone(),
+                value: Some(g.snapshot(now_ms())),
+            };
+            (record, g.generation)
+        };
+        let result = append(&part, &[record]).await;
+        if result.is_err() && !after_persist.is_empty() {
+            let mut effects = Vec::new();
+            if let Some(g) = c.groups.borrow_mut().get_mut(&group) {
+                g.assignment_not_persisted(now_ms(), generation, &mut effects);
+            }
+            dispatch(&shard, &part, &group, effects);
+        }
+        for (t, mut r) in after_persist {
+            if let Err(e) = result {
+                r = SyncReply {
+                    error: Some(e),
+                    ..Default::default()
+                };
+            }
+            if let Some(Waiter::Sync(tx)) = c.waiters.borrow_mut().remove(&t) {
+                let _ = tx.try_send(r);
+            }
+        }
+    })
+    .detach();
 }
 
 /// Appends records to the offsets partition and waits until they are durable.
@@ -387,7 +239,7 @@ where
     F: FnOnce(Rc<Shard>, Rc<Partition>, String) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
-    super::ensure_offsets_topic(shard).await?;
+    ensure_offsets_topic(shard).await?;
     let p = offsets_partition(shard, &group).ok_or(ResponseError::CoordinatorNotAvailable)?;
     shard
         .on_partition(OFFSETS_TOPIC.to_string(), p, move |s, part| async move {
@@ -428,7 +280,7 @@ pub async fn join(shard: Rc<Shard>, part: Rc<Partition>, group: String, req: Joi
             g.join(now, token, req, &mut effects)
         }
     };
-    c.dispatch(&shard, &part, &group, effects);
+    dispatch(&shard, &part, &group, effects);
     match now_reply {
         Some(r) => {
             c.waiters.borrow_mut().remove(&token);
@@ -480,7 +332,7 @@ pub async fn sync(
             &mut effects,
         ),
     };
-    c.dispatch(&shard, &part, &group, effects);
+    dispatch(&shard, &part, &group, effects);
     match now_reply {
         Some(r) => {
             c.waiters.borrow_mut().remove(&token);
@@ -525,7 +377,7 @@ pub fn leave(
             .map(|(id, instance)| g.leave(now_ms(), id, instance.as_deref(), &mut effects))
             .collect(),
     };
-    c.dispatch(shard, part, group, effects);
+    dispatch(shard, part, group, effects);
     results
 }
 
@@ -769,7 +621,7 @@ pub async fn tick(shard: &Rc<Shard>, retention_ms: Option<i64>) {
             }
             g.consumer_membership_changed(was_empty, now);
         }
-        c.dispatch(shard, &part, &id, effects);
+        dispatch(shard, &part, &id, effects);
         if let Some(record) = record {
             if let Err(e) = append(&part, &[record]).await {
                 tracing::warn!(group = %id, error = %e, "recording a consumer group failed");
@@ -806,6 +658,53 @@ pub async fn tick(shard: &Rc<Shard>, retention_ms: Option<i64>) {
         tracing::info!(%group, offsets = records.len() - 2, "offsets of an empty group expired");
         if append(&part, &records).await.is_ok() {
             c.groups.borrow_mut().remove(&group);
+        }
+    }
+}
+
+/// Creates the offsets topic the first time a group needs it.
+pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), ResponseError> {
+    if shard.meta().topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let partitions = shard.config.offsets_topic_num_partitions;
+    let result = shard
+        .change_metadata(move |draft, placement| {
+            if draft.state().topics.contains_key(OFFSETS_TOPIC) {
+                return Ok(());
+            }
+            placement.take_files(&format!("creating {OFFSETS_TOPIC}"), partitions as usize)?;
+            let configs: BTreeMap<String, String> = [
+                ("cleanup.policy", "compact"),
+                // Kafka's offsets.topic.segment.bytes.
+                ("segment.bytes", "104857600"),
+                ("compression.type", "producer"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let create = MetadataCommand::create_topic(
+                draft.state(),
+                OFFSETS_TOPIC,
+                uuid::Uuid::new_v4(),
+                partitions,
+                configs,
+                placement.shards,
+            );
+            draft.push(create).expect("the name is free");
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|fits| fits);
+    match result {
+        Ok(()) => {
+            tracing::info!(partitions, "created {OFFSETS_TOPIC}");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "creating {OFFSETS_TOPIC} failed");
+            Err(ResponseError::CoordinatorNotAvailable)
         }
     }
 }

@@ -1,18 +1,13 @@
 //! Consumer groups in the broker: the pure state machines live in the
 //! `rill-groups` crate (re-exported here as [`group`], [`consumer`],
 //! [`assignor`], [`records`]); this module holds the glue —
-//! [`coordinator`]: which shard coordinates a group, replaying the offsets
-//! topic, waiting answers, durable appends — and creating the offsets topic.
+//! [`coordinator`]: the requests on a shard's groups (held in memory by
+//! [`crate::shard::group_table`], replayed from the offsets topic), which
+//! shard coordinates a group, durable appends, creating the offsets topic.
+//! Modules depend one way: `partition` ← `shard` ← `groups` ← `api`.
 
 pub mod coordinator;
 pub use rill_groups::{assignor, consumer, group, records};
-
-use std::collections::BTreeMap;
-use std::rc::Rc;
-
-use rill_net::kafka_protocol::ResponseError;
-
-use crate::shard::Shard;
 
 /// The internal, compacted topic holding groups and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -26,52 +21,6 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
         h = h.wrapping_mul(31).wrapping_add(unit as i32);
     }
     (h & 0x7fff_ffff) % partitions.max(1)
-}
-
-/// Creates the offsets topic the first time a group needs it.
-pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), ResponseError> {
-    if shard.meta().topics.contains_key(OFFSETS_TOPIC) {
-        return Ok(());
-    }
-    let partitions = shard.config.offsets_topic_num_partitions;
-    let result = shard
-        .change_metadata(move |draft, placement| {
-            if draft.state().topics.contains_key(OFFSETS_TOPIC) {
-                return Ok(());
-            }
-            placement.take_files(&format!("creating {OFFSETS_TOPIC}"), partitions as usize)?;
-            let configs: BTreeMap<String, String> = [
-                ("cleanup.policy", "compact"),
-                // Kafka's offsets.topic.segment.bytes.
-                ("segment.bytes", "104857600"),
-                ("compression.type", "producer"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-            let create = crate::api::create_topic_command(
-                draft.state(),
-                OFFSETS_TOPIC,
-                partitions,
-                configs,
-                placement.shards,
-            );
-            draft.push(create).expect("the name is free");
-            Ok(())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|fits| fits);
-    match result {
-        Ok(()) => {
-            tracing::info!(partitions, "created {OFFSETS_TOPIC}");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "creating {OFFSETS_TOPIC} failed");
-            Err(ResponseError::CoordinatorNotAvailable)
-        }
-    }
 }
 
 /// Topics the members of a "consumer" group subscribe to (from their

@@ -17,11 +17,12 @@ use crate::config::BrokerConfig;
 use crate::producer_ids::ProducerIds;
 use partition_table::PartitionTable;
 
+pub mod group_table;
 mod metadata;
-mod partition;
 pub mod partition_table;
+mod producer_id_blocks;
 
-pub use partition::Partition;
+pub use crate::partition::Partition;
 
 /// Work sent to a shard: runs there with access to the shard's state.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -69,7 +70,7 @@ pub struct Shard {
     pub stopping: Cell<bool>,
     pub stop_signal: Signal,
     /// The consumer groups whose offsets partitions this shard owns.
-    pub groups: crate::groups::coordinator::Coordinator,
+    pub groups: group_table::GroupTable,
     /// Held while the shard applies a metadata state.
     applying: async_lock::Mutex<()>,
     /// Partitions this shard owns that it could not open at the last apply.
@@ -86,7 +87,7 @@ impl Shard {
         controller: Option<Controller>,
     ) -> Shard {
         Shard {
-            groups: crate::groups::coordinator::Coordinator::new(config.group_limits),
+            groups: group_table::GroupTable::new(config.group_limits),
             id,
             config,
             router,
