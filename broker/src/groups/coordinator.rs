@@ -1,7 +1,7 @@
 //! The group coordinator's requests around the pure [`Group`] state
 //! machine: a group lives on the shard that owns its `__consumer_offsets`
 //! partition (its in-memory table is [`crate::shard::group_table`]); answers that
-//! wait are channels keyed by [`Token`]; what a group decides to make
+//! wait are channels keyed by [`Token`](super::group::Token); what a group decides to make
 //! durable is appended to its partition before the waiting answers go out.
 
 use std::collections::BTreeMap;
