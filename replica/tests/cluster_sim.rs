@@ -54,8 +54,9 @@ struct Broker {
     verified: BTreeMap<u64, u64>,
     /// While down: per group, what its disk holds for sure (synced).
     held_when_down: BTreeMap<u64, Held>,
-    /// Down with a bit flipped in its synced data, not yet restarted.
-    flipped: bool,
+    /// Down with bits flipped in the synced data of these groups' replicas,
+    /// not yet restarted.
+    flipped: BTreeSet<u64>,
 }
 
 struct Sim {
@@ -119,7 +120,7 @@ impl Sim {
                     outbox: Outbox::default(),
                     verified: BTreeMap::new(),
                     held_when_down: BTreeMap::new(),
-                    flipped: false,
+                    flipped: BTreeSet::new(),
                 },
             );
             sim.start(id).await;
@@ -172,7 +173,7 @@ impl Sim {
                 Ok(x) => x,
                 Err(e) => self.fail(format!("broker {id} cannot reopen group {g}: {e}")),
             };
-            if self.brokers[&id].flipped && hs.abstain_through.is_some() {
+            if self.brokers[&id].flipped.contains(&g) && hs.abstain_through.is_some() {
                 self.totals.damaged_recoveries += 1;
             }
             let mut cfg = Config::new(id, self.voters.clone());
@@ -199,14 +200,14 @@ impl Sim {
         let b = self.brokers.get_mut(&id).expect("broker");
         b.replicas = Some(replicas);
         b.verified.clear();
-        b.flipped = false;
+        b.flipped.clear();
     }
 
     /// Whether broker `id` has damage not yet repaired: a flip it has not
     /// recovered from, or a replica abstaining since it recovered.
     fn damaged(&self, id: u64) -> bool {
         let b = &self.brokers[&id];
-        b.flipped
+        !b.flipped.is_empty()
             || b.replicas.as_ref().is_some_and(|r| {
                 r.values()
                     .any(|d| d.node().hard_state().abstain_through.is_some())
@@ -242,7 +243,9 @@ impl Sim {
         let bit = self.rng.below(8) as u8;
         assert!(disk.flip_bit(&path, at, bit));
         let b = self.brokers.get_mut(&id).expect("broker");
-        b.flipped = true;
+        if b.flipped.insert(g) {
+            self.totals.replicas_flipped += 1;
+        }
         if let Some(h) = b.held_when_down.get_mut(&g) {
             h.abstaining = true;
         }
@@ -670,6 +673,7 @@ fn many_seeds_keep_every_invariant() {
             t.torn_writes += x.torn_writes;
             t.bit_flips += x.bit_flips;
             t.damaged_recoveries += x.damaged_recoveries;
+            t.replicas_flipped += x.replicas_flipped;
             t.partitions += x.partitions;
             t.messages += x.messages;
             t.dropped += x.dropped;
@@ -677,8 +681,8 @@ fn many_seeds_keep_every_invariant() {
             t.syncs += x.syncs;
         }
         println!(
-            "{} seeds (3 and 5 brokers × 2 partitions) in {:?}: {} steps, {} crashes ({} in the middle of a disk change, {} with a torn write), {} bits flipped in synced data ({} found by recovery: log cut, replica abstaining until repaired), {} network partitions, {} messages ({} dropped), {} log syncs, {} batches committed, 0 lost",
-            t.seeds, start.elapsed(), t.steps, t.crashes, t.crashes_mid_write, t.torn_writes, t.bit_flips, t.damaged_recoveries, t.partitions, t.messages, t.dropped, t.syncs, t.committed_batches
+            "{} seeds (3 and 5 brokers × 2 partitions) in {:?}: {} steps, {} crashes ({} in the middle of a disk change, {} with a torn write), {} bits flipped in synced data ({} replicas flipped, {} found by recovery: log cut, replica abstaining until repaired), {} network partitions, {} messages ({} dropped), {} log syncs, {} batches committed, 0 lost",
+            t.seeds, start.elapsed(), t.steps, t.crashes, t.crashes_mid_write, t.torn_writes, t.bit_flips, t.replicas_flipped, t.damaged_recoveries, t.partitions, t.messages, t.dropped, t.syncs, t.committed_batches
         );
         t
     });

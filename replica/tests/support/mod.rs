@@ -150,6 +150,8 @@ pub struct Totals {
     pub committed_batches: u64,
     pub syncs: u64,
     pub bit_flips: u64,
+    /// Replicas flipped while their broker was down (one per down period).
+    pub replicas_flipped: u64,
     /// Replicas that found a flip on recovery, cut their log and abstained.
     pub damaged_recoveries: u64,
 }
