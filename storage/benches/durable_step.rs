@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use glommio::io::{DmaFile, OpenOptions};
 
 const BLOCK: usize = 4096;
-const FILE_BYTES: u64 = 64 << 20;
+/// Per partition file (a step rewrites its blocks round and round).
+const FILE_BYTES: u64 = 1 << 20;
+const JOURNAL_BYTES: u64 = 64 << 20;
 
 async fn open(path: &Path) -> Rc<DmaFile> {
     Rc::new(
@@ -77,7 +79,7 @@ async fn run(dir: &Path, dirty: usize, journal: bool, secs: u64) -> Case {
     }
     let wal = if journal {
         let f = open(&dir.join("journal.wal")).await;
-        zero_fill(&f, FILE_BYTES).await;
+        zero_fill(&f, JOURNAL_BYTES).await;
         Some(f)
     } else {
         None
@@ -103,7 +105,7 @@ async fn run(dir: &Path, dirty: usize, journal: bool, secs: u64) -> Case {
         }
         if let Some(w) = &wal {
             let len = BLOCK * dirty;
-            if wal_at + len as u64 > FILE_BYTES {
+            if wal_at + len as u64 > JOURNAL_BYTES {
                 wal_at = 0;
             }
             let (w, pos) = (w.clone(), wal_at);
