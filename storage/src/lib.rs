@@ -46,6 +46,7 @@ pub mod device;
 pub mod error;
 pub mod index_file;
 pub mod io;
+pub mod journal;
 pub mod leader_epochs;
 pub mod log;
 pub mod log_store;

@@ -29,6 +29,7 @@ use crate::compaction::CleanerState;
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::io::{Disk, DmaDisk, IoBuffer, SegmentFile};
+use crate::journal::{Journal, JournalName, Pending};
 use crate::leader_epochs::LeaderEpochs;
 use crate::producer_state::{ProducerBatch, ProducerStates, Verdict};
 use crate::read_cache::ReadCache;
@@ -53,6 +54,9 @@ pub struct TimestampOffset {
     pub timestamp: i64,
 }
 
+/// Bytes of batches a log keeps for its shard journal's next step.
+pub const UNJOURNALED_BYTES_MAX: usize = 4 << 20;
+
 /// A partition's log on one shard, on the real disk unless told otherwise
 /// (`D`: see [`crate::io`]). Cheap to clone (reference counted).
 pub struct PartitionLog<D: Disk = DmaDisk> {
@@ -75,6 +79,9 @@ struct Inner<D: Disk> {
     shared: RefCell<Shared<D>>,
     /// Notified when `durable_offset` moves, a sync ends or the log fails.
     durable: Signal,
+    /// The shard's journal, when this log makes batches durable through it,
+    /// and the log's name there.
+    journal: RefCell<Option<(Journal<D>, JournalName)>>,
 }
 
 /// State only the (serialized) writer touches.
@@ -94,6 +101,18 @@ struct Shared<D: Disk> {
     durable_offset: i64,
     /// (segment base, position) of `durable_offset`.
     durable_position: (i64, u64),
+    /// Every batch before this offset is in the shard's journal (synced):
+    /// stored, though its segment may not be synced yet.
+    journaled_offset: i64,
+    /// Batches appended since the journal's last step took this log's.
+    unjournaled: std::collections::VecDeque<Pending>,
+    /// Their bytes: bounded by [`UNJOURNALED_BYTES_MAX`], since nothing
+    /// takes them while no one asks for durability (acks=1 under a flush
+    /// interval); past it they are dropped and the segment's own sync
+    /// covers them.
+    unjournaled_bytes: usize,
+    /// Batches before this offset may be missing from `unjournaled`.
+    unjournaled_from: i64,
     leader_epoch: i32,
     cache: ReadCache,
     /// Idempotent producers' sequences; changed only by the writer.
@@ -229,9 +248,67 @@ impl<D: Disk> PartitionLog<D> {
         self.inner.shared.borrow().log_end_offset
     }
 
-    /// Offset before which every batch is on stable storage.
+    /// Offset before which every batch is synced in the log's segments
+    /// (the recovery point to be).
     pub fn durable_offset(&self) -> i64 {
         self.inner.shared.borrow().durable_offset
+    }
+
+    /// Offset before which every batch is on stable storage: synced in the
+    /// segments or in the shard's journal.
+    pub fn stored_offset(&self) -> i64 {
+        let s = self.inner.shared.borrow();
+        s.durable_offset.max(s.journaled_offset)
+    }
+
+    /// Makes batches durable through the shard's `journal` from now on
+    /// (see [`crate::journal`]), under `name`. Syncs what the log holds
+    /// first, so the journal has everything after it.
+    pub async fn attach_journal(&self, journal: Journal<D>, name: JournalName) -> Result<()> {
+        self.sync().await?;
+        *self.inner.journal.borrow_mut() = Some((journal, name));
+        Ok(())
+    }
+
+    pub(crate) fn journal_name(&self) -> Option<JournalName> {
+        self.inner.journal.borrow().as_ref().map(|(_, n)| n.clone())
+    }
+
+    /// The batches the journal's next step writes for this log (those
+    /// already synced in the segment are dropped).
+    pub(crate) fn take_unjournaled(&self) -> Vec<Pending> {
+        let mut s = self.inner.shared.borrow_mut();
+        let durable = s.durable_offset;
+        s.unjournaled_bytes = 0;
+        s.unjournaled
+            .drain(..)
+            .filter(|p| p.next_offset > durable)
+            .collect()
+    }
+
+    /// The journal synced this log's batches from `from` to `end`: stored
+    /// up to `end` if nothing before `from` is missing.
+    pub(crate) fn journaled_to(&self, from: i64, end: i64) {
+        {
+            let mut s = self.inner.shared.borrow_mut();
+            if from <= s.durable_offset.max(s.journaled_offset) {
+                s.journaled_offset = s.journaled_offset.max(end);
+            }
+        }
+        self.inner.durable.notify_all();
+    }
+
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        self.inner.shared.borrow().usable()
+    }
+
+    pub(crate) fn same_as(&self, other: &PartitionLog<D>) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Syncs the segments up to `target` (whatever the journal holds).
+    pub(crate) async fn sync_segments_to(&self, target: i64) -> Result<()> {
+        self.sync_to(target).await
     }
 
     /// Bytes of batches across all segments.
@@ -313,9 +390,19 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// Waits until every batch before `offset` is on stable storage, syncing
-    /// if needed (acks=all under an interval flush policy).
+    /// if needed (acks=all under an interval flush policy): through the
+    /// shard's journal if the log has one, else its own segment's sync.
     pub async fn make_durable(&self, offset: i64) -> Result<()> {
-        self.sync_to(offset).await
+        let journal = self.inner.journal.borrow().as_ref().map(|(j, _)| j.clone());
+        let Some(j) = journal else {
+            return self.sync_to(offset).await;
+        };
+        // Batches dropped from the journal's queue: the segment's sync.
+        let dropped_before = self.inner.shared.borrow().unjournaled_from;
+        if dropped_before > self.stored_offset() {
+            self.sync_to(dropped_before).await?;
+        }
+        j.make_durable(self, offset).await
     }
 
     async fn append_unsynced(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
@@ -399,6 +486,19 @@ impl<D: Disk> PartitionLog<D> {
             inner.config.borrow().index_interval_bytes,
         );
         s.log_end_offset = next_offset;
+        if inner.journal.borrow().is_some() {
+            s.unjournaled_bytes += batch.len();
+            s.unjournaled.push_back(Pending {
+                head,
+                batch: batch.clone(),
+                next_offset,
+            });
+            if s.unjournaled_bytes > UNJOURNALED_BYTES_MAX {
+                s.unjournaled.clear();
+                s.unjournaled_bytes = 0;
+                s.unjournaled_from = next_offset;
+            }
+        }
         s.cache.push(base_offset, next_offset, epoch, batch);
         s.cache.evict(written_offset);
         if let Some(b) = &producer {
@@ -512,6 +612,15 @@ impl<D: Disk> PartitionLog<D> {
             if offset > s.durable_offset {
                 s.durable_offset = offset;
                 s.durable_position = (segment_base, position);
+            }
+            // Synced in the segment: the journal need not take them.
+            while s
+                .unjournaled
+                .front()
+                .is_some_and(|p| p.next_offset <= offset)
+            {
+                let p = s.unjournaled.pop_front().expect("front");
+                s.unjournaled_bytes -= p.batch.len();
             }
         }
         inner.durable.notify_all();

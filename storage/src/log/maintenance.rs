@@ -25,6 +25,14 @@ impl<D: Disk> PartitionLog<D> {
     /// to drop a divergent suffix; it never goes below the log start.
     pub async fn truncate_to(&self, offset: i64) -> Result<()> {
         let inner = &*self.inner;
+        if inner.journal.borrow().is_some() {
+            // A replay would give back batches the journal holds from before
+            // the cut: a journaled log would need a cut record first.
+            return Err(StorageError::Failed {
+                reason: "truncating a log that writes through a shard journal is not supported"
+                    .to_string(),
+            });
+        }
         let mut w = inner.writer.lock().await;
         let (log_start, log_end) = {
             let s = inner.shared.borrow();

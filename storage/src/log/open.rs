@@ -226,6 +226,10 @@ pub(super) async fn open<D: Disk>(
                 log_end_offset: log_end,
                 durable_offset: log_end,
                 durable_position: (active_base, active_size),
+                journaled_offset: log_end,
+                unjournaled: Default::default(),
+                unjournaled_bytes: 0,
+                unjournaled_from: log_end,
                 leader_epoch: 0,
                 cache: ReadCache::new(cache_bytes_max),
                 producers: Default::default(),
@@ -237,6 +241,7 @@ pub(super) async fn open<D: Disk>(
                 closed: false,
             }),
             durable: Signal::default(),
+            journal: RefCell::new(None),
         }),
     };
     let producers = log.rebuild_producers(log_end).await?;

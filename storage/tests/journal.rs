@@ -1,0 +1,226 @@
+//! A shard's journal over a simulated disk that crashes: many partition
+//! logs make their batches durable through one journal (small files, so
+//! they fill, roll and retire); the process dies between steps or in the
+//! middle of one (the disk refuses every change after a random count) and
+//! the disk keeps what was synced, some pending writes and a torn one. At
+//! each restart the journal is replayed into the reopened logs: every batch
+//! acknowledged before any crash is read back at its offset, byte for
+//! byte, and appends go on. A step covers every partition waiting on it:
+//! far fewer journal syncs than acknowledgements.
+//! Deterministic: `RILL_JOURNAL_SEED=<n>` replays one seed;
+//! `RILL_JOURNAL_SEEDS=<n>` runs more (default 100).
+
+mod support;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rill_storage::batch::{self, BatchHeader};
+use rill_storage::journal::{self, Journal, JournalConfig, JournalName};
+use rill_storage::sim_disk::{CrashPlan, SimDisk};
+use rill_storage::{FlushPolicy, LogConfig, PartitionLog};
+use support::{batch, run, small_config, split_batches};
+
+const JOURNAL: &str = "/data/journal";
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 48 << 10,
+        // Segments sync only when a journal file retires (or a log closes):
+        // the journal is what makes acknowledged batches durable.
+        flush: FlushPolicy::Interval(Duration::from_secs(3600)),
+        ..small_config()
+    }
+}
+
+fn name(p: usize) -> JournalName {
+    JournalName {
+        name: format!("topics/t-{p}"),
+        id: [p as u8; 16],
+    }
+}
+
+fn dir(name: &str) -> String {
+    format!("/data/{name}")
+}
+
+type Logs = Rc<RefCell<BTreeMap<String, PartitionLog<SimDisk>>>>;
+type Acked = Rc<RefCell<BTreeMap<usize, Vec<(i64, Bytes)>>>>;
+
+async fn stored_at(log: &PartitionLog<SimDisk>, offset: i64) -> Bytes {
+    let data = match log.read(offset, 1).await {
+        Ok(d) => d,
+        Err(e) => panic!("reading {offset}: {e}"),
+    };
+    let first = split_batches(&data)[0];
+    assert_eq!(BatchHeader::parse(first).unwrap().base_offset, offset);
+    Bytes::copy_from_slice(first)
+}
+
+#[derive(Default)]
+struct Totals {
+    acks: u64,
+    steps: u64,
+    files_retired: u64,
+    replayed: usize,
+    crashes_mid_step: u64,
+}
+
+async fn one_seed(seed: u64, t: &mut Totals) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut disk = SimDisk::new();
+    let partitions = rng.gen_range(2..24);
+    let acked: Acked = Rc::default();
+    let mut next_id = 0u64;
+    for round in 0..4 {
+        // Restart: open every log, replay the journal into them.
+        let logs: Logs = Rc::default();
+        for p in 0..partitions {
+            let n = name(p);
+            let log = PartitionLog::open_on(disk.clone(), dir(&n.name), config())
+                .await
+                .unwrap_or_else(|e| panic!("seed {seed} round {round}: open failed: {e}"));
+            logs.borrow_mut().insert(n.name, log);
+        }
+        let l = logs.clone();
+        let report = journal::replay(&disk, Path::new(JOURNAL), move |n| {
+            let log = l.borrow().get(&n.name).cloned();
+            async move { Ok(log) }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed} round {round}: replay failed: {e}"));
+        t.replayed += report.appended;
+        let all = acked.borrow().clone();
+        for (p, batches) in &all {
+            let log = logs.borrow()[&name(*p).name].clone();
+            for (offset, bytes) in batches {
+                if log.log_end_offset() <= *offset {
+                    panic!("seed {seed} round {round}: partition {p} lost the acknowledged batch at {offset} (log end {}; replay {report:?})", log.log_end_offset());
+                }
+                assert_eq!(
+                    &stored_at(&log, *offset).await,
+                    bytes,
+                    "seed {seed} round {round}: partition {p} changed the batch at {offset}"
+                );
+            }
+        }
+        let j = Journal::create(
+            disk.clone(),
+            Path::new(JOURNAL),
+            JournalConfig {
+                file_bytes: 64 << 10,
+            },
+        )
+        .await
+        .unwrap();
+        for p in 0..partitions {
+            let log = logs.borrow()[&name(p).name].clone();
+            log.attach_journal(j.clone(), name(p)).await.unwrap();
+        }
+        // Load: producers on random partitions, each waiting for its batch
+        // to be durable before counting it acknowledged.
+        if rng.gen_bool(0.3) {
+            disk.die_after(rng.gen_range(0..400));
+            t.crashes_mid_step += 1;
+        }
+        // Cleared at the crash: a task still running then is the dead
+        // process, and what it sees afterwards is not acknowledged.
+        let alive = Rc::new(std::cell::Cell::new(true));
+        let acks = Rc::new(std::cell::Cell::new(0u64));
+        let mut tasks = Vec::new();
+        for _ in 0..rng.gen_range(2..12) {
+            let (logs, acked) = (logs.clone(), acked.clone());
+            let (alive, acks) = (alive.clone(), acks.clone());
+            let n = rng.gen_range(1..20);
+            let first = next_id;
+            next_id += n;
+            let picks: Vec<(usize, usize, usize)> = (0..n)
+                .map(|_| {
+                    (
+                        rng.gen_range(0..partitions),
+                        rng.gen_range(1..6),
+                        rng.gen_range(10..3000),
+                    )
+                })
+                .collect();
+            tasks.push(glommio::spawn_local(async move {
+                for (i, (p, records, value_len)) in picks.into_iter().enumerate() {
+                    let id = first + i as u64;
+                    let b = batch(id, records, value_len, 1_000 + id as i64);
+                    let log = logs.borrow()[&name(p).name].clone();
+                    let header = batch::validate(&b, 1 << 20).unwrap();
+                    let info = match log.append_validated_unsynced(b, header).await {
+                        Ok(i) => i,
+                        Err(_) => return,
+                    };
+                    if log.make_durable(info.last_offset + 1).await.is_err() {
+                        return;
+                    }
+                    let stored = stored_at(&log, info.base_offset).await;
+                    if !alive.get() {
+                        return;
+                    }
+                    acks.set(acks.get() + 1);
+                    acked
+                        .borrow_mut()
+                        .entry(p)
+                        .or_default()
+                        .push((info.base_offset, stored));
+                }
+            }));
+        }
+        for _ in 0..rng.gen_range(50..800) {
+            futures_lite::future::yield_now().await;
+        }
+        for task in tasks {
+            drop(task);
+        }
+        alive.set(false);
+        t.acks += acks.get();
+        let stats = j.stats();
+        t.steps += stats.steps;
+        t.files_retired += stats.files_retired;
+        disk = disk.crash(CrashPlan {
+            landed: rng.gen_range(0..4),
+            torn_sectors: rng.gen_range(0..3),
+        });
+    }
+}
+
+#[test]
+fn acknowledged_batches_survive_crashes_through_the_journal() {
+    let seeds: Vec<u64> = match std::env::var("RILL_JOURNAL_SEED") {
+        Ok(s) => vec![s.parse().expect("a seed")],
+        Err(_) => {
+            let n = std::env::var("RILL_JOURNAL_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(100);
+            (0..n).collect()
+        }
+    };
+    let t = run(move || async move {
+        let mut t = Totals::default();
+        for seed in seeds {
+            one_seed(seed, &mut t).await;
+        }
+        t
+    });
+    println!(
+        "{} acknowledged batches in {} journal steps ({:.1} per step), {} journal files retired, {} batches given back by replay, {} crashes in the middle of a step",
+        t.acks,
+        t.steps,
+        t.acks as f64 / t.steps.max(1) as f64,
+        t.files_retired,
+        t.replayed,
+        t.crashes_mid_step
+    );
+    assert!(t.replayed > 0, "replay gave batches back");
+    assert!(t.files_retired > 0, "journal files filled and retired");
+    assert!(t.steps * 2 < t.acks, "a step covers many partitions");
+}
