@@ -61,7 +61,7 @@ impl Partition {
     /// The offset before which consumers may read (see the module docs).
     pub fn high_watermark(&self) -> i64 {
         if self.synced_is_stored.get() {
-            self.log.durable_offset()
+            self.log.stored_offset()
         } else {
             self.log.log_end_offset()
         }

@@ -49,6 +49,28 @@ pub struct BrokerHandle {
     threads: Vec<ExecutorJoinHandle<()>>,
 }
 
+/// Gives the partitions back what the last run's shard journals hold and
+/// they lack (a crash after batches were acknowledged from a journal, before
+/// their segments were synced), on an executor of its own before the
+/// shards start. A journal that cannot be replayed stops the start: its
+/// batches were acknowledged.
+fn replay_journals(config: &BrokerConfig, meta: &ClusterMeta) -> Result<()> {
+    let (config, meta) = (config.clone(), meta.clone());
+    LocalExecutorBuilder::default()
+        .name("journal-replay")
+        .spawn(move || async move {
+            rill_storage::io::keep_reactor_awake();
+            crate::shard::journal::replay_all(&config, &meta)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| BrokerError::Config(format!("starting the journal replay: {e}")))?
+        .join()
+        .map_err(|e| BrokerError::Config(format!("the journal replay stopped: {e}")))?
+        .map(|_| ())
+        .map_err(|e| BrokerError::Config(format!("replaying the shard journals: {e}")))
+}
+
 impl Broker {
     /// Starts a broker with `config` and returns once every shard serves.
     pub fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
@@ -60,6 +82,7 @@ impl Broker {
         config.data_dir = std::fs::canonicalize(&config.data_dir)
             .context(|| format!("resolving data directory {}", config.data_dir.display()))?;
         let meta = load_fitted(&config.data_dir, config.cores)?;
+        replay_journals(&config, &meta)?;
         // Bind once here to learn the port (the listen address may say port
         // 0), then every shard binds the same address with SO_REUSEPORT.
         let first = server::bind_reuseport(config.listen)
@@ -124,6 +147,7 @@ impl Broker {
                         controller,
                     ));
                     glommio::spawn_local(shard.clone().serve_jobs(jobs)).detach();
+                    shard.start_journal().await;
                     shard.apply_metadata(meta).await;
                     {
                         let shard = shard.clone();
@@ -367,6 +391,9 @@ pub async fn local_shard(config: BrokerConfig) -> Result<Rc<Shard>> {
     std::fs::create_dir_all(&config.data_dir)
         .context(|| format!("creating {}", config.data_dir.display()))?;
     let meta = load_fitted(&config.data_dir, 1)?;
+    crate::shard::journal::replay_all(&config, &meta)
+        .await
+        .map_err(|e| BrokerError::Config(format!("replaying the shard journals: {e}")))?;
     let (tx, rx) = async_channel::bounded::<Job>(JOB_QUEUE_MAX);
     let config = Arc::new(BrokerConfig { cores: 1, ..config });
     let meta = Arc::new(meta);
@@ -381,6 +408,7 @@ pub async fn local_shard(config: BrokerConfig) -> Result<Rc<Shard>> {
         Some(controller),
     ));
     glommio::spawn_local(shard.clone().serve_jobs(rx)).detach();
+    shard.start_journal().await;
     shard.apply_metadata(meta).await;
     Ok(shard)
 }

@@ -45,6 +45,13 @@ const MAGIC: u32 = 0x524a_4e31; // "RJN1"
 const HEADER_BYTES: usize = 4 + 4 + 4 + 8 + 8 + 2;
 const ID_BYTES: usize = 16;
 const ZERO_CHUNK: usize = 1 << 20;
+/// A log with at least this many bytes waiting syncs its own segment in
+/// the step instead: writing them twice costs more than its one sync.
+pub const DIRECT_SYNC_BYTES: usize = 128 << 10;
+/// Filled files kept ready, so starting the next file is a rename.
+const SPARES: usize = 2;
+/// Segment syncs a retiring file runs at once.
+const RETIRE_PARALLEL: usize = 32;
 
 /// A partition's identity in the journal: its directory relative to the
 /// data directory, and its incarnation (the topic id).
@@ -114,6 +121,12 @@ struct State<D: Disk> {
     running: bool,
     failed: Option<String>,
     stats: JournalStats,
+    /// Filled files kept for reuse (retired ones by their old number,
+    /// prepared ones by a number of their own).
+    spares: Vec<u64>,
+    preparing: usize,
+    /// The last number a prepared spare got.
+    next_spare: u64,
 }
 
 struct Writer<D: Disk> {
@@ -129,6 +142,10 @@ fn path_of(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}.wal"))
 }
 
+fn spare_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:020}.spare"))
+}
+
 fn numbers(disk: &impl Disk, dir: &Path) -> Result<Vec<u64>> {
     let mut out: Vec<u64> = disk
         .list_dir(dir)
@@ -140,9 +157,9 @@ fn numbers(disk: &impl Disk, dir: &Path) -> Result<Vec<u64>> {
     Ok(out)
 }
 
-async fn zero_filled<D: Disk>(disk: &D, dir: &Path, number: u64, bytes: u64) -> Result<D::File> {
+async fn zero_filled<D: Disk>(disk: &D, dir: &Path, path: &Path, bytes: u64) -> Result<D::File> {
     let file = disk
-        .create_truncate(&path_of(dir, number))
+        .create_truncate(path)
         .await
         .map_err(|e| StorageError::io("creating a journal file", e))?;
     let mut at = 0;
@@ -179,8 +196,15 @@ impl<D: Disk> Journal<D> {
                 ),
             });
         }
-        let file = zero_filled(&disk, dir, 1, config.file_bytes).await?;
-        Ok(Journal {
+        let file = zero_filled(&disk, dir, &path_of(dir, 1), config.file_bytes).await?;
+        // Spares a former journal kept: reused (by a new number) as needed.
+        let spares: Vec<u64> = disk
+            .list_dir(dir)
+            .map_err(|e| StorageError::io("listing the journal", e))?
+            .iter()
+            .filter_map(|n| n.strip_suffix(".spare")?.parse().ok())
+            .collect();
+        let journal = Journal {
             inner: Rc::new(Inner {
                 disk,
                 dir: dir.to_path_buf(),
@@ -190,6 +214,9 @@ impl<D: Disk> Journal<D> {
                     running: false,
                     failed: None,
                     stats: JournalStats::default(),
+                    next_spare: spares.iter().max().copied().unwrap_or(0).max(1 << 40),
+                    spares,
+                    preparing: 0,
                 }),
                 stepped: Signal::default(),
                 writer: async_lock::Mutex::new(Writer {
@@ -200,7 +227,9 @@ impl<D: Disk> Journal<D> {
                     in_file: Vec::new(),
                 }),
             }),
-        })
+        };
+        journal.prepare_spare();
+        Ok(journal)
     }
 
     pub fn stats(&self) -> JournalStats {
@@ -217,6 +246,14 @@ impl<D: Disk> Journal<D> {
                 return Ok(());
             }
             log.check_usable()?;
+            if log.unjournaled_from() > log.stored_offset() {
+                // Batches the journal will never see (dropped from the
+                // queue, or taken by a step that failed): the caller syncs
+                // the segment instead.
+                return Err(StorageError::Failed {
+                    reason: "batches missing from the journal".to_string(),
+                });
+            }
             let lead = {
                 let mut s = inner.state.borrow_mut();
                 if let Some(reason) = &s.failed {
@@ -233,13 +270,7 @@ impl<D: Disk> Journal<D> {
             };
             if lead {
                 let result = self.step().await;
-                {
-                    let mut s = inner.state.borrow_mut();
-                    s.running = false;
-                    if let Err(e) = &result {
-                        s.failed.get_or_insert(e.to_string());
-                    }
-                }
+                inner.state.borrow_mut().running = false;
                 inner.stepped.notify_all();
                 result?;
                 continue;
@@ -261,13 +292,25 @@ impl<D: Disk> Journal<D> {
         // Let the tasks that are ready (appends of the same requests, other
         // connections' produces) join this step before it takes the list.
         futures_lite::future::yield_now().await;
+        let started = std::time::Instant::now();
         let logs = std::mem::take(&mut inner.state.borrow_mut().waiting);
         let mut records: Vec<(usize, JournalName, Pending)> = Vec::new();
+        let mut direct = Vec::new();
         for (i, log) in logs.iter().enumerate() {
             let Some(name) = log.journal_name() else {
                 continue;
             };
-            for p in log.take_unjournaled() {
+            let pending = log.take_unjournaled();
+            let bytes: usize = pending.iter().map(|p| p.batch.len()).sum();
+            if bytes >= DIRECT_SYNC_BYTES {
+                let (log, end) = (log.clone(), pending.last().map_or(0, |p| p.next_offset));
+                direct.push(glommio::spawn_local(async move {
+                    // A failure fails the log; its waiters see that.
+                    let _ = log.sync_segments_to(end).await;
+                }));
+                continue;
+            }
+            for p in pending {
                 records.push((i, name.clone(), p));
             }
         }
@@ -289,6 +332,7 @@ impl<D: Disk> Journal<D> {
             }
             if take == 0 {
                 if w.position == 0 {
+                    Self::forget(&logs);
                     return Err(StorageError::Failed {
                         reason: format!(
                             "a batch of {} bytes does not fit in a journal file of {}",
@@ -297,7 +341,10 @@ impl<D: Disk> Journal<D> {
                         ),
                     });
                 }
-                self.next_file(&mut w).await?;
+                if let Err(e) = self.next_file(&mut w).await {
+                    Self::forget(&logs);
+                    return Err(e);
+                }
                 continue;
             }
             let padded = align_up(bytes as u64) as usize;
@@ -315,9 +362,16 @@ impl<D: Disk> Journal<D> {
                 w.file.fdatasync().await
             };
             if let Err(e) = written.await {
-                return Err(StorageError::Failed {
-                    reason: format!("journal write failed: {e}"),
-                });
+                // After a failed write or sync the file's state is unknown:
+                // the journal stops, and its logs sync their own segments.
+                let reason = format!("journal write failed: {e}");
+                inner
+                    .state
+                    .borrow_mut()
+                    .failed
+                    .get_or_insert(reason.clone());
+                Self::forget(&logs);
+                return Err(StorageError::Failed { reason });
             }
             w.position += padded as u64;
             let mut ends: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
@@ -337,8 +391,26 @@ impl<D: Disk> Journal<D> {
             s.stats.bytes += bytes as u64;
             done += take;
         }
+        drop(w);
+        let journaled = started.elapsed();
+        let n_direct = direct.len();
+        for task in direct {
+            task.await;
+        }
+        if started.elapsed() > std::time::Duration::from_millis(100) {
+            tracing::debug!(journal = %inner.dir.display(), logs = logs.len(), records = records.len(), direct = n_direct,
+                journaled_ms = journaled.as_millis() as u64, total_ms = started.elapsed().as_millis() as u64, "slow journal step");
+        }
         inner.state.borrow_mut().stats.steps += 1;
         Ok(())
+    }
+
+    /// A step that failed took these logs' batches: they are not in the
+    /// journal, and their waiters sync the segments instead.
+    fn forget(logs: &[PartitionLog<D>]) {
+        for log in logs {
+            log.unjournaled_dropped();
+        }
     }
 
     /// Starts the next file and retires the full one in the background:
@@ -347,7 +419,32 @@ impl<D: Disk> Journal<D> {
     async fn next_file(&self, w: &mut Writer<D>) -> Result<()> {
         let inner = &*self.inner;
         let number = w.number + 1;
-        let file = zero_filled(&inner.disk, &inner.dir, number, inner.config.file_bytes).await?;
+        // A retired file is already filled: its old records carry another
+        // file's number, so they read as the end of the journal.
+        let spare = inner.state.borrow_mut().spares.pop();
+        let file = match spare {
+            Some(old) => {
+                let path = path_of(&inner.dir, number);
+                let reused = async {
+                    inner.disk.rename(&spare_path(&inner.dir, old), &path)?;
+                    inner.disk.sync_dir(&inner.dir).await?;
+                    inner.disk.open_rw(&path).await
+                };
+                match reused.await {
+                    Ok(f) => f,
+                    Err(e) => return Err(StorageError::io("reusing a journal file", e)),
+                }
+            }
+            None => {
+                zero_filled(
+                    &inner.disk,
+                    &inner.dir,
+                    &path_of(&inner.dir, number),
+                    inner.config.file_bytes,
+                )
+                .await?
+            }
+        };
         let old = std::mem::replace(&mut w.file, file);
         let old_number = std::mem::replace(&mut w.number, number);
         w.position = 0;
@@ -358,29 +455,89 @@ impl<D: Disk> Journal<D> {
             journal.retire(old, old_number, logs).await;
         })
         .detach();
+        self.prepare_spare();
         Ok(())
+    }
+
+    /// Fills a spare file in the background if fewer than [`SPARES`] are
+    /// ready (or being made).
+    fn prepare_spare(&self) {
+        let id = {
+            let mut s = self.inner.state.borrow_mut();
+            if s.spares.len() + s.preparing >= SPARES {
+                return;
+            }
+            s.preparing += 1;
+            s.next_spare += 1;
+            s.next_spare
+        };
+        let journal = self.clone();
+        glommio::spawn_local(async move {
+            let inner = &*journal.inner;
+            let made = zero_filled(
+                &inner.disk,
+                &inner.dir,
+                &spare_path(&inner.dir, id),
+                inner.config.file_bytes,
+            )
+            .await;
+            let mut s = inner.state.borrow_mut();
+            s.preparing -= 1;
+            match made {
+                Ok(file) => {
+                    drop(file);
+                    s.spares.push(id);
+                }
+                Err(e) => tracing::warn!(journal = %inner.dir.display(), error = %e, "could not prepare a journal file"),
+            }
+        })
+        .detach();
     }
 
     async fn retire(&self, file: D::File, number: u64, logs: Vec<(PartitionLog<D>, i64)>) {
         let inner = &*self.inner;
-        for (log, end) in logs {
-            // A closed log was synced when it closed; a failed one keeps
-            // its journal file for the next start's replay.
-            if log.is_closed() {
-                continue;
-            }
-            if let Err(e) = log.sync_segments_to(end).await {
-                tracing::error!(journal = %inner.dir.display(), file = number, error = %e,
-                    "a partition could not sync its segment; keeping its journal file for replay");
-                return;
+        for chunk in logs.chunks(RETIRE_PARALLEL) {
+            let syncs: Vec<_> = chunk
+                .iter()
+                .filter(|(log, _)| !log.is_closed())
+                .map(|(log, end)| {
+                    let (log, end) = (log.clone(), *end);
+                    glommio::spawn_local(async move { log.sync_segments_to(end).await })
+                })
+                .collect();
+            for sync in syncs {
+                // A closed log was synced when it closed; a failed one keeps
+                // its journal file for the next start's replay.
+                if let Err(e) = sync.await {
+                    tracing::error!(journal = %inner.dir.display(), file = number, error = %e,
+                        "a partition could not sync its segment; keeping its journal file for replay");
+                    return;
+                }
             }
         }
         let _ = file.close().await;
-        if let Err(e) = inner.disk.remove_file(&path_of(&inner.dir, number)) {
-            tracing::warn!(journal = %inner.dir.display(), file = number, error = %e, "removing a retired journal file failed");
+        // Kept as a spare for a next file (up to SPARES; more are removed).
+        let keep = {
+            let s = inner.state.borrow();
+            s.spares.len() + s.preparing < SPARES
+        };
+        let done = if keep {
+            inner.disk.rename(
+                &path_of(&inner.dir, number),
+                &spare_path(&inner.dir, number),
+            )
+        } else {
+            inner.disk.remove_file(&path_of(&inner.dir, number))
+        };
+        if let Err(e) = done {
+            tracing::warn!(journal = %inner.dir.display(), file = number, error = %e, "retiring a journal file failed");
             return;
         }
-        inner.state.borrow_mut().stats.files_retired += 1;
+        let mut s = inner.state.borrow_mut();
+        if keep {
+            s.spares.push(number);
+        }
+        s.stats.files_retired += 1;
     }
 }
 

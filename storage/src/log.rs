@@ -298,6 +298,19 @@ impl<D: Disk> PartitionLog<D> {
         self.inner.durable.notify_all();
     }
 
+    /// Batches before this offset may be missing from the journal's queue.
+    pub(crate) fn unjournaled_from(&self) -> i64 {
+        self.inner.shared.borrow().unjournaled_from
+    }
+
+    /// The journal lost the batches it took from this log (a failed step).
+    pub(crate) fn unjournaled_dropped(&self) {
+        let mut s = self.inner.shared.borrow_mut();
+        s.unjournaled_from = s.unjournaled_from.max(s.log_end_offset);
+        s.unjournaled.clear();
+        s.unjournaled_bytes = 0;
+    }
+
     pub(crate) fn check_usable(&self) -> Result<()> {
         self.inner.shared.borrow().usable()
     }
@@ -362,7 +375,7 @@ impl<D: Disk> PartitionLog<D> {
         debug_assert!(batch::check_integrity(&batch).is_ok());
         let info = self.append_unsynced(batch, header).await?;
         if self.inner.config.borrow().flush == FlushPolicy::Always {
-            self.sync_to(info.last_offset + 1).await?;
+            self.make_durable(info.last_offset + 1).await?;
         }
         Ok(info)
     }
@@ -402,7 +415,16 @@ impl<D: Disk> PartitionLog<D> {
         if dropped_before > self.stored_offset() {
             self.sync_to(dropped_before).await?;
         }
-        j.make_durable(self, offset).await
+        match j.make_durable(self, offset).await {
+            Ok(()) => Ok(()),
+            // The journal could not take the step (no room for its next
+            // file, say): the segment's own sync makes the batches durable.
+            Err(e) => {
+                self.check_usable()?;
+                tracing::debug!(dir = %self.inner.dir.display(), error = %e, "journal step failed; syncing the segment instead");
+                self.sync_to(offset).await
+            }
+        }
     }
 
     async fn append_unsynced(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {

@@ -121,7 +121,17 @@ impl Shard {
                 existing.recompress_to.set(codec);
                 continue;
             }
-            match PartitionLog::open(&dir, log_config).await {
+            let opened = match PartitionLog::open(&dir, log_config).await {
+                Ok(log) => match self.journal() {
+                    Some(j) => log
+                        .attach_journal(j, super::journal::journal_name(&key.0, key.1, topic_id))
+                        .await
+                        .map(|()| log),
+                    None => Ok(log),
+                },
+                Err(e) => Err(e),
+            };
+            match opened {
                 Ok(log) => {
                     let part = Rc::new(Partition::new(topic_id, log, codec));
                     self.partitions.borrow_mut().insert(key.0, key.1, part);

@@ -18,6 +18,7 @@ use crate::producer_ids::ProducerIds;
 use partition_table::PartitionTable;
 
 pub mod group_table;
+pub mod journal;
 mod metadata;
 pub mod partition_table;
 mod producer_id_blocks;
@@ -75,6 +76,8 @@ pub struct Shard {
     applying: async_lock::Mutex<()>,
     /// Partitions this shard owns that it could not open at the last apply.
     unopened: Cell<usize>,
+    /// The durable step of this shard's partitions (see [`journal`]).
+    journal: RefCell<Option<rill_storage::journal::Journal<rill_storage::io::DmaDisk>>>,
 }
 
 impl Shard {
@@ -100,6 +103,7 @@ impl Shard {
             stop_signal: Signal::default(),
             applying: async_lock::Mutex::new(()),
             unopened: Cell::new(0),
+            journal: RefCell::new(None),
         }
     }
 
