@@ -50,10 +50,23 @@ fn py(broker: &Broker, check: &str, args: &[&str]) -> String {
     out
 }
 
-/// The codec of every batch stored in a partition's first segment.
+/// The codec of every batch stored in a partition's first segment, once
+/// the segment holds some: acknowledged batches are durable in the shard
+/// journal at once, and reach the segment file within the flush interval
+/// (1 s by default).
 fn stored_codecs(data_dir: &Path, topic: &str) -> Vec<u8> {
-    let log = std::fs::read(data_dir.join(format!("topics/{topic}-0/00000000000000000000.log")))
-        .expect("segment file");
+    let path = data_dir.join(format!("topics/{topic}-0/00000000000000000000.log"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let codecs = codecs_in(&std::fs::read(&path).expect("segment file"));
+        if !codecs.is_empty() || std::time::Instant::now() > deadline {
+            return codecs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn codecs_in(log: &[u8]) -> Vec<u8> {
     let mut codecs = Vec::new();
     let mut at = 0;
     while at + 61 <= log.len() {

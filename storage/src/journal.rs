@@ -232,6 +232,31 @@ impl<D: Disk> Journal<D> {
         Ok(journal)
     }
 
+    /// After every log using the journal was closed (its segments synced):
+    /// removes the journal's files, so the next start has nothing to
+    /// replay. Spares stay for the next journal.
+    pub async fn close(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let _w = inner.writer.lock().await;
+        inner
+            .state
+            .borrow_mut()
+            .failed
+            .get_or_insert("closed".to_string());
+        for n in numbers(&inner.disk, &inner.dir)? {
+            match inner.disk.remove_file(&path_of(&inner.dir, n)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("removing a journal file", e)),
+            }
+        }
+        inner
+            .disk
+            .sync_dir(&inner.dir)
+            .await
+            .map_err(|e| StorageError::io("syncing the journal directory", e))
+    }
+
     pub fn stats(&self) -> JournalStats {
         self.inner.state.borrow().stats
     }

@@ -261,9 +261,19 @@ impl Shard {
     /// Clean shutdown of every partition: synced, indexes written, clean marker.
     pub async fn close_all(self: &Rc<Self>) {
         let parts = self.partitions.borrow_mut().drain();
+        let mut all_closed = true;
         for ((topic, partition), part) in parts {
             if let Err(e) = part.close().await {
                 tracing::error!(%topic, partition, error = %e, "closing a partition failed");
+                all_closed = false;
+            }
+        }
+        // Every segment is synced: the journal holds nothing the next start
+        // needs. (Otherwise it stays, and is replayed.)
+        let journal = self.journal.borrow_mut().take();
+        if let Some(j) = journal.filter(|_| all_closed) {
+            if let Err(e) = j.close().await {
+                tracing::warn!(shard = self.id, error = %e, "removing the shard journal failed");
             }
         }
     }
