@@ -89,6 +89,16 @@ impl Partition {
         appended
     }
 
+    /// [`Partition::append_unsynced`] for a batch no one will wait to be
+    /// durable (acks=0/1 under a flush interval): the flush interval syncs it.
+    pub async fn append_lazy(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
+        let appended = self.log.append_validated_lazy(batch, header).await;
+        if !self.synced_is_stored.get() {
+            self.moved.notify_all();
+        }
+        appended
+    }
+
     /// Waits until everything before `offset` is on stable storage.
     pub async fn make_durable(&self, offset: i64) -> Result<()> {
         let synced = self.log.make_durable(offset).await;

@@ -406,6 +406,7 @@ impl<D: Disk> Journal<D> {
             }
             for (i, (from, end)) in ends {
                 logs[i].journaled_to(from, end);
+                logs[i].write_behind();
                 match w.in_file.iter_mut().find(|(l, _)| l.same_as(&logs[i])) {
                     Some((_, e)) => *e = (*e).max(end),
                     None => w.in_file.push((logs[i].clone(), end)),

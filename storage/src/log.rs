@@ -57,6 +57,9 @@ pub struct TimestampOffset {
 /// Bytes of batches a log keeps for its shard journal's next step.
 pub const UNJOURNALED_BYTES_MAX: usize = 4 << 20;
 
+/// How often a journaled log writes out its segment's buffer at most.
+pub const WRITE_BEHIND_MS: i64 = 100;
+
 /// A partition's log on one shard, on the real disk unless told otherwise
 /// (`D`: see [`crate::io`]). Cheap to clone (reference counted).
 pub struct PartitionLog<D: Disk = DmaDisk> {
@@ -113,6 +116,8 @@ struct Shared<D: Disk> {
     unjournaled_bytes: usize,
     /// Batches before this offset may be missing from `unjournaled`.
     unjournaled_from: i64,
+    /// When the segment's buffer was last written behind a journal step.
+    written_behind_ms: i64,
     leader_epoch: i32,
     cache: ReadCache,
     /// Idempotent producers' sequences; changed only by the writer.
@@ -319,6 +324,32 @@ impl<D: Disk> PartitionLog<D> {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// Starts writing what the segment's buffer holds (padded to a block,
+    /// not synced) if it was not done in the last [`WRITE_BEHIND_MS`], so a
+    /// journaled log does not keep a full write buffer resident until its
+    /// segment's next sync (a thousand partitions: a gigabyte), nor pay a
+    /// small write at every step.
+    pub(crate) fn write_behind(&self) {
+        let now = self.inner.disk.now_ms();
+        {
+            let mut s = self.inner.shared.borrow_mut();
+            if now - s.written_behind_ms < WRITE_BEHIND_MS {
+                return;
+            }
+            s.written_behind_ms = now;
+        }
+        let log = self.clone();
+        glommio::spawn_local(async move {
+            let mut w = log.inner.writer.lock().await;
+            if log.check_usable().is_ok() {
+                // A failed write is the appender's failure: the next append
+                // or sync reports it.
+                let _ = w.appender.flush().await;
+            }
+        })
+        .detach();
+    }
+
     /// Syncs the segments up to `target` (whatever the journal holds).
     pub(crate) async fn sync_segments_to(&self, target: i64) -> Result<()> {
         self.sync_to(target).await
@@ -399,7 +430,7 @@ impl<D: Disk> PartitionLog<D> {
     /// durable until [`make_durable`](Self::make_durable).
     pub async fn append_replica(&self, batch: Bytes) -> Result<AppendInfo> {
         let header = batch::validate(&batch, self.inner.config.borrow().batch_bytes_max)?;
-        self.append_at(batch, header, Stamp::Kept).await
+        self.append_at(batch, header, Stamp::Kept, true).await
     }
 
     /// Waits until every batch before `offset` is on stable storage, syncing
@@ -428,7 +459,21 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     async fn append_unsynced(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
-        self.append_at(batch, header, Stamp::Assigned).await
+        self.append_at(batch, header, Stamp::Assigned, true).await
+    }
+
+    /// [`PartitionLog::append_validated_unsynced`] for a batch no one will
+    /// wait on (acks=0 or 1 under a flush interval): not kept for the shard
+    /// journal, whose queue would hold it (and the request it came in) until
+    /// the segment's next sync; a later [`make_durable`](Self::make_durable)
+    /// covering it syncs the segment instead.
+    pub async fn append_validated_lazy(
+        &self,
+        batch: Bytes,
+        header: BatchHeader,
+    ) -> Result<AppendInfo> {
+        debug_assert!(batch::check_integrity(&batch).is_ok());
+        self.append_at(batch, header, Stamp::Assigned, false).await
     }
 
     async fn append_at(
@@ -436,6 +481,7 @@ impl<D: Disk> PartitionLog<D> {
         batch: Bytes,
         header: BatchHeader,
         stamp: Stamp,
+        for_journal: bool,
     ) -> Result<AppendInfo> {
         let inner = &*self.inner;
         let mut w = inner.writer.lock().await;
@@ -508,7 +554,9 @@ impl<D: Disk> PartitionLog<D> {
             inner.config.borrow().index_interval_bytes,
         );
         s.log_end_offset = next_offset;
-        if inner.journal.borrow().is_some() {
+        if inner.journal.borrow().is_some() && !for_journal {
+            s.unjournaled_from = next_offset;
+        } else if inner.journal.borrow().is_some() {
             s.unjournaled_bytes += batch.len();
             s.unjournaled.push_back(Pending {
                 head,

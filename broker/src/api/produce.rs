@@ -215,8 +215,15 @@ async fn produce_partition(
             }
             let mut base_offset = -1;
             let mut next = 0;
+            // Batches someone will wait on go to the shard journal's queue.
+            let awaited = acks == -1 || config.flush == FlushPolicy::Always;
             for (b, h) in checked {
-                match part.append_unsynced(b, h).await {
+                let appended = if awaited {
+                    part.append_unsynced(b, h).await
+                } else {
+                    part.append_lazy(b, h).await
+                };
+                match appended {
                     Ok(info) => {
                         if base_offset < 0 {
                             base_offset = info.base_offset;
