@@ -224,3 +224,62 @@ fn acknowledged_batches_survive_crashes_through_the_journal() {
     assert!(t.files_retired > 0, "journal files filled and retired");
     assert!(t.steps * 2 < t.acks, "a step covers many partitions");
 }
+
+/// A step the journal cannot take (here a batch larger than a journal
+/// file) falls back to the partition's own segment sync: the append is
+/// still acknowledged only once durable, and survives a crash; the journal
+/// keeps serving the batches that fit.
+#[test]
+fn a_step_the_journal_cannot_take_falls_back_to_the_segment_sync() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let log = PartitionLog::open_on(disk.clone(), dir("topics/big-0"), config())
+            .await
+            .unwrap();
+        let j = Journal::create(
+            disk.clone(),
+            Path::new(JOURNAL),
+            JournalConfig { file_bytes: 8192 },
+        )
+        .await
+        .unwrap();
+        let n = JournalName {
+            name: "topics/big-0".to_string(),
+            id: [7; 16],
+        };
+        log.attach_journal(j.clone(), n).await.unwrap();
+        let mut acked = Vec::new();
+        // The crash comes right after the big one, so nothing later covers it.
+        for (id, value_len) in [(0u64, 100usize), (1, 50), (2, 100), (3, 30_000)] {
+            let b = batch(id, 1, value_len, 1_000);
+            let header = batch::validate(&b, 1 << 20).unwrap();
+            let info = log.append_validated_unsynced(b, header).await.unwrap();
+            log.make_durable(info.last_offset + 1).await.unwrap();
+            acked.push((info.base_offset, stored_at(&log, info.base_offset).await));
+        }
+        let records = j.stats().records;
+        let disk = disk.crash(CrashPlan {
+            landed: 0,
+            torn_sectors: 0,
+        });
+        drop(log);
+        let log = PartitionLog::open_on(disk.clone(), dir("topics/big-0"), config())
+            .await
+            .unwrap();
+        let l = log.clone();
+        journal::replay(&disk, Path::new(JOURNAL), move |_| {
+            let l = l.clone();
+            async move { Ok(Some(l)) }
+        })
+        .await
+        .unwrap();
+        for (offset, bytes) in acked {
+            assert!(
+                log.log_end_offset() > offset,
+                "the acknowledged batch at {offset} was lost"
+            );
+            assert_eq!(stored_at(&log, offset).await, bytes, "batch at {offset}");
+        }
+        assert!(records >= 3, "the small batches went through the journal");
+    });
+}
