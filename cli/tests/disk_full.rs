@@ -56,6 +56,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The broker process, killed if the test fails before stopping it (a
+/// panicking test must not leave a broker running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn alive(child: &mut Child) -> bool {
     child.try_wait().unwrap().is_none()
 }
@@ -85,22 +98,25 @@ fn a_full_disk_keeps_the_broker_up_and_produce_resumes_when_space_returns() {
     let addr = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(mnt.join("broker.log")).unwrap();
     // Its log on the same filesystem: writing it must not fail the broker.
-    let mut broker = Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args(["broker", "--data-dir"])
-        .arg(mnt.join("data"))
-        .args(["--listen", &addr])
-        .env("RILL_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
+    let mut running = Running(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["broker", "--data-dir"])
+            .arg(mnt.join("data"))
+            .args(["--listen", &addr])
+            .env("RILL_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    let broker = &mut running.0;
     let up = Instant::now();
     while std::net::TcpStream::connect(&addr).is_err() {
         assert!(
             up.elapsed() < Duration::from_secs(30),
             "the broker did not start"
         );
-        assert!(alive(&mut broker), "the broker exited at start");
+        assert!(alive(broker), "the broker exited at start");
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -119,7 +135,7 @@ fn a_full_disk_keeps_the_broker_up_and_produce_resumes_when_space_returns() {
         errors.as_object().is_some_and(|e| !e.is_empty()),
         "the disk never filled: {errors}"
     );
-    assert!(alive(&mut broker), "the broker died when the disk filled");
+    assert!(alive(broker), "the broker died when the disk filled");
 
     // Metadata changes fail, saying why.
     let created = script(&addr, &["create", "another", "1"]);
@@ -138,7 +154,7 @@ fn a_full_disk_keeps_the_broker_up_and_produce_resumes_when_space_returns() {
         missing.is_empty(),
         "acknowledged but not readable: {missing:?}"
     );
-    assert!(alive(&mut broker));
+    assert!(alive(broker));
 
     // Space returns: produce works again without a restart.
     std::fs::remove_file(&filler).unwrap();
