@@ -80,19 +80,20 @@ impl Partition {
 
     /// Appends a batch validated by the caller, without waiting for the
     /// disk: the order of appends is fixed now; [`make_durable`](Self::make_durable)
-    /// before the batch is acknowledged.
-    pub async fn append_unsynced(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
-        let appended = self.log.append_validated_unsynced(batch, header).await;
-        if !self.synced_is_stored.get() {
-            self.moved.notify_all();
-        }
-        appended
-    }
-
-    /// [`Partition::append_unsynced`] for a batch no one will wait to be
-    /// durable (acks=0/1 under a flush interval): the flush interval syncs it.
-    pub async fn append_lazy(&self, batch: Bytes, header: BatchHeader) -> Result<AppendInfo> {
-        let appended = self.log.append_validated_lazy(batch, header).await;
+    /// before the batch is acknowledged. `awaited`: someone will wait for it
+    /// to be durable (acks=all, `flush = always`), so it is queued for the
+    /// shard journal's next step; otherwise the flush interval syncs it.
+    pub async fn append_unsynced(
+        &self,
+        batch: Bytes,
+        header: BatchHeader,
+        awaited: bool,
+    ) -> Result<AppendInfo> {
+        let appended = if awaited {
+            self.log.append_validated_unsynced(batch, header).await
+        } else {
+            self.log.append_validated_lazy(batch, header).await
+        };
         if !self.synced_is_stored.get() {
             self.moved.notify_all();
         }
@@ -225,7 +226,7 @@ mod tests {
                 let log = PartitionLog::open(&path, config).await.unwrap();
                 let part = std::rc::Rc::new(Partition::new(Uuid::nil(), log, None));
                 let (b, h) = batch_of(b"one");
-                part.append_unsynced(b, h).await.unwrap();
+                part.append_unsynced(b, h, true).await.unwrap();
                 assert_eq!((part.high_watermark(), part.log_end_offset()), (0, 1));
                 assert!(part.read(0, 1 << 20).await.unwrap().is_empty());
                 assert!(part.delete_records_before(1).await.is_err());

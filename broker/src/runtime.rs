@@ -55,6 +55,9 @@ pub struct BrokerHandle {
 /// shards start. A journal that cannot be replayed stops the start: its
 /// batches were acknowledged.
 fn replay_journals(config: &BrokerConfig, meta: &ClusterMeta) -> Result<()> {
+    if !crate::shard::journal::any_to_replay(&config.data_dir) {
+        return Ok(()); // a clean stop, or a first start
+    }
     let (config, meta) = (config.clone(), meta.clone());
     LocalExecutorBuilder::default()
         .name("journal-replay")

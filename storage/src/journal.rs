@@ -28,7 +28,7 @@
 //! starts.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -135,7 +135,7 @@ struct Writer<D: Disk> {
     position: u64,
     seq: u64,
     /// Logs with batches in the current file, and the end of the last one.
-    in_file: Vec<(PartitionLog<D>, i64)>,
+    in_file: HashMap<usize, (PartitionLog<D>, i64)>,
 }
 
 fn path_of(dir: &Path, number: u64) -> PathBuf {
@@ -196,14 +196,29 @@ impl<D: Disk> Journal<D> {
                 ),
             });
         }
-        let file = zero_filled(&disk, dir, &path_of(dir, 1), config.file_bytes).await?;
-        // Spares a former journal kept: reused (by a new number) as needed.
-        let spares: Vec<u64> = disk
+        // Spares a former journal kept (of this size): the first file is one
+        // of them if it can be, so a restart writes nothing.
+        let mut spares: Vec<u64> = disk
             .list_dir(dir)
             .map_err(|e| StorageError::io("listing the journal", e))?
             .iter()
             .filter_map(|n| n.strip_suffix(".spare")?.parse().ok())
+            .filter(|&n| disk.file_len(&spare_path(dir, n)).ok() == Some(config.file_bytes))
             .collect();
+        let first = path_of(dir, 1);
+        let file = match spares.pop() {
+            Some(n) => {
+                let reused = async {
+                    disk.rename(&spare_path(dir, n), &first)?;
+                    disk.sync_dir(dir).await?;
+                    disk.open_rw(&first).await
+                };
+                reused
+                    .await
+                    .map_err(|e| StorageError::io("reusing a journal file", e))?
+            }
+            None => zero_filled(&disk, dir, &first, config.file_bytes).await?,
+        };
         let journal = Journal {
             inner: Rc::new(Inner {
                 disk,
@@ -224,11 +239,10 @@ impl<D: Disk> Journal<D> {
                     number: 1,
                     position: 0,
                     seq: 0,
-                    in_file: Vec::new(),
+                    in_file: HashMap::new(),
                 }),
             }),
         };
-        journal.prepare_spare();
         Ok(journal)
     }
 
@@ -286,7 +300,7 @@ impl<D: Disk> Journal<D> {
                         reason: reason.clone(),
                     });
                 }
-                if !s.waiting.iter().any(|l| l.same_as(log)) {
+                if log.mark_journal_waiting() {
                     s.waiting.push(log.clone());
                 }
                 let lead = !s.running;
@@ -319,26 +333,28 @@ impl<D: Disk> Journal<D> {
         futures_lite::future::yield_now().await;
         let started = std::time::Instant::now();
         let logs = std::mem::take(&mut inner.state.borrow_mut().waiting);
-        let mut records: Vec<(usize, JournalName, Pending)> = Vec::new();
+        // Per log its name; per batch the log's index (no name copies).
+        let mut names: Vec<Option<JournalName>> = Vec::with_capacity(logs.len());
+        let mut records: Vec<(usize, Pending)> = Vec::new();
         let mut direct = Vec::new();
         for (i, log) in logs.iter().enumerate() {
-            let Some(name) = log.journal_name() else {
-                continue;
-            };
             let pending = log.take_unjournaled();
+            names.push(log.journal_name());
+            if names[i].is_none() {
+                continue;
+            }
             let bytes: usize = pending.iter().map(|p| p.batch.len()).sum();
             if bytes >= DIRECT_SYNC_BYTES {
                 let (log, end) = (log.clone(), pending.last().map_or(0, |p| p.next_offset));
                 direct.push(glommio::spawn_local(async move {
                     // A failure fails the log; its waiters see that.
-                    let _ = log.sync_segments_to(end).await;
+                    let _ = log.sync_to(end).await;
                 }));
                 continue;
             }
-            for p in pending {
-                records.push((i, name.clone(), p));
-            }
+            records.extend(pending.into_iter().map(|p| (i, p)));
         }
+        let name = |i: usize| names[i].as_ref().expect("records only of named logs");
         let mut w = inner.writer.lock().await;
         let mut done = 0;
         while done < records.len() {
@@ -347,8 +363,8 @@ impl<D: Disk> Journal<D> {
             let room = inner.config.file_bytes - w.position;
             let mut bytes = 0usize;
             let mut take = 0;
-            for (_, name, p) in &records[done..] {
-                let len = record_len(name, p);
+            for (i, p) in &records[done..] {
+                let len = record_len(name(*i), p);
                 if (align_up((bytes + len) as u64)) > room {
                     break;
                 }
@@ -361,7 +377,7 @@ impl<D: Disk> Journal<D> {
                     return Err(StorageError::Failed {
                         reason: format!(
                             "a batch of {} bytes does not fit in a journal file of {}",
-                            records[done].2.batch.len(),
+                            records[done].1.batch.len(),
                             inner.config.file_bytes
                         ),
                     });
@@ -376,9 +392,9 @@ impl<D: Disk> Journal<D> {
             let mut buf = w.file.alloc_buffer(padded);
             let out = buf.as_bytes_mut();
             let mut at = 0;
-            for (_, name, p) in &records[done..done + take] {
+            for (i, p) in &records[done..done + take] {
                 w.seq += 1;
-                at += encode(&mut out[at..], w.number, w.seq, name, p);
+                at += encode(&mut out[at..], w.number, w.seq, name(*i), p);
             }
             out[at..].fill(0);
             let position = w.position;
@@ -399,18 +415,24 @@ impl<D: Disk> Journal<D> {
                 return Err(StorageError::Failed { reason });
             }
             w.position += padded as u64;
+            if w.position > inner.config.file_bytes / 2 {
+                // The next file will be needed: have it filled by then.
+                self.prepare_spare();
+            }
             let mut ends: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
-            for (i, _, p) in &records[done..done + take] {
+            for (i, p) in &records[done..done + take] {
                 let base = i64::from_be_bytes(p.head[..8].try_into().expect("8"));
                 ends.entry(*i).or_insert((base, 0)).1 = p.next_offset;
             }
             for (i, (from, end)) in ends {
                 logs[i].journaled_to(from, end);
                 logs[i].write_behind();
-                match w.in_file.iter_mut().find(|(l, _)| l.same_as(&logs[i])) {
-                    Some((_, e)) => *e = (*e).max(end),
-                    None => w.in_file.push((logs[i].clone(), end)),
-                }
+                let e = &mut w
+                    .in_file
+                    .entry(logs[i].key())
+                    .or_insert_with(|| (logs[i].clone(), end))
+                    .1;
+                *e = (*e).max(end);
             }
             let mut s = inner.state.borrow_mut();
             s.stats.records += take as u64;
@@ -475,7 +497,8 @@ impl<D: Disk> Journal<D> {
         let old_number = std::mem::replace(&mut w.number, number);
         w.position = 0;
         w.seq = 0;
-        let logs = std::mem::take(&mut w.in_file);
+        let logs: Vec<(PartitionLog<D>, i64)> =
+            std::mem::take(&mut w.in_file).into_values().collect();
         let journal = self.clone();
         glommio::spawn_local(async move {
             journal.retire(old, old_number, logs).await;
@@ -486,7 +509,8 @@ impl<D: Disk> Journal<D> {
     }
 
     /// Fills a spare file in the background if fewer than [`SPARES`] are
-    /// ready (or being made).
+    /// ready (or being made). Called once a file is half full, so a broker
+    /// that writes little never fills spares.
     fn prepare_spare(&self) {
         let id = {
             let mut s = self.inner.state.borrow_mut();
@@ -528,7 +552,7 @@ impl<D: Disk> Journal<D> {
                 .filter(|(log, _)| !log.is_closed())
                 .map(|(log, end)| {
                     let (log, end) = (log.clone(), *end);
-                    glommio::spawn_local(async move { log.sync_segments_to(end).await })
+                    glommio::spawn_local(async move { log.sync_to(end).await })
                 })
                 .collect();
             for sync in syncs {
@@ -676,7 +700,7 @@ where
         return Ok(report);
     };
     let mut logs: BTreeMap<JournalName, Option<PartitionLog<D>>> = BTreeMap::new();
-    let mut broken: BTreeMap<JournalName, ()> = BTreeMap::new();
+    let mut broken: BTreeSet<JournalName> = BTreeSet::new();
     for &number in &files {
         let path = path_of(dir, number);
         let Some(data) = crate::segment::read_small_file(disk, &path).await? else {
@@ -693,7 +717,7 @@ where
                 report.orphaned += 1;
                 continue;
             };
-            if broken.contains_key(&r.name) {
+            if broken.contains(&r.name) {
                 continue;
             }
             let header = crate::batch::BatchHeader::parse(&r.batch).map_err(|e| {
@@ -709,7 +733,7 @@ where
             if header.base_offset > end {
                 tracing::error!(journal = %dir.display(), partition = %r.name.name, base_offset = header.base_offset, log_end = end,
                     "the journal's next batch for a partition is past its log's end; not replaying the rest of it");
-                broken.insert(r.name.clone(), ());
+                broken.insert(r.name.clone());
                 continue;
             }
             log.append_replica(r.batch).await?;

@@ -118,6 +118,8 @@ struct Shared<D: Disk> {
     unjournaled_from: i64,
     /// When the segment's buffer was last written behind a journal step.
     written_behind_ms: i64,
+    /// In the journal's list of logs waiting for its next step.
+    journal_waiting: bool,
     leader_epoch: i32,
     cache: ReadCache,
     /// Idempotent producers' sequences; changed only by the writer.
@@ -146,6 +148,14 @@ impl<D: Disk> Shared<D> {
             .values_mut()
             .next_back()
             .expect("a log always has an active segment")
+    }
+
+    /// Drops the batches queued for the journal: those before `until` are
+    /// made durable by the segment's own sync instead.
+    fn forget_unjournaled(&mut self, until: i64) {
+        self.unjournaled_from = self.unjournaled_from.max(until);
+        self.unjournaled.clear();
+        self.unjournaled_bytes = 0;
     }
 
     fn usable(&self) -> Result<()> {
@@ -280,11 +290,12 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// The batches the journal's next step writes for this log (those
-    /// already synced in the segment are dropped).
+    /// already synced in the segment are dropped); the log no longer waits.
     pub(crate) fn take_unjournaled(&self) -> Vec<Pending> {
         let mut s = self.inner.shared.borrow_mut();
         let durable = s.durable_offset;
         s.unjournaled_bytes = 0;
+        s.journal_waiting = false;
         s.unjournaled
             .drain(..)
             .filter(|p| p.next_offset > durable)
@@ -311,17 +322,23 @@ impl<D: Disk> PartitionLog<D> {
     /// The journal lost the batches it took from this log (a failed step).
     pub(crate) fn unjournaled_dropped(&self) {
         let mut s = self.inner.shared.borrow_mut();
-        s.unjournaled_from = s.unjournaled_from.max(s.log_end_offset);
-        s.unjournaled.clear();
-        s.unjournaled_bytes = 0;
+        let end = s.log_end_offset;
+        s.forget_unjournaled(end);
+    }
+
+    /// Marks the log as waiting for the journal's next step; false if it
+    /// already was.
+    pub(crate) fn mark_journal_waiting(&self) -> bool {
+        !std::mem::replace(&mut self.inner.shared.borrow_mut().journal_waiting, true)
+    }
+
+    /// An identity for maps of logs (the shared state's address).
+    pub(crate) fn key(&self) -> usize {
+        Rc::as_ptr(&self.inner) as usize
     }
 
     pub(crate) fn check_usable(&self) -> Result<()> {
         self.inner.shared.borrow().usable()
-    }
-
-    pub(crate) fn same_as(&self, other: &PartitionLog<D>) -> bool {
-        Rc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Starts writing what the segment's buffer holds (padded to a block,
@@ -348,11 +365,6 @@ impl<D: Disk> PartitionLog<D> {
             }
         })
         .detach();
-    }
-
-    /// Syncs the segments up to `target` (whatever the journal holds).
-    pub(crate) async fn sync_segments_to(&self, target: i64) -> Result<()> {
-        self.sync_to(target).await
     }
 
     /// Bytes of batches across all segments.
@@ -554,19 +566,15 @@ impl<D: Disk> PartitionLog<D> {
             inner.config.borrow().index_interval_bytes,
         );
         s.log_end_offset = next_offset;
-        if inner.journal.borrow().is_some() && !for_journal {
-            s.unjournaled_from = next_offset;
-        } else if inner.journal.borrow().is_some() {
+        if inner.journal.borrow().is_some() {
             s.unjournaled_bytes += batch.len();
             s.unjournaled.push_back(Pending {
                 head,
                 batch: batch.clone(),
                 next_offset,
             });
-            if s.unjournaled_bytes > UNJOURNALED_BYTES_MAX {
-                s.unjournaled.clear();
-                s.unjournaled_bytes = 0;
-                s.unjournaled_from = next_offset;
+            if !for_journal || s.unjournaled_bytes > UNJOURNALED_BYTES_MAX {
+                s.forget_unjournaled(next_offset);
             }
         }
         s.cache.push(base_offset, next_offset, epoch, batch);
@@ -617,8 +625,9 @@ impl<D: Disk> PartitionLog<D> {
 
     /// Waits until every batch before `target` is durable, running the sync
     /// itself if no other task is (group commit: one sync covers everything
-    /// appended before it started).
-    async fn sync_to(&self, target: i64) -> Result<()> {
+    /// appended before it started). The journal uses it for a retiring file
+    /// and for big batches.
+    pub(crate) async fn sync_to(&self, target: i64) -> Result<()> {
         let inner = &*self.inner;
         loop {
             let lead = {

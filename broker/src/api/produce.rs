@@ -218,12 +218,7 @@ async fn produce_partition(
             // Batches someone will wait on go to the shard journal's queue.
             let awaited = acks == -1 || config.flush == FlushPolicy::Always;
             for (b, h) in checked {
-                let appended = if awaited {
-                    part.append_unsynced(b, h).await
-                } else {
-                    part.append_lazy(b, h).await
-                };
-                match appended {
+                match part.append_unsynced(b, h, awaited).await {
                     Ok(info) => {
                         if base_offset < 0 {
                             base_offset = info.base_offset;

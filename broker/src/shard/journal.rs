@@ -48,6 +48,20 @@ pub fn journal_dir(data_dir: &Path, shard: usize) -> PathBuf {
     journals_dir(data_dir).join(format!("shard-{shard}"))
 }
 
+/// Whether the last run left journal files (an unclean stop).
+pub fn any_to_replay(data_dir: &Path) -> bool {
+    let Ok(dirs) = std::fs::read_dir(journals_dir(data_dir)) else {
+        return false;
+    };
+    dirs.flatten().any(|d| {
+        std::fs::read_dir(d.path()).is_ok_and(|files| {
+            files
+                .flatten()
+                .any(|f| f.file_name().to_string_lossy().ends_with(".wal"))
+        })
+    })
+}
+
 /// A partition's name in a journal: its directory under the data directory
 /// and its topic's id (a topic deleted and made again is another one).
 pub fn journal_name(topic: &str, partition: i32, topic_id: Uuid) -> JournalName {

@@ -231,6 +231,7 @@ pub(super) async fn open<D: Disk>(
                 unjournaled_bytes: 0,
                 unjournaled_from: log_end,
                 written_behind_ms: 0,
+                journal_waiting: false,
                 leader_epoch: 0,
                 cache: ReadCache::new(cache_bytes_max),
                 producers: Default::default(),
