@@ -10,5 +10,6 @@ pub mod embedded;
 pub mod limits;
 pub mod report;
 pub mod runner;
+pub mod scale;
 pub mod stats;
 pub mod workload;

@@ -78,6 +78,7 @@ impl Broker {
     /// Starts a broker with `config` and returns once every shard serves.
     pub fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
         file_limits::budget_open_files(file_limits::raise_nofile_limit());
+        rill_storage::open_files::share_between(config.cores);
         std::fs::create_dir_all(&config.data_dir)
             .context(|| format!("creating data directory {}", config.data_dir.display()))?;
         // Resolved once, so logs name one real place and no later change of

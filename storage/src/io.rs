@@ -8,11 +8,12 @@
 
 use std::io;
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
+use glommio::io::{DmaBuffer, OpenOptions, ReadResult};
 
-use crate::descriptors;
+use crate::open_files::{self, Mode};
 
 /// A write buffer, aligned for direct I/O where the disk needs it.
 pub trait IoBuffer: 'static {
@@ -98,21 +99,40 @@ impl IoBuffer for DmaBuffer {
     }
 }
 
-/// A file of the real disk, holding its place in the process's open-file
-/// budget for partition logs ([`descriptors`](crate::descriptors)) until it
-/// is closed or dropped.
+/// A file of the real disk: a path and a mode, its descriptor kept in this
+/// thread's cache of open files ([`open_files`](crate::open_files)),
+/// closed when idle for long enough that the budget needs it back and
+/// reopened by the next operation. Dropping or closing the handle closes
+/// the descriptor.
 pub struct DmaSegment {
-    file: DmaFile,
-    _slot: descriptors::Slot,
+    id: u64,
+    path: PathBuf,
+    mode: Mode,
 }
 
 impl DmaSegment {
-    async fn open(path: &Path, options: &OpenOptions) -> io::Result<DmaSegment> {
-        let slot = descriptors::PROCESS.take()?;
+    async fn open(path: &Path, options: &OpenOptions, mode: Mode) -> io::Result<DmaSegment> {
+        let id = open_files::next_id();
+        open_files::open(id, path, options, false).await?;
         Ok(DmaSegment {
-            file: options.dma_open(path).await?,
-            _slot: slot,
+            id,
+            path: path.to_path_buf(),
+            mode,
         })
+    }
+
+    /// The descriptor, reopened if it was closed.
+    async fn file(&self) -> io::Result<Rc<open_files::Opened>> {
+        match open_files::get(self.id) {
+            Some(f) => Ok(f),
+            None => open_files::reopen(self.id, &self.path, self.mode).await,
+        }
+    }
+}
+
+impl Drop for DmaSegment {
+    fn drop(&mut self) {
+        open_files::forget(self.id);
     }
 }
 
@@ -120,35 +140,42 @@ impl SegmentFile for DmaSegment {
     type Buffer = DmaBuffer;
     type Read = ReadResult;
     fn alloc_buffer(&self, len: usize) -> DmaBuffer {
-        self.file.alloc_dma_buffer(len)
+        glommio::allocate_dma_buffer(len)
     }
     async fn read_at_aligned(&self, position: u64, len: usize) -> io::Result<ReadResult> {
-        Ok(self.file.read_at_aligned(position, len).await?)
+        Ok(self
+            .file()
+            .await?
+            .file
+            .read_at_aligned(position, len)
+            .await?)
     }
     async fn read_at(&self, position: u64, len: usize) -> io::Result<ReadResult> {
-        Ok(self.file.read_at(position, len).await?)
+        Ok(self.file().await?.file.read_at(position, len).await?)
     }
     async fn write_at(&self, buf: DmaBuffer, position: u64) -> io::Result<usize> {
-        Ok(self.file.write_at(buf, position).await?)
+        Ok(self.file().await?.file.write_at(buf, position).await?)
     }
     async fn fdatasync(&self) -> io::Result<()> {
-        Ok(self.file.fdatasync().await?)
+        Ok(self.file().await?.file.fdatasync().await?)
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
-        Ok(self.file.truncate(len).await?)
+        Ok(self.file().await?.file.truncate(len).await?)
     }
     async fn pre_allocate(&self, len: u64, keep_size: bool) -> io::Result<()> {
-        Ok(self.file.pre_allocate(len, keep_size).await?)
+        Ok(self.file().await?.file.pre_allocate(len, keep_size).await?)
     }
     async fn file_size(&self) -> io::Result<u64> {
-        Ok(self.file.file_size().await?)
+        Ok(self.file().await?.file.file_size().await?)
     }
     async fn remove(&self) -> io::Result<()> {
-        Ok(self.file.remove().await?)
+        std::fs::remove_file(&self.path)
     }
     async fn close(self) -> io::Result<()> {
-        let DmaSegment { file, _slot } = self;
-        Ok(file.close().await?)
+        match open_files::forget(self.id) {
+            Some(f) => f.close().await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -185,15 +212,18 @@ impl Disk for DmaDisk {
         std::fs::rename(from, to)
     }
     async fn open_rw(&self, path: &Path) -> io::Result<DmaSegment> {
-        DmaSegment::open(path, OpenOptions::new().read(true).write(true).create(true)).await
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true);
+        DmaSegment::open(path, &options, Mode::ReadWrite).await
     }
     async fn open_read(&self, path: &Path) -> io::Result<DmaSegment> {
-        DmaSegment::open(path, OpenOptions::new().read(true)).await
+        DmaSegment::open(path, OpenOptions::new().read(true), Mode::Read).await
     }
     async fn create_truncate(&self, path: &Path) -> io::Result<DmaSegment> {
+        // Reopened without truncating (and readable, as ReadWrite is).
         let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        DmaSegment::open(path, &options).await
+        options.read(true).write(true).create(true).truncate(true);
+        DmaSegment::open(path, &options, Mode::ReadWrite).await
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         // glommio's `Directory::open` hands a relative path to openat(-1, …),

@@ -51,6 +51,7 @@ pub mod leader_epochs;
 pub mod log;
 pub mod log_store;
 pub mod offset_index;
+pub mod open_files;
 pub mod producer_state;
 pub mod read_cache;
 pub mod retention;

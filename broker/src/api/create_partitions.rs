@@ -115,12 +115,6 @@ fn grow(
             ));
         }
     }
-    placement
-        .take_files(
-            &format!("adding {} partitions to `{name}`", count - current),
-            (count - current) as usize,
-        )
-        .map_err(|m| (ResponseError::InvalidPartitions, m))?;
     if validate_only {
         return Ok(());
     }

@@ -72,9 +72,6 @@ fn check(
             format!("partition count must be 1..={PARTITIONS_MAX}, not {partitions}"),
         ));
     }
-    placement
-        .take_files(&format!("topic `{}`", spec.name), partitions as usize)
-        .map_err(|m| (ResponseError::InvalidPartitions, m))?;
     if !(replication_factor == -1 || replication_factor == 1) {
         return Err((
             ResponseError::InvalidReplicationFactor,

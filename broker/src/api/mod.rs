@@ -196,14 +196,6 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
                 if draft.state().topics.contains_key(&name) {
                     continue;
                 }
-                let fits = placement.take_files(
-                    &format!("auto-creating topic `{name}`"),
-                    placement.default_partitions as usize,
-                );
-                if let Err(reason) = fits {
-                    tracing::warn!(topic = %name, %reason, "not auto-creating a topic");
-                    continue;
-                }
                 let create = crate::cluster::MetadataCommand::create_topic(
                     draft.state(),
                     &name,

@@ -25,9 +25,6 @@ pub struct OpenFailure {
     pub error: String,
 }
 
-/// Files a new partition opens: its first segment and its checkpoint.
-pub const FILES_PER_NEW_PARTITION: usize = 2;
-
 /// What deciding a change may need to know about the broker.
 pub struct Placement {
     /// Shards partitions can be placed on.
@@ -36,29 +33,6 @@ pub struct Placement {
     pub default_partitions: i32,
     /// This broker's id.
     pub node_id: i32,
-    /// Files partition logs may still open, less what the partitions this
-    /// change adds so far will take.
-    pub files_left: std::cell::Cell<usize>,
-}
-
-impl Placement {
-    /// Counts the open files `partitions` new partitions of `what` will
-    /// take against what is left, or says why they do not fit (Redpanda
-    /// refuses such a topic the same way, against its
-    /// `topic_fds_per_partition`): a change whose partitions cannot all be
-    /// opened must not be made at all.
-    pub fn take_files(&self, what: &str, partitions: usize) -> Result<(), String> {
-        let need = partitions.saturating_mul(FILES_PER_NEW_PARTITION);
-        let left = self.files_left.get();
-        if need <= left {
-            self.files_left.set(left - need);
-            return Ok(());
-        }
-        Err(format!(
-            "{what} needs {need} open files ({FILES_PER_NEW_PARTITION} per partition) but the broker can open only {left} more: {}; raise the limit (LimitNOFILE in the unit, ulimit -n) or use fewer partitions",
-            crate::file_limits::open_file_limits()
-        ))
-    }
 }
 
 /// Why a change did not take effect.

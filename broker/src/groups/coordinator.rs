@@ -673,7 +673,6 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), ResponseError
             if draft.state().topics.contains_key(OFFSETS_TOPIC) {
                 return Ok(());
             }
-            placement.take_files(&format!("creating {OFFSETS_TOPIC}"), partitions as usize)?;
             let configs: BTreeMap<String, String> = [
                 ("cleanup.policy", "compact"),
                 // Kafka's offsets.topic.segment.bytes.

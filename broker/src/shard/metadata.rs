@@ -1,7 +1,6 @@
 //! A shard's side of metadata: serving a new state (opening and closing its
 //! partitions), and asking the controller on shard 0 for a change.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -191,7 +190,6 @@ impl Shard {
                 shards: s0.router.shards(),
                 default_partitions: s0.topic_defaults_of(&s0.meta()).partitions,
                 node_id: s0.config.node_id,
-                files_left: Cell::new(0),
             };
             let controller = s0
                 .controller
@@ -199,14 +197,7 @@ impl Shard {
                 .expect("shard 0 hosts the controller");
             controller
                 .change(
-                    |draft| {
-                        // Read under the controller's lock: no other
-                        // change is opening partitions meanwhile.
-                        placement
-                            .files_left
-                            .set(rill_storage::descriptors::available());
-                        decide(draft, &placement)
-                    },
+                    |draft| decide(draft, &placement),
                     |meta| publish(s0.clone(), meta),
                 )
                 .await

@@ -1,0 +1,204 @@
+//! The real disk's files open on this thread, closed when idle and reopened
+//! on demand, so a shard can own far more partitions than it has
+//! descriptors (100,000 partitions under a hard limit of 20,000).
+//!
+//! A [`DmaSegment`](crate::io::DmaSegment) is a path and a mode; its
+//! descriptor lives here, in a least-recently-used cache of this thread.
+//! Every operation looks its descriptor up (a hash lookup next to an
+//! io_uring submission) and reopens it if it was closed. Opening beyond this
+//! thread's share of the process's budget
+//! ([`descriptors`](crate::descriptors)) first closes the least recently
+//! used descriptor that no operation is using. A hot partition's files stay
+//! open; an idle one costs no descriptor.
+//!
+//! What reopening by path asks of the callers: a file is never renamed while
+//! a handle to it is kept (the cleaner and the journal reopen after their
+//! renames), and a file removed while a reader still holds its segment
+//! fails that reader's next read once the descriptor was closed (retention
+//! or a cleaner swap racing a slow fetch; the consumer's retry reads the
+//! segments that are there now).
+
+use std::cell::RefCell;
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use glommio::io::{DmaFile, OpenOptions};
+
+use crate::descriptors;
+
+/// An open descriptor and its place in the budget.
+pub(crate) struct Opened {
+    pub(crate) file: DmaFile,
+    _slot: descriptors::Slot,
+}
+
+/// How a handle's file is reopened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    ReadWrite,
+    Read,
+}
+
+impl Mode {
+    fn options(self) -> OpenOptions {
+        let mut o = OpenOptions::new();
+        match self {
+            Mode::ReadWrite => o.read(true).write(true),
+            Mode::Read => o.read(true),
+        };
+        o
+    }
+}
+
+/// Threads sharing the budget (shards); each may hold its share.
+static SHARING_THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Splits the open-file budget between `threads` threads (the shards), each
+/// closing its own idle files to stay within its share.
+pub fn share_between(threads: usize) {
+    SHARING_THREADS.store(threads.max(1), Ordering::Relaxed);
+}
+
+/// Counts of this thread's cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenFileStats {
+    /// Descriptors open now.
+    pub open: usize,
+    /// Opens of a file whose descriptor had been closed.
+    pub reopened: u64,
+    /// Idle descriptors closed to make room.
+    pub closed_idle: u64,
+}
+
+struct Cache {
+    lru: lru::LruCache<u64, Rc<Opened>>,
+    next_id: u64,
+    stats: OpenFileStats,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache {
+        lru: lru::LruCache::unbounded(),
+        next_id: 0,
+        stats: OpenFileStats::default(),
+    });
+}
+
+/// This thread's counts.
+pub fn stats() -> OpenFileStats {
+    CACHE.with(|c| {
+        let c = c.borrow();
+        OpenFileStats {
+            open: c.lru.len(),
+            ..c.stats
+        }
+    })
+}
+
+fn share() -> usize {
+    let threads = SHARING_THREADS.load(Ordering::Relaxed);
+    (descriptors::budget() / threads).max(1)
+}
+
+/// A new handle's id.
+pub(crate) fn next_id() -> u64 {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.next_id += 1;
+        c.next_id
+    })
+}
+
+/// The open descriptor of handle `id`, if it has one (and marks it used).
+pub(crate) fn get(id: u64) -> Option<Rc<Opened>> {
+    CACHE.with(|c| c.borrow_mut().lru.get(&id).cloned())
+}
+
+/// Closes the least recently used descriptor no operation is using;
+/// whether there was one.
+fn close_one_idle(c: &mut Cache) -> bool {
+    for _ in 0..c.lru.len() {
+        let Some((id, opened)) = c.lru.pop_lru() else {
+            return false;
+        };
+        if Rc::strong_count(&opened) == 1 {
+            c.stats.closed_idle += 1;
+            return true; // dropped: glommio closes it on its next I/O cycle
+        }
+        c.lru.push(id, opened); // in use: now the most recent
+    }
+    false
+}
+
+/// A slot in the budget for one more descriptor of this thread, closing
+/// idle ones to make room.
+fn take_slot() -> io::Result<descriptors::Slot> {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let share = share();
+        while c.lru.len() >= share {
+            if !close_one_idle(&mut c) {
+                break;
+            }
+        }
+        loop {
+            match descriptors::PROCESS.take() {
+                Ok(slot) => return Ok(slot),
+                Err(e) => {
+                    if !close_one_idle(&mut c) {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Opens `path` for handle `id` (the first open, or a reopen) and caches
+/// the descriptor.
+pub(crate) async fn open(
+    id: u64,
+    path: &Path,
+    options: &OpenOptions,
+    reopen: bool,
+) -> io::Result<Rc<Opened>> {
+    let slot = take_slot()?;
+    let file = options.dma_open(path).await?;
+    let opened = Rc::new(Opened { file, _slot: slot });
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if reopen {
+            c.stats.reopened += 1;
+        }
+        // A concurrent reopen of the same handle may have put one already:
+        // this one replaces it, and the other closes once its user is done.
+        c.lru.put(id, opened.clone());
+    });
+    Ok(opened)
+}
+
+/// Reopens handle `id`'s file at `path` in `mode`.
+pub(crate) async fn reopen(id: u64, path: &Path, mode: Mode) -> io::Result<Rc<Opened>> {
+    open(id, path, &mode.options(), true).await
+}
+
+/// Forgets handle `id`'s descriptor; returns it if it was cached.
+pub(crate) fn forget(id: u64) -> Option<Rc<Opened>> {
+    CACHE
+        .try_with(|c| c.borrow_mut().lru.pop(&id))
+        .ok()
+        .flatten()
+}
+
+impl Opened {
+    /// Closes the descriptor now if nothing else uses it (otherwise its
+    /// last user's drop closes it).
+    pub(crate) async fn close(self: Rc<Self>) -> io::Result<()> {
+        match Rc::try_unwrap(self) {
+            Ok(Opened { file, _slot }) => Ok(file.close().await?),
+            Err(_) => Ok(()),
+        }
+    }
+}
