@@ -32,6 +32,10 @@ pub struct ScaleOptions {
     /// The broker's open-file limit, soft and hard (`ulimit -n`); `None`
     /// leaves the inherited one.
     pub nofile: Option<u64>,
+    /// How long the broker stays idle after the writes before it is stopped
+    /// (partitions idle for 10 s are parked: a stop has nothing to do for
+    /// them); 0 stops at once, the worst case.
+    pub settle: Duration,
     /// How long one phase (create, produce, a start) may take.
     pub phase_timeout: Duration,
     pub progress: bool,
@@ -56,6 +60,9 @@ pub struct ScaleReport {
     pub empty: Usage,
     /// After every partition got its record.
     pub written: Usage,
+    /// After the idle time before the stop.
+    pub settled: Usage,
+    pub settle_secs: f64,
     pub stop_secs: f64,
     /// After a clean stop: until listening, until every partition serves.
     pub clean_start_listening_secs: f64,
@@ -88,6 +95,9 @@ impl ScaleReport {
         );
         usage("empty broker", &self.empty);
         usage("all written", &self.written);
+        if self.settle_secs > 0.0 {
+            usage(&format!("idle {:.0} s", self.settle_secs), &self.settled);
+        }
         println!("SIGTERM stop           {:.1} s", self.stop_secs);
         println!(
             "start after clean stop listening {:.1} s, every partition serving {:.1} s",
@@ -362,7 +372,17 @@ async fn until_serving(
             .map(|tp| (tp.clone(), OffsetSpec::Latest))
             .collect();
         let mut still = Vec::new();
-        match admin.list_offsets(&asked).await {
+        let round = Instant::now();
+        let answered = admin.list_offsets(&asked).await;
+        if opts.progress {
+            eprintln!(
+                "rill-scale: ListOffsets of {} partitions answered in {:?} ({:?} since the start)",
+                asked.len(),
+                round.elapsed(),
+                since.elapsed()
+            );
+        }
+        match answered {
             Ok(answers) => {
                 for (tp, outcome) in answers {
                     match outcome {
@@ -411,6 +431,7 @@ pub fn run(opts: &ScaleOptions) -> anyhow::Result<ScaleReport> {
     };
     let mut report = ScaleReport {
         partitions: all.len(),
+        settle_secs: opts.settle.as_secs_f64(),
         ..ScaleReport::default()
     };
 
@@ -426,6 +447,11 @@ pub fn run(opts: &ScaleOptions) -> anyhow::Result<ScaleReport> {
     report.produce_secs = started.elapsed().as_secs_f64();
     report.produce_records_per_s = all.len() as f64 / report.produce_secs.max(1e-9);
     report.written = usage(broker.pid(), &data);
+    if !opts.settle.is_zero() {
+        say(&format!("idle for {:?}", opts.settle));
+        std::thread::sleep(opts.settle);
+        report.settled = usage(broker.pid(), &data);
+    }
     say("stopping (SIGTERM)");
     report.stop_secs = broker.stop(opts.phase_timeout)?.as_secs_f64();
 

@@ -39,6 +39,14 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// See [`PartitionLog::release_idle`].
+    pub async fn release_idle(
+        &self,
+        idle_ms: i64,
+    ) -> std::result::Result<bool, rill_storage::StorageError> {
+        self.log.release_idle(idle_ms).await
+    }
+
     pub fn new(topic_id: Uuid, log: PartitionLog, recompress_to: Option<Compression>) -> Partition {
         let synced_is_stored = Cell::new(log.config().flush == FlushPolicy::Always);
         Partition {
@@ -167,6 +175,18 @@ impl Partition {
 
     pub async fn clean(&self, limits: CleanerLimits) -> Result<Option<CleanOutcome>> {
         self.log.clean(limits).await
+    }
+
+    /// See [`PartitionLog::close_begin`]; wakes waiting fetches.
+    pub async fn close_begin(&self) -> Result<bool> {
+        let begun = self.log.close_begin().await;
+        self.moved.notify_all();
+        begun
+    }
+
+    /// See [`PartitionLog::close_end`].
+    pub async fn close_end(&self) -> Result<()> {
+        self.log.close_end().await
     }
 
     /// Closes the log (synced, indexes written) and wakes waiting fetches.

@@ -162,6 +162,7 @@ impl Broker {
                         .detach();
                     }
                     spawn_retention(shard.clone());
+                    spawn_idle_release(shard.clone());
                     spawn_open_retry(shard.clone());
                     spawn_cleaner(shard.clone());
                     spawn_group_clock(shard.clone());
@@ -305,6 +306,20 @@ fn spawn_retention(shard: Rc<Shard>) {
     let queue = glommio::executor().current_task_queue();
     spawn_periodic(shard, every, queue, |shard| async move {
         shard.run_retention().await
+    });
+}
+
+/// Idle partitions are parked (written as a clean stop leaves them) and
+/// give back buffers and reserved disk, every few seconds, in a task queue
+/// that yields to produce and fetch.
+fn spawn_idle_release(shard: Rc<Shard>) {
+    let queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(100),
+        glommio::Latency::NotImportant,
+        "idle",
+    );
+    spawn_periodic(shard, Duration::from_secs(5), queue, |shard| async move {
+        shard.release_idle().await
     });
 }
 

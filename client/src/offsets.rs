@@ -2,7 +2,7 @@
 //! ListOffsets sent to each partition's leader (used by the admin client and
 //! by the consumer's seeks).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, TopicName};
@@ -88,16 +88,18 @@ pub(crate) async fn list_offsets_at(
     // partition takes two requests.
     let mut rounds: Vec<(i32, Vec<usize>)> = Vec::new();
     for (leader, indexes) in by_leader {
+        // The n-th ask for a partition goes into round n (a map, not a
+        // scan: a hundred thousand partitions in one call).
         let mut mine: Vec<Vec<usize>> = Vec::new();
+        let mut seen: HashMap<(&str, i32), usize> = HashMap::new();
         for i in indexes {
             let tp = &partitions[i].0;
-            match mine
-                .iter_mut()
-                .find(|r| !r.iter().any(|&j| partitions[j].0 == *tp))
-            {
-                Some(r) => r.push(i),
-                None => mine.push(vec![i]),
+            let round = seen.entry((tp.topic.as_str(), tp.partition)).or_insert(0);
+            if *round == mine.len() {
+                mine.push(Vec::new());
             }
+            mine[*round].push(i);
+            *round += 1;
         }
         rounds.extend(mine.into_iter().map(|r| (leader, r)));
     }
@@ -107,6 +109,7 @@ pub(crate) async fn list_offsets_at(
         let mut request = ListOffsetsRequest::default();
         request.replica_id = BrokerId(-1);
         let mut topics: Vec<ListOffsetsTopic> = Vec::new();
+        let mut topic_at: HashMap<&str, usize> = HashMap::new();
         for &i in &indexes {
             let (tp, spec) = &partitions[i];
             let mut p = ListOffsetsPartition::default();
@@ -115,24 +118,28 @@ pub(crate) async fn list_offsets_at(
             if version >= 4 {
                 p.current_leader_epoch = -1;
             }
-            match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
-                Some(t) => t.partitions.push(p),
-                None => {
-                    let mut t = ListOffsetsTopic::default();
-                    t.name = TopicName(StrBytes::from_string(tp.topic.clone()));
-                    t.partitions.push(p);
-                    topics.push(t);
-                }
-            }
+            let at = *topic_at.entry(tp.topic.as_str()).or_insert_with(|| {
+                let mut t = ListOffsetsTopic::default();
+                t.name = TopicName(StrBytes::from_string(tp.topic.clone()));
+                topics.push(t);
+                topics.len() - 1
+            });
+            topics[at].partitions.push(p);
         }
         request.topics = topics;
         let response = conn.send_versioned(&request, version).await?;
+        let asked: HashMap<(&str, i32), usize> = indexes
+            .iter()
+            .map(|&i| {
+                (
+                    (partitions[i].0.topic.as_str(), partitions[i].0.partition),
+                    i,
+                )
+            })
+            .collect();
         for t in response.topics {
             for p in t.partitions {
-                let Some(&i) = indexes.iter().find(|&&i| {
-                    partitions[i].0.topic == t.name.0.as_str()
-                        && partitions[i].0.partition == p.partition_index
-                }) else {
+                let Some(&i) = asked.get(&(t.name.0.as_str(), p.partition_index)) else {
                     continue;
                 };
                 answers[i] = Some(

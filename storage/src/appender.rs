@@ -19,6 +19,11 @@ use crate::io::{IoBuffer, SegmentFile};
 use crate::error::{Result, StorageError};
 use crate::signal::Signal;
 
+/// The write buffer of a cold partition (one that has not filled a buffer
+/// since it was last idle); it doubles up to the configured size as
+/// buffers fill.
+pub const COLD_BUFFER_BYTES: usize = 64 << 10;
+
 /// Direct-I/O alignment used for positions and lengths.
 pub const ALIGN: u64 = 4096;
 
@@ -122,25 +127,26 @@ impl WriteProgress {
     }
 }
 
-/// How far ahead an appender reserves: one write buffer to start with (an
-/// idle or slow partition holds no more than that beyond its data), doubled
-/// each time a window is used up within a second (up to the configured
-/// preallocation), halved when it lasted more than ten, and back to one
-/// buffer when the disk could not give a window.
+/// How far ahead an appender reserves: nothing for a cold partition (each
+/// append reserves exactly its blocks, so 100,000 partitions with a record
+/// each take no more disk than their data), one write buffer once windows
+/// are used up within a second, doubled each time that happens again (up
+/// to the configured preallocation), halved when a window lasted more than
+/// ten, and back to nothing when the disk could not give one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReserveWindow {
     pub bytes: u64,
-    min: u64,
+    /// The first window of a partition that writes steadily.
+    step: u64,
     max: u64,
     last: Option<std::time::Instant>,
 }
 
 impl ReserveWindow {
-    pub fn new(min: u64, max: u64) -> ReserveWindow {
-        let min = min.min(max);
+    pub fn new(step: u64, max: u64) -> ReserveWindow {
         ReserveWindow {
-            bytes: min,
-            min,
+            bytes: 0,
+            step: step.min(max),
             max,
             last: None,
         }
@@ -149,8 +155,13 @@ impl ReserveWindow {
     /// The window for a reservation made at `now`.
     pub fn next(self, now: std::time::Instant) -> ReserveWindow {
         let bytes = match self.last.map(|l| now.saturating_duration_since(l)) {
-            Some(d) if d < std::time::Duration::from_secs(1) => (self.bytes * 2).min(self.max),
-            Some(d) if d > std::time::Duration::from_secs(10) => (self.bytes / 2).max(self.min),
+            Some(d) if d < std::time::Duration::from_secs(1) => {
+                (self.bytes * 2).max(self.step).min(self.max)
+            }
+            Some(d) if d > std::time::Duration::from_secs(10) => match self.bytes / 2 {
+                half if half < self.step => 0,
+                half => half,
+            },
             _ => self.bytes,
         };
         ReserveWindow {
@@ -160,12 +171,10 @@ impl ReserveWindow {
         }
     }
 
-    /// The disk could not give a window: back to the smallest.
+    /// The disk could not give a window, or the partition went idle:
+    /// nothing ahead.
     pub fn shrunk(self) -> ReserveWindow {
-        ReserveWindow {
-            bytes: self.min,
-            ..self
-        }
+        ReserveWindow { bytes: 0, ..self }
     }
 }
 
@@ -182,7 +191,12 @@ pub struct Appender<F: SegmentFile> {
     file: Rc<F>,
     progress: Rc<WriteProgress>,
     config: AppenderConfig,
-    buf: F::Buffer,
+    /// The write buffer; `None` while the partition is idle (see
+    /// [`Appender::release_idle`]). Its size is `cap`.
+    buf: Option<F::Buffer>,
+    /// Size of the next buffer: small for a cold partition, doubling up to
+    /// `buffer_bytes` while buffers fill up.
+    cap: usize,
     /// File position of `buf[0]`; always aligned.
     buf_position: u64,
     /// Valid bytes in `buf`.
@@ -218,29 +232,13 @@ impl<F: SegmentFile> Appender<F> {
         assert!(config.writes_in_flight_max >= 1);
         let buf_position = align_down(position);
         let tail = (position - buf_position) as usize;
-        let mut buf = file.alloc_buffer(config.buffer_bytes);
-        if tail > 0 {
-            let block = file
-                .read_at_aligned(buf_position, ALIGN as usize)
-                .await
-                .map_err(|e| StorageError::io("reading the tail block", e))?;
-            if block.len() < tail {
-                return Err(StorageError::Io {
-                    context: "reading the tail block",
-                    source: io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "segment shorter than expected",
-                    ),
-                });
-            }
-            buf.as_bytes_mut()[..tail].copy_from_slice(&block[..tail]);
-        }
         let progress = Rc::new(WriteProgress::new(position, next_offset));
         Ok(Appender {
             file,
             progress,
             config,
-            buf,
+            buf: None,
+            cap: Self::cold_cap(&config),
             buf_position,
             buf_len: tail,
             submitted_len: tail,
@@ -253,6 +251,68 @@ impl<F: SegmentFile> Appender<F> {
             ))),
             reserving: None,
         })
+    }
+
+    /// The buffer size of a cold partition.
+    fn cold_cap(config: &AppenderConfig) -> usize {
+        COLD_BUFFER_BYTES.min(config.buffer_bytes)
+    }
+
+    /// The write buffer, allocated if the partition was idle; the partial
+    /// tail block (written already) is read back into it.
+    async fn buffer(&mut self) -> Result<&mut F::Buffer> {
+        if self.buf.is_none() {
+            let mut buf = self.file.alloc_buffer(self.cap);
+            let tail = self.buf_len;
+            if tail > 0 {
+                let block = self
+                    .file
+                    .read_at_aligned(self.buf_position, ALIGN as usize)
+                    .await
+                    .map_err(|e| StorageError::io("reading the tail block", e))?;
+                if block.len() < tail {
+                    return Err(StorageError::Io {
+                        context: "reading the tail block",
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "segment shorter than expected",
+                        ),
+                    });
+                }
+                buf.as_bytes_mut()[..tail].copy_from_slice(&block[..tail]);
+            }
+            self.buf = Some(buf);
+        }
+        Ok(self.buf.as_mut().expect("allocated above"))
+    }
+
+    /// Gives back what an idle partition holds: the write buffer, once
+    /// everything appended is written (the next append reads the tail block
+    /// back), and the disk reserved past the data. Returns whether it was
+    /// idle enough to do so (nothing waiting to be written).
+    pub async fn release_idle(&mut self) -> Result<bool> {
+        self.check_failed()?;
+        let position = self.position();
+        if self.buf_len > self.submitted_len || self.progress.written().0 < position {
+            return Ok(false);
+        }
+        if let Some(task) = self.reserving.take() {
+            let _ = task.await;
+        }
+        self.buf = None;
+        self.cap = Self::cold_cap(&self.config);
+        self.window.set(self.window.get().shrunk());
+        let written_end = align_up(position);
+        if self.reserved_end.get() > written_end {
+            // Blocks reserved beyond the end of the file are freed by
+            // truncating it to its own size (ext4, xfs).
+            self.file
+                .truncate(written_end)
+                .await
+                .map_err(|e| StorageError::io("giving back reserved space", e))?;
+            self.reserved_end.set(written_end);
+        }
+        Ok(true)
     }
 
     /// Logical end of the appended data.
@@ -328,6 +388,7 @@ impl<F: SegmentFile> Appender<F> {
     fn reserve_ahead(&mut self, needed_end: u64) {
         let current = self.window.get().bytes;
         if self.config.preallocate_bytes == 0
+            || current == 0
             || self.reserving.is_some()
             || self.reserved_end.get() - needed_end > current / 2
         {
@@ -354,14 +415,16 @@ impl<F: SegmentFile> Appender<F> {
     /// offset after the batch. Call [`Appender::reserve`] first.
     pub async fn append(&mut self, parts: &[&[u8]], next_offset: i64) -> Result<()> {
         self.check_failed()?;
-        let cap = self.config.buffer_bytes;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut remaining = total;
         for part in parts {
             let mut data = *part;
             while !data.is_empty() {
-                let n = (cap - self.buf_len).min(data.len());
-                self.buf.as_bytes_mut()[self.buf_len..self.buf_len + n].copy_from_slice(&data[..n]);
+                let at = self.buf_len;
+                let buf = self.buffer().await?;
+                let cap = buf.len();
+                let n = (cap - at).min(data.len());
+                buf.as_bytes_mut()[at..at + n].copy_from_slice(&data[..n]);
                 self.buf_len += n;
                 data = &data[n..];
                 remaining -= n;
@@ -378,9 +441,11 @@ impl<F: SegmentFile> Appender<F> {
     }
 
     async fn submit_full(&mut self) -> Result<()> {
-        let cap = self.config.buffer_bytes;
-        let next = self.file.alloc_buffer(cap);
-        let full = std::mem::replace(&mut self.buf, next);
+        let full = self.buf.take().expect("a full buffer");
+        let cap = full.len();
+        // Filled up: the partition is warm, its next buffer larger.
+        self.cap = (cap * 2).min(self.config.buffer_bytes);
+        self.buf = Some(self.file.alloc_buffer(self.cap));
         let start = self.buf_position;
         self.buf_position += cap as u64;
         self.buf_len = 0;
@@ -397,10 +462,11 @@ impl<F: SegmentFile> Appender<F> {
         if self.buf_len > self.submitted_len {
             let padded = align_up(self.buf_len as u64) as usize;
             let tail_start = align_down(self.buf_len as u64) as usize;
-            let mut next = self.file.alloc_buffer(self.config.buffer_bytes);
+            let mut out = self.buf.take().expect("unsubmitted data is in the buffer");
+            let mut next = self.file.alloc_buffer(self.cap);
             next.as_bytes_mut()[..self.buf_len - tail_start]
-                .copy_from_slice(&self.buf.as_bytes()[tail_start..self.buf_len]);
-            let mut out = std::mem::replace(&mut self.buf, next);
+                .copy_from_slice(&out.as_bytes()[tail_start..self.buf_len]);
+            self.buf = Some(next);
             out.as_bytes_mut()[self.buf_len..padded].fill(0);
             out.trim_to_size(padded);
             let start = self.buf_position;
@@ -483,19 +549,26 @@ mod window_tests {
         let t = Instant::now();
         let ms = |n| t + Duration::from_millis(n);
         let w = ReserveWindow::new(1 << 20, 32 << 20);
-        assert_eq!(w.bytes, 1 << 20, "an idle partition reserves one buffer");
+        assert_eq!(w.bytes, 0, "a cold partition reserves nothing ahead");
         let w = w.next(ms(0));
+        assert_eq!(w.bytes, 0, "nor after one append");
+        // Used up quickly, again and again: one buffer, then doubling up to the cap.
+        let w = w.next(ms(100));
         assert_eq!(w.bytes, 1 << 20);
-        // Used up quickly, again and again: doubles up to the cap.
         let mut w = w;
-        for i in 1..10 {
+        for i in 2..10 {
             w = w.next(ms(i * 100));
         }
         assert_eq!(w.bytes, 32 << 20);
-        // Slow again: halves.
+        // Slow again: halves, and below one buffer nothing.
         let w = w.next(ms(30_000));
         assert_eq!(w.bytes, 16 << 20);
-        // The disk could not give it: one buffer.
-        assert_eq!(w.shrunk().bytes, 1 << 20);
+        let mut w = w;
+        for i in 0..5 {
+            w = w.next(ms(60_000 + i * 20_000));
+        }
+        assert_eq!(w.bytes, 0);
+        // The disk could not give it: nothing ahead.
+        assert_eq!(w.next(ms(200_000)).next(ms(200_100)).shrunk().bytes, 0);
     }
 }

@@ -93,6 +93,13 @@ struct Writer<D: Disk> {
     checkpoint_file: D::File,
     checkpoint_seq: u64,
     last_checkpoint_ms: i64,
+    /// The files are as the newest checkpoint, a clean one, describes them:
+    /// a close has nothing to write. Set by a clean open and by a close or
+    /// park; cleared by an append and by an unclean checkpoint.
+    clean_on_disk: bool,
+    /// (position, offset) written out by [`PartitionLog::close_begin`],
+    /// durable once the caller's filesystem sync returns.
+    sealed_unsynced: Option<(u64, i64)>,
 }
 
 /// Reader-visible state.
@@ -131,6 +138,12 @@ struct Shared<D: Disk> {
     /// The replica's Raft state, kept in the checkpoint.
     hard_state: HardState,
     syncing: bool,
+    /// An interval flusher task runs (only while something awaits a sync).
+    flusher_running: bool,
+    /// When the last batch was appended (the disk's clock).
+    last_append_ms: i64,
+    /// [`PartitionLog::release_idle`] gave back what the log held since.
+    idle_released: bool,
     failed: Option<String>,
     closed: bool,
 }
@@ -231,9 +244,60 @@ impl<D: Disk> PartitionLog<D> {
             .cache
             .set_bytes_max(config.cache_bytes_max);
         *self.inner.config.borrow_mut() = config;
-        if let Some(every) = interval {
-            open::spawn_interval_flusher(Rc::downgrade(&self.inner), every);
+        if interval.is_some() {
+            self.ensure_flusher();
         }
+    }
+
+    /// Under a flush interval, starts the task that syncs every interval
+    /// if it is not running and something is not durable yet. The task
+    /// ends once everything is: an idle partition costs no timer.
+    fn ensure_flusher(&self) {
+        let FlushPolicy::Interval(every) = self.inner.config.borrow().flush else {
+            return;
+        };
+        {
+            let mut s = self.inner.shared.borrow_mut();
+            if s.flusher_running || s.closed || s.durable_offset >= s.log_end_offset {
+                return;
+            }
+            s.flusher_running = true;
+        }
+        open::spawn_interval_flusher(Rc::downgrade(&self.inner), every);
+    }
+
+    /// Parks an idle log: writes what a clean stop writes (so a stop or a
+    /// restart has nothing to do for it) and gives back what it holds — its
+    /// write buffer, its cache of recent batches, the disk reserved past its
+    /// data — if nothing was
+    /// appended in the last `idle_ms` (and it was not given back since).
+    /// Returns whether it did. The next append allocates a small buffer and
+    /// reads the tail block back; readers read from the segment.
+    pub async fn release_idle(&self, idle_ms: i64) -> Result<bool> {
+        let now = self.inner.disk.now_ms();
+        {
+            let s = self.inner.shared.borrow();
+            if s.idle_released || now - s.last_append_ms < idle_ms || s.closed {
+                return Ok(false);
+            }
+        }
+        let mut w = self.inner.writer.lock().await;
+        self.check_usable()?;
+        if self.inner.shared.borrow().last_append_ms > now - idle_ms {
+            return Ok(false); // appended while this waited for the lock
+        }
+        if !w.appender.release_idle().await? {
+            return Ok(false);
+        }
+        if !w.clean_on_disk {
+            // Parked as a clean stop would leave it: a stop or a crash
+            // while it stays idle has nothing to do for it.
+            self.seal(&mut w).await?;
+        }
+        let mut s = self.inner.shared.borrow_mut();
+        s.cache.clear();
+        s.idle_released = true;
+        Ok(true)
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -517,6 +581,10 @@ impl<D: Disk> PartitionLog<D> {
             }
         }
         let len = batch.len() as u64;
+        // No need to mark the checkpoint unclean first: a clean one holds
+        // the active segment's exact size, which any write that lands
+        // changes, and the next open then recovers from its recovery point.
+        w.clean_on_disk = false;
         if self.roll_due(len) {
             self.roll(&mut w, len).await?;
         }
@@ -582,6 +650,10 @@ impl<D: Disk> PartitionLog<D> {
         if let Some(b) = &producer {
             s.producers.record(b, base_offset);
         }
+        s.last_append_ms = inner.disk.now_ms();
+        s.idle_released = false;
+        drop(s);
+        self.ensure_flusher();
         Ok(AppendInfo {
             base_offset,
             last_offset: next_offset - 1,
@@ -715,6 +787,17 @@ impl<D: Disk> PartitionLog<D> {
     /// Persists the checkpoint (log start, recovery point, clean flag) in the
     /// next of its two slots.
     async fn write_checkpoint(&self, w: &mut Writer<D>, clean: bool) -> Result<()> {
+        self.write_checkpoint_then(w, clean, true).await
+    }
+
+    /// Writes a checkpoint, synced unless a later filesystem sync covers it
+    /// (closing many logs: see [`PartitionLog::close_begin`]).
+    async fn write_checkpoint_then(
+        &self,
+        w: &mut Writer<D>,
+        clean: bool,
+        sync: bool,
+    ) -> Result<()> {
         let inner = &*self.inner;
         let checkpoint = {
             let s = inner.shared.borrow();
@@ -735,6 +818,7 @@ impl<D: Disk> PartitionLog<D> {
         buf.as_bytes_mut().copy_from_slice(&checkpoint.encode());
         let at = (checkpoint.slot() * SLOT_BYTES) as u64;
         let result = match w.checkpoint_file.write_at(buf, at).await {
+            Ok(_) if !sync => Ok(()),
             Ok(_) => w
                 .checkpoint_file
                 .fdatasync()
@@ -749,6 +833,7 @@ impl<D: Disk> PartitionLog<D> {
         }
         w.checkpoint_seq = checkpoint.seq;
         w.last_checkpoint_ms = self.inner.disk.now_ms();
+        w.clean_on_disk = clean;
         Ok(())
     }
 

@@ -38,6 +38,12 @@ impl ReadCache {
         self.bytes_max = bytes_max;
     }
 
+    /// Drops every batch (all written to the device) and the queue's memory.
+    pub fn clear(&mut self) {
+        self.entries = VecDeque::new();
+        self.bytes = 0;
+    }
+
     /// Bytes of batch data held.
     pub fn bytes(&self) -> usize {
         self.bytes

@@ -80,6 +80,27 @@ pub struct Shard {
     journal: RefCell<Option<rill_storage::journal::Journal<rill_storage::io::DmaDisk>>>,
 }
 
+/// `syncfs` of the filesystem holding `dir`, on glommio's blocking pool:
+/// everything written there (data, metadata, the device's cache) is on
+/// stable storage when it returns, or the error says it may not be.
+async fn sync_filesystem(dir: &std::path::Path) -> std::io::Result<()> {
+    let dir = std::fs::File::open(dir)?;
+    glommio::executor()
+        .spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: syncfs on a descriptor this closure owns.
+            match unsafe { libc::syncfs(dir.as_raw_fd()) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
+        .await
+}
+
+/// A partition not appended to for this long gives back its buffers and
+/// reservations ([`Shard::release_idle`]).
+pub const IDLE_MS: i64 = 10_000;
+
 impl Shard {
     pub fn new(
         id: usize,
@@ -204,6 +225,34 @@ impl Shard {
 
     /// Enforces retention on every partition this shard owns, and forgets
     /// its idle producer ids.
+    /// Gives back what partitions idle for [`IDLE_MS`] hold (write
+    /// buffers, caches of recent batches, disk reserved ahead): memory and
+    /// disk follow the partitions being written, not the partitions there are.
+    pub async fn release_idle(self: &Rc<Self>) {
+        let parts = self.partitions.borrow().all();
+        let released = std::cell::Cell::new(0usize);
+        futures_util::StreamExt::for_each_concurrent(
+            futures_util::stream::iter(parts),
+            metadata::OPENS_IN_FLIGHT,
+            |part| {
+                let released = &released;
+                async move {
+                    match part.release_idle(IDLE_MS).await {
+                        Ok(true) => released.set(released.get() + 1),
+                        Ok(false) => {}
+                        // A failed log reports itself on its next request.
+                        Err(e) => tracing::debug!(shard = self.id, error = %e, "parking an idle partition failed"),
+                    }
+                }
+            },
+        )
+        .await;
+        let released = released.get();
+        if released > 0 {
+            tracing::debug!(shard = self.id, released, "released idle partitions");
+        }
+    }
+
     pub async fn run_retention(self: &Rc<Self>) {
         let now = rill_storage::batch::now_ms();
         let parts = self.partitions.borrow().snapshot();
@@ -260,14 +309,61 @@ impl Shard {
 
     /// Clean shutdown of every partition: synced, indexes written, clean marker.
     pub async fn close_all(self: &Rc<Self>) {
+        // Two filesystem syncs for the whole shard instead of two
+        // `fdatasync`s per partition: a stop with 100,000 partitions written
+        // in the last seconds takes seconds, not minutes.
         let parts = self.partitions.borrow_mut().drain();
-        let mut all_closed = true;
-        for ((topic, partition), part) in parts {
-            if let Err(e) = part.close().await {
-                tracing::error!(%topic, partition, error = %e, "closing a partition failed");
-                all_closed = false;
+        let all_closed = std::cell::Cell::new(true);
+        let sealed = std::cell::RefCell::new(Vec::new());
+        futures_util::StreamExt::for_each_concurrent(
+            futures_util::stream::iter(parts),
+            metadata::OPENS_IN_FLIGHT,
+            |((topic, partition), part)| {
+                let (all_closed, sealed) = (&all_closed, &sealed);
+                async move {
+                    match part.close_begin().await {
+                        Ok(true) => sealed.borrow_mut().push(((topic, partition), part)),
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(%topic, partition, error = %e, "closing a partition failed");
+                            all_closed.set(false);
+                        }
+                    }
+                }
+            },
+        )
+        .await;
+        let sealed = sealed.into_inner();
+        if !sealed.is_empty() {
+            match sync_filesystem(&self.config.data_dir).await {
+                Ok(()) => {
+                    futures_util::StreamExt::for_each_concurrent(
+                        futures_util::stream::iter(sealed),
+                        metadata::OPENS_IN_FLIGHT,
+                        |((topic, partition), part)| {
+                            let all_closed = &all_closed;
+                            async move {
+                                if let Err(e) = part.close_end().await {
+                                    tracing::error!(%topic, partition, error = %e, "closing a partition failed");
+                                    all_closed.set(false);
+                                }
+                            }
+                        },
+                    )
+                    .await;
+                    if let Err(e) = sync_filesystem(&self.config.data_dir).await {
+                        tracing::error!(shard = self.id, error = %e, "syncing the clean checkpoints failed; the next start recovers");
+                        all_closed.set(false);
+                    }
+                }
+                Err(e) => {
+                    // Not known to be durable: the journal stays for replay.
+                    tracing::error!(shard = self.id, error = %e, "syncing the closed partitions failed; the next start recovers them");
+                    all_closed.set(false);
+                }
             }
         }
+        let all_closed = all_closed.get();
         // Every segment is synced: the journal holds nothing the next start
         // needs. (Otherwise it stays, and is replayed.)
         let journal = self.journal.borrow_mut().take();

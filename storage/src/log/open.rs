@@ -25,6 +25,12 @@ use crate::signal::Signal;
 
 pub(super) const CHECKPOINT_FILE: &str = "checkpoint";
 
+/// An active segment up to this size is sealed without index files and a
+/// log up to this size without a producer snapshot: a clean open rebuilds
+/// them with one read, and a partition with little data costs three disk
+/// blocks (segment, checkpoint, directory), not six.
+pub(crate) const SMALL_SEGMENT_BYTES: u64 = 1 << 20;
+
 pub(super) fn validate_config(config: &LogConfig) {
     assert!(
         config.segment_bytes >= 4096 && config.segment_bytes < (1 << 31),
@@ -101,10 +107,12 @@ pub(super) async fn open<D: Disk>(
         .map(|c| c.log_start_offset)
         .or(bases.first().copied())
         .unwrap_or(0);
+    let mut tidied = false;
     // Segments wholly below the log start: retention or DeleteRecords moved the
     // start and stopped before deleting the files.
     while bases.len() > 1 && bases[1] <= log_start {
         remove_segment_files(&disk, dir, bases.remove(0));
+        tidied = true;
     }
     // Empty trailing segments hold nothing: a roll that stopped half way.
     while bases.len() > 1 {
@@ -115,6 +123,7 @@ pub(super) async fn open<D: Disk>(
         }
         remove_segment_files(&disk, dir, last);
         bases.pop();
+        tidied = true;
     }
     if bases.is_empty() {
         bases.push(log_start);
@@ -157,16 +166,39 @@ pub(super) async fn open<D: Disk>(
     let size = file_size(&*file).await?;
     let clean = match checkpoint {
         Some(c) if c.clean && c.active_size_bytes == size => {
-            segment::load_indexes(&disk, dir, active_base, size)
+            match segment::load_indexes(&disk, dir, active_base, size)
                 .await
                 .filter(|(summary, _, _)| summary.next_offset == c.log_end_offset)
+            {
+                Some((summary, index, time_index)) => Some(Segment::from_summary(
+                    active_base,
+                    file.clone(),
+                    summary,
+                    index,
+                    time_index,
+                    now,
+                )),
+                // A small active segment is sealed without index files:
+                // one read rebuilds them.
+                None if size <= SMALL_SEGMENT_BYTES => {
+                    let (seg, stop) =
+                        rebuild(active_base, file.clone(), size, &config, now).await?;
+                    (stop.position() == size && seg.next_offset == c.log_end_offset).then_some(seg)
+                }
+                None => None,
+            }
         }
         _ => None,
     };
+    // A clean stop left every file as the checkpoint says, and nothing was
+    // tidied away above: opening then writes and syncs nothing (100,000
+    // partitions start in seconds), and the files stay as they are until
+    // the first append.
+    let opened_clean = clean.is_some() && !tidied;
+    // A new partition: nothing to recover, and its empty files are clean.
+    let fresh = checkpoint.is_none() && size == 0 && segments.is_empty() && !tidied;
     let mut active = match clean {
-        Some((summary, index, time_index)) => {
-            Segment::from_summary(active_base, file.clone(), summary, index, time_index, now)
-        }
+        Some(seg) => seg,
         None => {
             let (seg, damaged) = recover_active(
                 dir,
@@ -183,12 +215,14 @@ pub(super) async fn open<D: Disk>(
             seg
         }
     };
-    let _ = disk.remove_file(&segment::index_path(dir, active_base));
-    let _ = disk.remove_file(&segment::time_index_path(dir, active_base));
-    file.fdatasync()
-        .await
-        .map_err(|e| StorageError::io("syncing the recovered segment", e))?;
-    sync_dir(&disk, dir).await?;
+    if !opened_clean {
+        let _ = disk.remove_file(&segment::index_path(dir, active_base));
+        let _ = disk.remove_file(&segment::time_index_path(dir, active_base));
+        file.fdatasync()
+            .await
+            .map_err(|e| StorageError::io("syncing the recovered segment", e))?;
+        sync_dir(&disk, dir).await?;
+    }
 
     let log_end = active.next_offset;
     let appender =
@@ -199,16 +233,17 @@ pub(super) async fn open<D: Disk>(
     let first_base = *segments.keys().next().expect("non-empty");
 
     let checkpoint_file = segment::open_rw(&disk, &checkpoint_path).await?;
-    checkpoint_file
-        .pre_allocate(FILE_BYTES as u64, false)
-        .await
-        .map_err(|e| StorageError::io("allocating the checkpoint", e))?;
+    if disk.file_len(&checkpoint_path).unwrap_or(0) < FILE_BYTES as u64 {
+        checkpoint_file
+            .pre_allocate(FILE_BYTES as u64, false)
+            .await
+            .map_err(|e| StorageError::io("allocating the checkpoint", e))?;
+    }
     let mut cleaner = super::clean::load_state(&disk, dir).await;
     cleaner
         .cleaned_at
         .retain(|base, _| *base != active_base && segments.contains_key(base));
     let cache_bytes_max = config.cache_bytes_max;
-    let flush = config.flush;
     let log = PartitionLog {
         inner: Rc::new(Inner {
             disk,
@@ -219,6 +254,8 @@ pub(super) async fn open<D: Disk>(
                 checkpoint_file,
                 checkpoint_seq: checkpoint.map(|c| c.seq).unwrap_or(0),
                 last_checkpoint_ms: 0,
+                clean_on_disk: false,
+                sealed_unsynced: None,
             }),
             shared: RefCell::new(Shared {
                 segments,
@@ -239,6 +276,9 @@ pub(super) async fn open<D: Disk>(
                 epochs: Default::default(),
                 hard_state: checkpoint.map(|c| c.hard_state).unwrap_or_default(),
                 syncing: false,
+                flusher_running: false,
+                last_append_ms: now,
+                idle_released: false,
                 failed: None,
                 closed: false,
             }),
@@ -251,12 +291,15 @@ pub(super) async fn open<D: Disk>(
     log.settle_epochs(super::epochs::load(&log.inner.disk, dir).await)
         .await?;
     {
-        // From here on a crash is an unclean stop.
         let mut w = log.inner.writer.lock().await;
-        log.write_checkpoint(&mut w, false).await?;
-    }
-    if let FlushPolicy::Interval(every) = flush {
-        spawn_interval_flusher(Rc::downgrade(&log.inner), every);
+        if opened_clean {
+            w.clean_on_disk = true;
+        } else {
+            // From here on a crash is an unclean stop — unless the log is
+            // new: then its empty files are what a clean stop leaves, and a
+            // stop or a park has nothing to write until its first append.
+            log.write_checkpoint(&mut w, fresh).await?;
+        }
     }
     match (damaged_at, on_damage) {
         (Some(at), OnDamage::Truncate) => {
@@ -338,6 +381,8 @@ pub(super) fn remove_segment_files(disk: &impl Disk, dir: &Path, base: i64) {
     }
 }
 
+/// The task behind [`PartitionLog::ensure_flusher`]: syncs every interval
+/// while something appended is not durable, then ends.
 pub(super) fn spawn_interval_flusher<D: Disk>(inner: Weak<Inner<D>>, first: std::time::Duration) {
     glommio::spawn_local(async move {
         let mut every = first;
@@ -349,13 +394,27 @@ pub(super) fn spawn_interval_flusher<D: Disk>(inner: Weak<Inner<D>>, first: std:
                 let s = log.inner.shared.borrow();
                 (s.closed || s.failed.is_some(), s.log_end_offset)
             };
-            match log.inner.config.borrow().flush {
-                FlushPolicy::Interval(d) if !stop => every = d,
+            let go_on = match log.inner.config.borrow().flush {
+                FlushPolicy::Interval(d) if !stop => {
+                    every = d;
+                    true
+                }
                 // Closed, failed, or switched to flush-always: this task is done.
-                _ => break,
+                _ => false,
+            };
+            if go_on {
+                match log.sync_to(target).await {
+                    Ok(_) | Err(StorageError::Closed) => {}
+                    Err(e) => {
+                        tracing::error!(dir = %log.inner.dir.display(), error = %e, "interval flush failed")
+                    }
+                }
             }
-            if let Err(e) = log.sync_to(target).await {
-                tracing::error!(dir = %log.inner.dir.display(), error = %e, "interval flush failed");
+            let mut s = log.inner.shared.borrow_mut();
+            let done = !go_on || s.durable_offset >= s.log_end_offset || s.failed.is_some();
+            if done {
+                s.flusher_running = false;
+                break;
             }
         }
     })
