@@ -9,7 +9,6 @@
 use std::io;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use glommio::io::{DmaBuffer, OpenOptions, ReadResult};
 
@@ -113,7 +112,7 @@ pub struct DmaSegment {
 impl DmaSegment {
     async fn open(path: &Path, options: &OpenOptions, mode: Mode) -> io::Result<DmaSegment> {
         let id = open_files::next_id();
-        open_files::open(id, path, options, false).await?;
+        drop(open_files::open(id, path, options, false).await?);
         Ok(DmaSegment {
             id,
             path: path.to_path_buf(),
@@ -122,7 +121,7 @@ impl DmaSegment {
     }
 
     /// The descriptor, reopened if it was closed.
-    async fn file(&self) -> io::Result<Rc<open_files::Opened>> {
+    async fn file(&self) -> io::Result<open_files::Lease> {
         match open_files::get(self.id) {
             Some(f) => Ok(f),
             None => open_files::reopen(self.id, &self.path, self.mode).await,

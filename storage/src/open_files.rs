@@ -112,8 +112,8 @@ pub(crate) fn next_id() -> u64 {
 }
 
 /// The open descriptor of handle `id`, if it has one (and marks it used).
-pub(crate) fn get(id: u64) -> Option<Rc<Opened>> {
-    CACHE.with(|c| c.borrow_mut().lru.get(&id).cloned())
+pub(crate) fn get(id: u64) -> Option<Lease> {
+    CACHE.with(|c| c.borrow_mut().lru.get(&id).cloned().map(Lease))
 }
 
 /// Closes the least recently used descriptor no operation is using;
@@ -133,8 +133,8 @@ fn close_one_idle(c: &mut Cache) -> bool {
 }
 
 /// A slot in the budget for one more descriptor of this thread, closing
-/// idle ones to make room.
-fn take_slot() -> io::Result<descriptors::Slot> {
+/// idle ones to make room; `Err` if every descriptor is in use.
+fn try_take_slot() -> Result<descriptors::Slot, descriptors::BudgetExhausted> {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         let share = share();
@@ -148,12 +148,65 @@ fn take_slot() -> io::Result<descriptors::Slot> {
                 Ok(slot) => return Ok(slot),
                 Err(e) => {
                     if !close_one_idle(&mut c) {
-                        return Err(e.into());
+                        return Err(e);
                     }
                 }
             }
         }
     })
+}
+
+/// How long an open waits for a descriptor when every one is in use (as
+/// many operations in flight as the budget has descriptors) before it
+/// fails with the budget's error.
+pub const WAIT_FOR_DESCRIPTOR_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// [`try_take_slot`], waiting while every descriptor is in use: an
+/// operation finishing makes its descriptor idle, and so closable, and
+/// wakes one waiting open. (Other threads' releases are not signalled
+/// here: a wait also ends after 50 ms.)
+async fn take_slot() -> io::Result<descriptors::Slot> {
+    let started = std::time::Instant::now();
+    loop {
+        let listener = RELEASED.with(|r| r.listen());
+        match try_take_slot() {
+            Ok(slot) => return Ok(slot),
+            Err(e) if started.elapsed() >= WAIT_FOR_DESCRIPTOR_MAX => return Err(e.into()),
+            Err(_) => {
+                futures_lite::future::or(
+                    listener,
+                    glommio::timer::sleep(std::time::Duration::from_millis(50)),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// A descriptor of this thread went idle or closed.
+    static RELEASED: event_listener::Event = event_listener::Event::new();
+}
+
+fn note_released() {
+    let _ = RELEASED.try_with(|r| r.notify(1));
+}
+
+/// A descriptor in use by one operation; dropping it makes the descriptor
+/// idle (closable) again.
+pub(crate) struct Lease(Rc<Opened>);
+
+impl std::ops::Deref for Lease {
+    type Target = Opened;
+    fn deref(&self) -> &Opened {
+        &self.0
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        note_released();
+    }
 }
 
 /// Opens `path` for handle `id` (the first open, or a reopen) and caches
@@ -163,8 +216,8 @@ pub(crate) async fn open(
     path: &Path,
     options: &OpenOptions,
     reopen: bool,
-) -> io::Result<Rc<Opened>> {
-    let slot = take_slot()?;
+) -> io::Result<Lease> {
+    let slot = take_slot().await?;
     let file = options.dma_open(path).await?;
     let opened = Rc::new(Opened { file, _slot: slot });
     CACHE.with(|c| {
@@ -176,20 +229,24 @@ pub(crate) async fn open(
         // this one replaces it, and the other closes once its user is done.
         c.lru.put(id, opened.clone());
     });
-    Ok(opened)
+    Ok(Lease(opened))
 }
 
 /// Reopens handle `id`'s file at `path` in `mode`.
-pub(crate) async fn reopen(id: u64, path: &Path, mode: Mode) -> io::Result<Rc<Opened>> {
+pub(crate) async fn reopen(id: u64, path: &Path, mode: Mode) -> io::Result<Lease> {
     open(id, path, &mode.options(), true).await
 }
 
 /// Forgets handle `id`'s descriptor; returns it if it was cached.
 pub(crate) fn forget(id: u64) -> Option<Rc<Opened>> {
-    CACHE
+    let opened = CACHE
         .try_with(|c| c.borrow_mut().lru.pop(&id))
         .ok()
-        .flatten()
+        .flatten();
+    if opened.is_some() {
+        note_released();
+    }
+    opened
 }
 
 impl Opened {
