@@ -185,7 +185,7 @@ async fn take_slot() -> io::Result<descriptors::Slot> {
 
 thread_local! {
     /// A descriptor of this thread went idle or closed.
-    static RELEASED: event_listener::Event = event_listener::Event::new();
+    static RELEASED: event_listener::Event = const { event_listener::Event::new() };
 }
 
 fn note_released() {
