@@ -121,8 +121,10 @@ impl Broker {
         // serving jobs, so no shard sends work to one that has already gone.
         let (closed_tx, closed_rx) = async_channel::bounded::<()>(1);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<usize>();
+        let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut threads = Vec::new();
         for ((id, jobs), listener) in receivers.into_iter().enumerate().zip(listeners) {
+            let opened = opened.clone();
             let (config, router, meta, advertised) = (
                 config.clone(),
                 router.clone(),
@@ -152,7 +154,32 @@ impl Broker {
                     ));
                     glommio::spawn_local(shard.clone().serve_jobs(jobs)).detach();
                     shard.start_journal().await;
-                    shard.apply_metadata(meta).await;
+                    // Partitions open while the shard already serves: until
+                    // one is open, requests for it are answered
+                    // NOT_LEADER_OR_FOLLOWER, which clients retry.
+                    {
+                        let (shard, opened) = (shard.clone(), opened.clone());
+                        glommio::spawn_local(async move {
+                            let started = std::time::Instant::now();
+                            let failed = shard.apply_metadata(meta).await.len();
+                            let open = shard.open_partitions();
+                            tracing::info!(
+                                shard = id,
+                                open,
+                                failed,
+                                secs = started.elapsed().as_secs_f64(),
+                                "partitions open"
+                            );
+                            if opened.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1
+                                == shards
+                            {
+                                tracing::info!(
+                                    "broker ready: every shard has opened its partitions"
+                                );
+                            }
+                        })
+                        .detach();
+                    }
                     {
                         let shard = shard.clone();
                         glommio::spawn_local(async move {
@@ -203,7 +230,7 @@ impl Broker {
                 return Err(handle.wait().err().unwrap_or(BrokerError::ShardFailed(0)));
             }
         }
-        tracing::info!(%bound, shards, "broker ready");
+        tracing::info!(%bound, shards, "broker listening; partitions are opening");
         Ok(handle)
     }
 }

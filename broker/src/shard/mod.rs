@@ -155,6 +155,11 @@ impl Shard {
         )
     }
 
+    /// How many partitions this shard has open.
+    pub fn open_partitions(&self) -> usize {
+        self.partitions.borrow().len()
+    }
+
     /// A partition this shard owns and has open.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         self.partitions.borrow().get(topic, partition).cloned()
@@ -312,6 +317,9 @@ impl Shard {
         // Two filesystem syncs for the whole shard instead of two
         // `fdatasync`s per partition: a stop with 100,000 partitions written
         // in the last seconds takes seconds, not minutes.
+        // After the opening at start (or a metadata change) is done: no
+        // partition opens behind the drain.
+        let _applying = self.applying.lock().await;
         let parts = self.partitions.borrow_mut().drain();
         let all_closed = std::cell::Cell::new(true);
         let sealed = std::cell::RefCell::new(Vec::new());

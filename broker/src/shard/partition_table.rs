@@ -12,6 +12,14 @@ pub struct PartitionTable {
 }
 
 impl PartitionTable {
+    pub fn len(&self) -> usize {
+        self.by_topic.values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_topic.is_empty()
+    }
+
     pub fn get(&self, topic: &str, partition: i32) -> Option<&Rc<Partition>> {
         self.by_topic.get(topic)?.get(&partition)
     }
