@@ -249,6 +249,65 @@ impl<D: Disk> PartitionLog<D> {
         }
     }
 
+    /// At open, when the whole log is one small segment: reads it once into
+    /// the cache of recent batches, so rebuilding the producers' state and
+    /// the leader-epoch index reads memory, not the device again (100,000
+    /// partitions open with one segment read each instead of three).
+    async fn seed_cache(&self) {
+        const SEED_BYTES_MAX: u64 = 64 << 10;
+        let (file, size, start, end) = {
+            let s = self.inner.shared.borrow();
+            let active = s.active();
+            if s.segments.len() != 1
+                || active.size_bytes == 0
+                || active.size_bytes > SEED_BYTES_MAX
+                || active.size_bytes > s.cache.bytes_max() as u64
+                || s.log_start_offset != active.base_offset
+            {
+                return;
+            }
+            (
+                active.file.clone(),
+                active.size_bytes,
+                s.log_start_offset,
+                s.log_end_offset,
+            )
+        };
+        let Ok(data) = file
+            .read_at_aligned(0, crate::appender::align_up(size) as usize)
+            .await
+        else {
+            return; // the reads that follow go to the device
+        };
+        if (data.len() as u64) < size {
+            return;
+        }
+        let data = Bytes::copy_from_slice(&data[..size as usize]);
+        let mut at = 0usize;
+        let mut batches = Vec::new();
+        while at < data.len() {
+            let Ok(h) = BatchHeader::parse(&data[at..]) else {
+                return;
+            };
+            let len = h.total_len();
+            if at + len > data.len() {
+                return;
+            }
+            batches.push((h, data.slice(at..at + len)));
+            at += len;
+        }
+        if batches.first().map(|(h, _)| h.base_offset) != Some(start)
+            || batches.last().map(|(h, _)| h.next_offset()) != Some(end)
+        {
+            return;
+        }
+        let mut s = self.inner.shared.borrow_mut();
+        for (h, batch) in batches {
+            s.cache
+                .push(h.base_offset, h.next_offset(), h.leader_epoch, batch);
+        }
+    }
+
     /// Under a flush interval, starts the task that syncs every interval
     /// if it is not running and something is not durable yet. The task
     /// ends once everything is: an idle partition costs no timer.

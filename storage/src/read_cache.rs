@@ -44,6 +44,11 @@ impl ReadCache {
         self.bytes = 0;
     }
 
+    /// The budget.
+    pub fn bytes_max(&self) -> usize {
+        self.bytes_max
+    }
+
     /// Bytes of batch data held.
     pub fn bytes(&self) -> usize {
         self.bytes

@@ -286,6 +286,7 @@ pub(super) async fn open<D: Disk>(
             journal: RefCell::new(None),
         }),
     };
+    log.seed_cache().await;
     let producers = log.rebuild_producers(log_end).await?;
     log.inner.shared.borrow_mut().producers = producers;
     log.settle_epochs(super::epochs::load(&log.inner.disk, dir).await)

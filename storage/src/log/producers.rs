@@ -106,7 +106,9 @@ impl<D: Disk> PartitionLog<D> {
         let expiration_ms = inner.config.borrow().producer_id_expiration_ms;
         state.expire(inner.disk.now_ms(), expiration_ms);
         if replayed > 0 || from == i64::MIN && !state.is_empty() {
-            tracing::info!(
+            // Every open of a small log (which keeps no snapshot) does
+            // this: not worth an info line per partition.
+            tracing::debug!(
                 dir = %inner.dir.display(), snapshot = from, replay_from, end, replayed, producers = state.len(),
                 "rebuilt producer state"
             );
