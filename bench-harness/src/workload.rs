@@ -406,6 +406,7 @@ mod tests {
             "fanout-4-consumers",
             "latency-1kb-fixed-rate",
             "many-partitions-1000",
+            "many-partitions-10000",
             "max-throughput-1kb-16p",
             "max-throughput-1kb-1p",
             "max-throughput-1kb-1p-acks1",
