@@ -131,7 +131,9 @@ impl DmaSegment {
 
 impl Drop for DmaSegment {
     fn drop(&mut self) {
-        open_files::forget(self.id);
+        if let Some(opened) = open_files::forget(self.id) {
+            open_files::drop_later(opened);
+        }
     }
 }
 

@@ -74,6 +74,10 @@ pub struct OpenFileStats {
 
 struct Cache {
     lru: lru::LruCache<u64, Rc<Opened>>,
+    /// Descriptors being closed (their slots still taken).
+    closing: usize,
+    /// Descriptors of dropped handles, closed by the next open.
+    dropped: Vec<Opened>,
     next_id: u64,
     stats: OpenFileStats,
 }
@@ -81,6 +85,8 @@ struct Cache {
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache {
         lru: lru::LruCache::unbounded(),
+        closing: 0,
+        dropped: Vec::new(),
         next_id: 0,
         stats: OpenFileStats::default(),
     });
@@ -116,43 +122,72 @@ pub(crate) fn get(id: u64) -> Option<Lease> {
     CACHE.with(|c| c.borrow_mut().lru.get(&id).cloned().map(Lease))
 }
 
-/// Closes the least recently used descriptor no operation is using;
-/// whether there was one.
+/// Starts closing the least recently used descriptor no operation is
+/// using; whether there was one. Its slot is given back once the close is
+/// done (glommio's drop would close it on a later I/O cycle while the slot
+/// was already free: under churn the process then holds more descriptors
+/// than the budget and the kernel answers EMFILE).
 fn close_one_idle(c: &mut Cache) -> bool {
     for _ in 0..c.lru.len() {
         let Some((id, opened)) = c.lru.pop_lru() else {
             return false;
         };
-        if Rc::strong_count(&opened) == 1 {
-            c.stats.closed_idle += 1;
-            return true; // dropped: glommio closes it on its next I/O cycle
+        match Rc::try_unwrap(opened) {
+            Ok(opened) => {
+                c.stats.closed_idle += 1;
+                c.closing += 1;
+                glommio::spawn_local(async move {
+                    let Opened { file, _slot } = opened;
+                    let _ = file.close().await;
+                    drop(_slot);
+                    let _ = CACHE.try_with(|c| c.borrow_mut().closing -= 1);
+                    note_released();
+                })
+                .detach();
+                return true;
+            }
+            Err(opened) => {
+                c.lru.push(id, opened); // in use: now the most recent
+            }
         }
-        c.lru.push(id, opened); // in use: now the most recent
     }
     false
 }
 
-/// A slot in the budget for one more descriptor of this thread, closing
-/// idle ones to make room; `Err` if every descriptor is in use.
+/// Closes the descriptors of handles dropped since the last open (a drop
+/// may happen outside an executor, so it only queues them), holding their
+/// slots until closed.
+fn close_dropped(c: &mut Cache) {
+    for opened in std::mem::take(&mut c.dropped) {
+        c.closing += 1;
+        glommio::spawn_local(async move {
+            let Opened { file, _slot } = opened;
+            let _ = file.close().await;
+            drop(_slot);
+            let _ = CACHE.try_with(|c| c.borrow_mut().closing -= 1);
+            note_released();
+        })
+        .detach();
+    }
+}
+
+/// A slot in the budget for one more descriptor of this thread; `Err` to
+/// wait: a close was started to make room, or every descriptor is in use.
 fn try_take_slot() -> Result<descriptors::Slot, descriptors::BudgetExhausted> {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        let share = share();
-        while c.lru.len() >= share {
-            if !close_one_idle(&mut c) {
-                break;
+        close_dropped(&mut c);
+        let held = c.lru.len() + c.closing + c.dropped.len();
+        if held < share() {
+            if let Ok(slot) = descriptors::PROCESS.take() {
+                return Ok(slot);
             }
         }
-        loop {
-            match descriptors::PROCESS.take() {
-                Ok(slot) => return Ok(slot),
-                Err(e) => {
-                    if !close_one_idle(&mut c) {
-                        return Err(e);
-                    }
-                }
-            }
-        }
+        // Room is made one close at a time per waiting open.
+        close_one_idle(&mut c);
+        Err(descriptors::BudgetExhausted {
+            budget: descriptors::budget(),
+        })
     })
 }
 
@@ -247,6 +282,14 @@ pub(crate) fn forget(id: u64) -> Option<Rc<Opened>> {
         note_released();
     }
     opened
+}
+
+/// A dropped handle's descriptor: closed by the next open on this thread
+/// (its slot held until then).
+pub(crate) fn drop_later(opened: Rc<Opened>) {
+    if let Ok(opened) = Rc::try_unwrap(opened) {
+        let _ = CACHE.try_with(|c| c.borrow_mut().dropped.push(opened));
+    }
 }
 
 impl Opened {

@@ -7,9 +7,10 @@ what every partition holds, through confluent-kafka (Debian's).
       prints "TOPIC END_OFFSET COUNT" for each distinct high watermark
 """
 import sys
+import time
 from collections import Counter
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 BOOT, MODE = sys.argv[1], sys.argv[2]
 specs = [(s.split(":")[0], int(s.split(":")[1])) for s in sys.argv[3:]]
@@ -37,10 +38,26 @@ if MODE == "write":
 elif MODE == "ends":
     c = Consumer({"bootstrap.servers": BOOT, "group.id": "every-partition-check",
                   "enable.auto.commit": False})
+    def watermarks(tp):
+        # A broker that has just started answers NOT_LEADER_OR_FOLLOWER
+        # (retriable) for partitions it is still opening: retry as an
+        # application would.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return c.get_watermark_offsets(tp, timeout=30)
+            except KafkaException as e:
+                err = e.args[0]
+                opening = err.code() in (KafkaError.NOT_LEADER_FOR_PARTITION,
+                                         KafkaError.LEADER_NOT_AVAILABLE)
+                if not (opening or err.retriable()) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
     for topic, n in specs:
         ends = Counter()
         for i in range(n):
-            low, high = c.get_watermark_offsets(TopicPartition(topic, i), timeout=30)
+            low, high = watermarks(TopicPartition(topic, i))
             ends[high] += 1
         for end, count in sorted(ends.items()):
             print(topic, end, count)
