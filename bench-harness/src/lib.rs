@@ -13,3 +13,15 @@ pub mod runner;
 pub mod scale;
 pub mod stats;
 pub mod workload;
+
+/// Logs to standard error at the level `RILL_LOG` names (default `warn`):
+/// the harness binaries' one setup.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -14,13 +14,7 @@ struct Cli {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    rill_bench_harness::init_logging();
     if let Err(e) = rill_bench_harness::cli::run(Cli::parse().args) {
         eprintln!("rill-bench: {e:#}");
         std::process::exit(1);

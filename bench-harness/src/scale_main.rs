@@ -49,13 +49,7 @@ struct Cli {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    rill_bench_harness::init_logging();
     let cli = Cli::parse();
     let opts = ScaleOptions {
         rill: rill_bench_harness::embedded::rill_binary(),

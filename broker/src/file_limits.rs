@@ -2,8 +2,6 @@
 //! split between the partition logs' descriptor budget and what the broker
 //! keeps for connections and everything else.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 /// Every partition holds open files and every client a socket: the soft
 /// limit on open files goes up to the hard one (a systemd unit's
 /// LimitNOFILE, or the shell's `ulimit -Hn`), both logged. Returns the soft
@@ -48,8 +46,6 @@ pub fn files_reserved(limit: usize) -> usize {
     (limit / 10).clamp(128, 4096).min(limit)
 }
 
-static OPEN_FILE_LIMIT: AtomicUsize = AtomicUsize::new(0);
-
 /// Sets the partition logs' open-file budget from the process's limit, so
 /// that partitions never take the descriptors the broker needs to go on
 /// serving (and to start at all).
@@ -59,24 +55,10 @@ pub(crate) fn budget_open_files(limit: Option<usize>) {
     };
     let reserved = files_reserved(limit);
     rill_storage::descriptors::set_budget(limit - reserved);
-    OPEN_FILE_LIMIT.store(limit, Ordering::Relaxed);
     tracing::info!(
         limit,
         reserved,
         partition_files = limit - reserved,
         "open files for partition logs"
     );
-}
-
-/// The open-file limits as a sentence, for errors that hit them.
-pub fn open_file_limits() -> String {
-    let limit = OPEN_FILE_LIMIT.load(Ordering::Relaxed);
-    let open = rill_storage::descriptors::open();
-    if limit == 0 {
-        return format!("partition logs hold {open} open files");
-    }
-    format!(
-        "the open-file limit is {limit}, of which {} are kept for connections and metadata, and partition logs hold {open}",
-        files_reserved(limit)
-    )
 }

@@ -135,15 +135,7 @@ fn close_one_idle(c: &mut Cache) -> bool {
         match Rc::try_unwrap(opened) {
             Ok(opened) => {
                 c.stats.closed_idle += 1;
-                c.closing += 1;
-                glommio::spawn_local(async move {
-                    let Opened { file, _slot } = opened;
-                    let _ = file.close().await;
-                    drop(_slot);
-                    let _ = CACHE.try_with(|c| c.borrow_mut().closing -= 1);
-                    note_released();
-                })
-                .detach();
+                close_in_background(c, opened);
                 return true;
             }
             Err(opened) => {
@@ -159,16 +151,22 @@ fn close_one_idle(c: &mut Cache) -> bool {
 /// slots until closed.
 fn close_dropped(c: &mut Cache) {
     for opened in std::mem::take(&mut c.dropped) {
-        c.closing += 1;
-        glommio::spawn_local(async move {
-            let Opened { file, _slot } = opened;
-            let _ = file.close().await;
-            drop(_slot);
-            let _ = CACHE.try_with(|c| c.borrow_mut().closing -= 1);
-            note_released();
-        })
-        .detach();
+        close_in_background(c, opened);
     }
+}
+
+/// Closes `opened` on this executor, its slot given back (and one waiting
+/// open woken) once the descriptor is really closed.
+fn close_in_background(c: &mut Cache, opened: Opened) {
+    c.closing += 1;
+    glommio::spawn_local(async move {
+        let Opened { file, _slot } = opened;
+        let _ = file.close().await;
+        drop(_slot);
+        let _ = CACHE.try_with(|c| c.borrow_mut().closing -= 1);
+        note_released();
+    })
+    .detach();
 }
 
 /// A slot in the budget for one more descriptor of this thread; `Err` to

@@ -325,13 +325,7 @@ impl<D: Disk> PartitionLog<D> {
         }
         let needs_end = !w.clean_on_disk;
         if needs_end {
-            let (position, offset) = w.appender.flush().await?;
-            w.appender.progress().wait_written(position).await?;
-            w.appender
-                .file()
-                .truncate(position)
-                .await
-                .map_err(|e| StorageError::io("cutting the active segment", e))?;
+            let (position, offset) = self.seal_active_file_then(&mut w, false).await?;
             self.write_sealed_files(&w).await;
             w.sealed_unsynced = Some((position, offset));
         }
