@@ -261,6 +261,16 @@ fn committed_offsets_survive_sigterm_and_kill9() {
     m.stop();
     let before = committed(&broker, topic, "d", parts);
     assert!(before.values().all(|o| *o == 250), "{before:?}");
+    // Thousands of partitions more: a restarted broker listens while they
+    // open, and the group coordinator must answer what clients retry
+    // (COORDINATOR_LOAD_IN_PROGRESS) until its own partition is open.
+    let (ok, _, err) = support::run(
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["topic", "create", "filler", "-p", "3000"])
+            .env("RILL_BROKERS", broker.addr()),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "creating 3000 partitions: {err}");
     let status = broker.terminate();
     assert!(status.success());
     broker.restart();

@@ -228,7 +228,10 @@ pub fn offsets_partition(shard: &Shard, group: &str) -> Option<i32> {
 }
 
 /// Runs `f` on the coordinator of `group` (the shard owning its offsets
-/// partition), with that partition loaded.
+/// partition), with that partition loaded. While that partition is still
+/// opening (a starting broker listens before its partitions are open) the
+/// answer is COORDINATOR_LOAD_IN_PROGRESS, as Kafka's while it loads a
+/// group partition: every client retries it against the same coordinator.
 pub async fn on_coordinator<T, F, Fut>(
     shard: &Rc<Shard>,
     group: String,
@@ -249,6 +252,7 @@ where
         .await
         .map_err(|e| match e {
             ResponseError::UnknownTopicOrPartition => ResponseError::CoordinatorNotAvailable,
+            ResponseError::NotLeaderOrFollower => ResponseError::CoordinatorLoadInProgress,
             e => e,
         })?
 }

@@ -127,6 +127,13 @@ impl Shard {
             }
             to_open.push((key, topic_id, dir, log_config, codec));
         }
+        // Internal topics first (the group coordinator and producer state
+        // live there: groups answer COORDINATOR_LOAD_IN_PROGRESS until their
+        // partition is open), then in name order, so a start's progress is
+        // predictable.
+        to_open.sort_unstable_by(|a, b| {
+            (!a.0 .0.starts_with("__"), &a.0).cmp(&(!b.0 .0.starts_with("__"), &b.0))
+        });
         // Opens overlap (each is a few small reads and writes, and after an
         // unclean stop a sync): thousands of partitions open in a fraction
         // of the time one after another would take.

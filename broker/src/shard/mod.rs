@@ -228,8 +228,6 @@ impl Shard {
         }
     }
 
-    /// Enforces retention on every partition this shard owns, and forgets
-    /// its idle producer ids.
     /// Gives back what partitions idle for [`IDLE_MS`] hold (write
     /// buffers, caches of recent batches, disk reserved ahead): memory and
     /// disk follow the partitions being written, not the partitions there are.
