@@ -49,6 +49,14 @@ pub struct BrokerHandle {
     threads: Vec<ExecutorJoinHandle<()>>,
 }
 
+/// Memory each shard's io_uring reads and writes take their buffers from
+/// (registered with the kernel once). glommio's default, 10 MiB, is less than
+/// a catch-up consumer's 8 MiB reads next to the write buffers: past it each
+/// buffer came from the heap and was faulted in page by page for every read
+/// (about a tenth of the broker's CPU in `catch-up-1kb-1p`; with this pool the
+/// backlog read 1.24× faster and produce took 0.85× the CPU per GB).
+const IO_MEMORY_PER_SHARD: usize = 64 << 20;
+
 /// Gives the partitions back what the last run's shard journals hold and
 /// they lack (a crash after batches were acknowledged from a journal, before
 /// their segments were synced), on an executor of its own before the
@@ -140,6 +148,7 @@ impl Broker {
             let cpu = cpus[id % cpus.len()];
             let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{id}"))
+                .io_memory(IO_MEMORY_PER_SHARD)
                 .spawn(move || async move {
                     rill_storage::io::keep_reactor_awake();
                     let controller = (id == 0)

@@ -53,6 +53,7 @@ pub mod log_store;
 pub mod offset_index;
 pub mod open_files;
 pub mod producer_state;
+pub mod read_ahead;
 pub mod read_cache;
 pub mod retention;
 pub mod scan;

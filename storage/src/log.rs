@@ -32,6 +32,7 @@ use crate::io::{Disk, DmaDisk, IoBuffer, SegmentFile};
 use crate::journal::{Journal, JournalName, Pending};
 use crate::leader_epochs::LeaderEpochs;
 use crate::producer_state::{ProducerBatch, ProducerStates, Verdict};
+use crate::read_ahead::{Prepared, ReadAhead};
 use crate::read_cache::ReadCache;
 use crate::segment::{self, Segment};
 use crate::signal::Signal;
@@ -45,6 +46,24 @@ pub struct AppendInfo {
     /// The batch repeats one its idempotent producer already stored (a
     /// retry): these are the original offsets and nothing was appended.
     pub duplicate: bool,
+}
+
+/// The whole batches at the start of `data` that fit in `max_bytes`, and at
+/// least the first (a read returns one batch however large).
+fn whole_batches_within(mut data: Bytes, max_bytes: usize) -> Bytes {
+    if data.len() <= max_bytes {
+        return data;
+    }
+    let mut end = 0;
+    while let Ok(header) = BatchHeader::parse(&data[end..]) {
+        let next = end + header.total_len();
+        if next > data.len() || (end > 0 && next > max_bytes) {
+            break;
+        }
+        end = next;
+    }
+    data.truncate(end);
+    data
 }
 
 /// Answer of [`PartitionLog::offset_for_timestamp`].
@@ -146,6 +165,11 @@ struct Shared<D: Disk> {
     idle_released: bool,
     failed: Option<String>,
     closed: bool,
+    /// Reads started ahead of their requests ([`crate::read_ahead`]).
+    read_ahead: ReadAhead,
+    /// Bumped when data a prepared read may hold changes under it
+    /// (truncation, cleaning): such reads are then not used.
+    layout: u64,
 }
 
 impl<D: Disk> Shared<D> {
@@ -334,6 +358,14 @@ impl<D: Disk> PartitionLog<D> {
     /// reads the tail block back; readers read from the segment.
     pub async fn release_idle(&self, idle_ms: i64) -> Result<bool> {
         let now = self.inner.disk.now_ms();
+        // Reads prepared for a reader that did not come back.
+        let unused = self
+            .inner
+            .shared
+            .borrow_mut()
+            .read_ahead
+            .take_older_than(now - idle_ms);
+        drop(unused);
         {
             let s = self.inner.shared.borrow();
             if s.idle_released || now - s.last_append_ms < idle_ms || s.closed {
@@ -1005,10 +1037,13 @@ impl<D: Disk> PartitionLog<D> {
     /// Whole batches starting with the one that contains `offset`, up to
     /// `max_bytes` (at least one batch, however large, as Kafka does). Reading
     /// at the log end returns nothing; outside the log is an error.
+    ///
+    /// A read from disk that ends before the log does starts the read that
+    /// will follow it ([`crate::read_ahead`]); a read that was started so is
+    /// answered with what it read.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
-        let inner = &*self.inner;
-        let (file, base, position, end) = {
-            let s = inner.shared.borrow();
+        let taken = {
+            let mut s = self.inner.shared.borrow_mut();
             if offset < s.log_start_offset || offset > s.log_end_offset {
                 return Err(StorageError::OffsetOutOfRange {
                     offset,
@@ -1021,6 +1056,72 @@ impl<D: Disk> PartitionLog<D> {
             }
             if let Some(hit) = s.cache.read(offset, max_bytes) {
                 return Ok(hit);
+            }
+            let layout = s.layout;
+            s.read_ahead.take(offset, layout)
+        };
+        drop(taken.stale);
+        let prepared = match taken.hit {
+            // A prepared read that failed (a closed file, say) is read again.
+            Some(p) => p.wait().await.ok().filter(|data| !data.is_empty()),
+            None => None,
+        };
+        let data = match prepared {
+            // Read for a larger request (a fetch of several partitions
+            // shares its bytes among them): as much as this one may take.
+            Some(data) => whole_batches_within(data, max_bytes),
+            None => self.read_from_disk(offset, max_bytes).await?,
+        };
+        self.read_ahead_after(&data, max_bytes);
+        Ok(data)
+    }
+
+    /// Starts the read that follows `data` (batches just read from disk) in
+    /// the background, if the log goes on past them on disk, no such read is
+    /// prepared yet and the shard has room for it.
+    fn read_ahead_after(&self, data: &[u8], max_bytes: usize) {
+        let Some(next) = rill_record::header::next_offset_after(data) else {
+            return;
+        };
+        let (layout, started_ms) = {
+            let s = self.inner.shared.borrow();
+            let on_disk_past = next < s.log_end_offset
+                && s.cache.first_offset().is_none_or(|cached| next < cached);
+            if !on_disk_past || s.closed || s.read_ahead.has(next) {
+                return;
+            }
+            (s.layout, self.inner.disk.now_ms())
+        };
+        let Some(reservation) = Prepared::reserve(max_bytes) else {
+            return;
+        };
+        let log = self.clone();
+        let task = glommio::spawn_local(async move {
+            let _held = reservation;
+            if log.is_closed() {
+                return Err(StorageError::Closed);
+            }
+            log.read_from_disk(next, max_bytes).await
+        });
+        let prepared = Prepared::new(next, layout, started_ms, task);
+        let evicted = self.inner.shared.borrow_mut().read_ahead.insert(prepared);
+        drop(evicted);
+    }
+
+    /// [`read`](Self::read) from the segment files, past the cache.
+    async fn read_from_disk(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
+        let inner = &*self.inner;
+        let (file, base, position, end) = {
+            let s = inner.shared.borrow();
+            if offset < s.log_start_offset || offset > s.log_end_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: s.log_start_offset,
+                    log_end_offset: s.log_end_offset,
+                });
+            }
+            if offset == s.log_end_offset {
+                return Ok(Bytes::new());
             }
             let seg = s
                 .segments

@@ -395,6 +395,8 @@ impl<D: Disk> PartitionLog<D> {
             (true, false) => group.iter().map(|m| m.cleaned_at.unwrap_or(now)).max(),
         };
         let mut s = inner.shared.borrow_mut();
+        // Reads prepared ahead from the segments replaced are not used.
+        s.layout += 1;
         for m in group {
             s.segments.remove(&m.view.base_offset);
             s.cleaner.cleaned_at.remove(&m.view.base_offset);

@@ -82,6 +82,8 @@ impl<D: Disk> PartitionLog<D> {
         // Destructive part: later segments go, this one is cut and becomes active.
         let removed: Vec<i64> = {
             let mut s = inner.shared.borrow_mut();
+            // Reads prepared ahead may hold what is cut.
+            s.layout += 1;
             let later: Vec<i64> = s.segments.range(base + 1..).map(|(b, _)| *b).collect();
             for b in &later {
                 s.segments.remove(b);
@@ -274,7 +276,12 @@ impl<D: Disk> PartitionLog<D> {
         if !w.clean_on_disk {
             self.seal(&mut w).await?;
         }
-        inner.shared.borrow_mut().closed = true;
+        let prepared = {
+            let mut s = inner.shared.borrow_mut();
+            s.closed = true;
+            s.read_ahead.take_all()
+        };
+        drop(prepared);
         inner.durable.notify_all();
         Ok(())
     }
@@ -329,7 +336,12 @@ impl<D: Disk> PartitionLog<D> {
             self.write_sealed_files(&w).await;
             w.sealed_unsynced = Some((position, offset));
         }
-        inner.shared.borrow_mut().closed = true;
+        let prepared = {
+            let mut s = inner.shared.borrow_mut();
+            s.closed = true;
+            s.read_ahead.take_all()
+        };
+        drop(prepared);
         inner.durable.notify_all();
         Ok(needs_end)
     }

@@ -281,6 +281,8 @@ pub(super) async fn open<D: Disk>(
                 idle_released: false,
                 failed: None,
                 closed: false,
+                read_ahead: Default::default(),
+                layout: 0,
             }),
             durable: Signal::default(),
             journal: RefCell::new(None),

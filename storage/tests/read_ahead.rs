@@ -1,0 +1,139 @@
+//! Reads prepared ahead: a reader going through a log from disk in order
+//! gets every batch once and in order while the next read is started before
+//! it asks; a request smaller than what was prepared gets no more than it
+//! asked for; a truncated log is never answered from what was read before the
+//! cut; closing gives back what the shard held ahead.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rill_storage::batch::BatchHeader;
+use rill_storage::read_ahead::held_bytes;
+use rill_storage::{FlushPolicy, LogConfig, PartitionLog};
+use support::{batch, batch_id, run};
+
+fn config() -> LogConfig {
+    LogConfig {
+        write_buffer_bytes: 64 << 10,
+        // Reads come from the files, not from the cache of recent batches.
+        cache_bytes_max: 16 << 10,
+        flush: FlushPolicy::Always,
+        checkpoint_interval_ms: 0,
+        ..LogConfig::default()
+    }
+}
+
+/// The ids of the whole batches in `data`.
+fn ids(data: &[u8]) -> Vec<u64> {
+    let mut at = 0;
+    let mut ids = Vec::new();
+    while at < data.len() {
+        let h = BatchHeader::parse(&data[at..]).unwrap();
+        ids.push(batch_id(&data[at..at + h.total_len()]));
+        at += h.total_len();
+    }
+    assert_eq!(at, data.len(), "whole batches only");
+    ids
+}
+
+async fn fill(log: &PartitionLog, ids: std::ops::Range<u64>) {
+    for id in ids {
+        log.append(batch(id, 4, 1000, id as i64)).await.unwrap();
+    }
+}
+
+/// Reads from `offset` to the log end in reads of `max_bytes`; the ids seen
+/// and whether any read was prepared ahead meanwhile.
+async fn read_all(log: &PartitionLog, mut offset: i64, max_bytes: usize) -> (Vec<u64>, bool) {
+    let mut seen = Vec::new();
+    let mut ahead = false;
+    while offset < log.log_end_offset() {
+        let data = log.read(offset, max_bytes).await.unwrap();
+        ahead |= held_bytes() > 0;
+        seen.extend(ids(&data));
+        offset = rill_record::header::next_offset_after(&data).unwrap();
+    }
+    (seen, ahead)
+}
+
+async fn settle() {
+    // A dropped read's task is dropped when the executor next runs it.
+    glommio::timer::sleep(Duration::from_millis(5)).await;
+}
+
+fn open_dir(tmp: &tempfile::TempDir) -> std::path::PathBuf {
+    tmp.path().join("p")
+}
+
+async fn open(dir: &Path) -> PartitionLog {
+    PartitionLog::open(dir, config()).await.unwrap()
+}
+
+#[test]
+fn a_reader_in_order_gets_every_batch_once_while_reads_are_prepared_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_dir(&tmp);
+    run(move || async move {
+        let log = open(&dir).await;
+        fill(&log, 0..300).await;
+        let (seen, ahead) = read_all(&log, 0, 64 << 10).await;
+        assert_eq!(seen, (0..300).collect::<Vec<_>>());
+        assert!(ahead, "reads were prepared ahead");
+        // Again, as a second consumer group would: the same batches.
+        let (seen, _) = read_all(&log, 0, 64 << 10).await;
+        assert_eq!(seen, (0..300).collect::<Vec<_>>());
+        log.close().await.unwrap();
+        settle().await;
+        assert_eq!(held_bytes(), 0, "closing gave back what was read ahead");
+    });
+}
+
+#[test]
+fn a_smaller_request_gets_no_more_than_it_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_dir(&tmp);
+    run(move || async move {
+        let log = open(&dir).await;
+        fill(&log, 0..100).await;
+        let first = log.read(0, 64 << 10).await.unwrap();
+        let next = rill_record::header::next_offset_after(&first).unwrap();
+        assert!(held_bytes() > 0, "the next read was started");
+        // What was prepared is 64 KiB; this request takes 10 KiB.
+        let small = log.read(next, 10 << 10).await.unwrap();
+        assert!(small.len() <= 10 << 10, "{} bytes", small.len());
+        let want_first = ids(&first).last().unwrap() + 1;
+        assert_eq!(ids(&small)[0], want_first);
+        // One batch, however large, when even the first does not fit.
+        let tiny = log.read(next, 1).await.unwrap();
+        assert_eq!(ids(&tiny), [want_first]);
+        let (rest, _) = read_all(&log, next, 64 << 10).await;
+        assert_eq!(rest, (want_first..100).collect::<Vec<_>>());
+        log.close().await.unwrap();
+        settle().await;
+        assert_eq!(held_bytes(), 0);
+    });
+}
+
+#[test]
+fn a_truncated_log_is_not_answered_from_what_was_read_before_the_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_dir(&tmp);
+    run(move || async move {
+        let log = open(&dir).await;
+        fill(&log, 0..100).await;
+        let first = log.read(0, 32 << 10).await.unwrap();
+        let cut = rill_record::header::next_offset_after(&first).unwrap();
+        assert!(held_bytes() > 0, "the read at {cut} was started");
+        // Give the prepared read time to finish: it holds the old batches.
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        log.truncate_to(cut).await.unwrap();
+        fill(&log, 1000..1040).await;
+        let (seen, _) = read_all(&log, cut, 32 << 10).await;
+        assert_eq!(seen, (1000..1040).collect::<Vec<_>>());
+        log.close().await.unwrap();
+        settle().await;
+        assert_eq!(held_bytes(), 0);
+    });
+}
