@@ -54,7 +54,7 @@ pub struct BrokerHandle {
 /// a catch-up consumer's 8 MiB reads next to the write buffers: past it each
 /// buffer came from the heap and was faulted in page by page for every read
 /// (about a tenth of the broker's CPU in `catch-up-1kb-1p`; with this pool the
-/// backlog read 1.24× faster and produce took 0.85× the CPU per GB).
+/// backlog was read 1.24× faster).
 const IO_MEMORY_PER_SHARD: usize = 64 << 20;
 
 /// Gives the partitions back what the last run's shard journals hold and
