@@ -50,12 +50,17 @@ pub struct BrokerHandle {
 }
 
 /// Memory each shard's io_uring reads and writes take their buffers from
-/// (registered with the kernel once). glommio's default, 10 MiB, is less than
-/// a catch-up consumer's 8 MiB reads next to the write buffers: past it each
-/// buffer came from the heap and was faulted in page by page for every read
-/// (about a tenth of the broker's CPU in `catch-up-1kb-1p`; with this pool the
-/// backlog was read 1.24× faster).
-const IO_MEMORY_PER_SHARD: usize = 64 << 20;
+/// (allocated and registered with the kernel once): an eighth of the
+/// shard's share of the memory budget, 16 to 64 MiB (64 MiB at the default
+/// budget on 2 cores). glommio's default, 10 MiB, is less than a catch-up
+/// consumer's 8 MiB reads next to the write buffers: past it each buffer
+/// came from the heap and was faulted in page by page for every read (about
+/// a tenth of the broker's CPU in `catch-up-1kb-1p`; with a 64 MiB pool the
+/// backlog was read 1.24× faster). A buffer the pool cannot hold still
+/// comes from the heap.
+fn io_memory_per_shard(memory_budget_bytes: usize, shards: usize) -> usize {
+    (memory_budget_bytes / shards.max(1) / 8).clamp(16 << 20, 64 << 20)
+}
 
 /// Gives the partitions back what the last run's shard journals hold and
 /// they lack (a crash after batches were acknowledged from a journal, before
@@ -146,9 +151,10 @@ impl Broker {
                 ready_tx.clone(),
             );
             let cpu = cpus[id % cpus.len()];
+            let io_memory = io_memory_per_shard(config.memory_budget_bytes, shards);
             let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{id}"))
-                .io_memory(IO_MEMORY_PER_SHARD)
+                .io_memory(io_memory)
                 .spawn(move || async move {
                     rill_storage::io::keep_reactor_awake();
                     let controller = (id == 0)
@@ -466,4 +472,20 @@ pub async fn local_shard(config: BrokerConfig) -> Result<Rc<Shard>> {
     shard.start_journal().await;
     shard.apply_metadata(meta).await;
     Ok(shard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::io_memory_per_shard;
+
+    #[test]
+    fn each_shard_pools_an_eighth_of_its_memory_share_for_io_buffers() {
+        // The default budget on this machine's two cores: 64 MiB each.
+        assert_eq!(io_memory_per_shard(1 << 30, 2), 64 << 20);
+        assert_eq!(io_memory_per_shard(1 << 30, 4), 32 << 20);
+        // Never below what a few 1 MiB buffers need, nor above 64 MiB.
+        assert_eq!(io_memory_per_shard(64 << 20, 2), 16 << 20);
+        assert_eq!(io_memory_per_shard(64 << 30, 1), 64 << 20);
+        assert_eq!(io_memory_per_shard(1 << 30, 0), 64 << 20);
+    }
 }

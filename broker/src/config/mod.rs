@@ -88,7 +88,7 @@ settings! {
     node_id: i32 = "0";
     /// Largest request frame accepted; larger ones are refused and the connection closed.
     max_request_bytes: usize = "104857600";
-    /// Memory for caches of recently written batches, split over shards and partitions.
+    /// Memory for caches of recently written batches, split over shards and partitions; an eighth of a shard's share (16 to 64 MiB) is its pool of I/O buffers.
     memory_budget_bytes: usize = "1073741824";
     /// Create unknown topics on Metadata and Produce requests, as Kafka's auto.create.topics.enable.
     #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
