@@ -173,6 +173,19 @@ struct Shared<D: Disk> {
 }
 
 impl<D: Disk> Shared<D> {
+    /// Whether a read at `offset` is at the log end (nothing to read); an
+    /// error outside the log.
+    fn at_end_or_out_of_range(&self, offset: i64) -> Result<bool> {
+        if offset < self.log_start_offset || offset > self.log_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.log_end_offset,
+            });
+        }
+        Ok(offset == self.log_end_offset)
+    }
+
     fn active(&self) -> &Segment<D::File> {
         self.segments
             .values()
@@ -1044,14 +1057,7 @@ impl<D: Disk> PartitionLog<D> {
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
         let taken = {
             let mut s = self.inner.shared.borrow_mut();
-            if offset < s.log_start_offset || offset > s.log_end_offset {
-                return Err(StorageError::OffsetOutOfRange {
-                    offset,
-                    log_start_offset: s.log_start_offset,
-                    log_end_offset: s.log_end_offset,
-                });
-            }
-            if offset == s.log_end_offset {
+            if s.at_end_or_out_of_range(offset)? {
                 return Ok(Bytes::new());
             }
             if let Some(hit) = s.cache.read(offset, max_bytes) {
@@ -1113,14 +1119,7 @@ impl<D: Disk> PartitionLog<D> {
         let inner = &*self.inner;
         let (file, base, position, end) = {
             let s = inner.shared.borrow();
-            if offset < s.log_start_offset || offset > s.log_end_offset {
-                return Err(StorageError::OffsetOutOfRange {
-                    offset,
-                    log_start_offset: s.log_start_offset,
-                    log_end_offset: s.log_end_offset,
-                });
-            }
-            if offset == s.log_end_offset {
+            if s.at_end_or_out_of_range(offset)? {
                 return Ok(Bytes::new());
             }
             let seg = s
