@@ -51,20 +51,18 @@ fn parse_swap(name: &str) -> Option<(i64, i64)> {
 }
 
 /// Opening a log: drops uncommitted cleaner output and finishes committed
-/// swaps (steps 3 and 4 above).
-pub(super) async fn recover_swaps(disk: &impl Disk, dir: &Path) -> Result<()> {
-    let names = disk
-        .list_dir(dir)
-        .map_err(|e| StorageError::io("listing the log directory", e))?;
+/// swaps (steps 3 and 4 above), given the directory's `names`. Returns
+/// whether it changed the directory.
+pub(super) async fn recover_swaps(disk: &impl Disk, dir: &Path, names: &[String]) -> Result<bool> {
     let mut changed = false;
-    for name in &names {
+    for name in names {
         if name.ends_with(".cleaned") {
             tracing::info!(dir = %dir.display(), file = %name, "removing the output of an unfinished cleaning pass");
             let _ = disk.remove_file(&dir.join(name));
             changed = true;
         }
     }
-    for name in &names {
+    for name in names {
         let Some((base, end)) = parse_swap(name) else {
             continue;
         };
@@ -82,7 +80,7 @@ pub(super) async fn recover_swaps(disk: &impl Disk, dir: &Path) -> Result<()> {
     if changed {
         sync_dir(disk, dir).await?;
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Removes a replaced segment's files; unlike retention's removal, failing

@@ -30,10 +30,12 @@ fn parse_name(name: &str) -> Option<i64> {
 
 /// Offsets of the snapshots in `dir`, newest first.
 fn snapshot_offsets(disk: &impl Disk, dir: &Path) -> Vec<i64> {
-    let mut offsets: Vec<i64> = disk
-        .list_dir(dir)
-        .map(|names| names.iter().filter_map(|n| parse_name(n)).collect())
-        .unwrap_or_default();
+    snapshot_offsets_in(&disk.list_dir(dir).unwrap_or_default())
+}
+
+/// Offsets of the snapshots among a directory's `names`, newest first.
+pub(super) fn snapshot_offsets_in(names: &[String]) -> Vec<i64> {
+    let mut offsets: Vec<i64> = names.iter().filter_map(|n| parse_name(n)).collect();
     offsets.sort_unstable_by(|a, b| b.cmp(a));
     offsets
 }
@@ -67,10 +69,21 @@ impl<D: Disk> PartitionLog<D> {
     /// from there to `end`. Snapshots past `end` describe a cut-off log and
     /// are removed.
     pub(super) async fn rebuild_producers(&self, end: i64) -> Result<ProducerStates> {
+        let offsets = snapshot_offsets(&self.inner.disk, &self.inner.dir);
+        self.rebuild_producers_from(end, offsets).await
+    }
+
+    /// [`rebuild_producers`](Self::rebuild_producers) with the snapshots'
+    /// offsets known (newest first).
+    pub(super) async fn rebuild_producers_from(
+        &self,
+        end: i64,
+        snapshots: Vec<i64>,
+    ) -> Result<ProducerStates> {
         let inner = &*self.inner;
         let mut state = ProducerStates::default();
         let mut from = i64::MIN;
-        for offset in snapshot_offsets(&inner.disk, &inner.dir) {
+        for offset in snapshots {
             let path = snapshot_path(&inner.dir, offset);
             if offset > end {
                 let _ = inner.disk.remove_file(&path);
