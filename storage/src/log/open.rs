@@ -99,9 +99,15 @@ pub(super) async fn open<D: Disk>(
             .map_err(|e| StorageError::io("listing the log directory", e))?;
     }
     let listing = Listing::new(&names);
+    // Opened once, read through the handle the log keeps writing with.
     let checkpoint_path = dir.join(CHECKPOINT_FILE);
+    let checkpoint_file = segment::open_rw(&disk, &checkpoint_path).await?;
     let checkpoint_bytes = if listing.has(&checkpoint_path) {
-        segment::read_small_file(&disk, &checkpoint_path).await?
+        let read = checkpoint_file
+            .read_at(0, FILE_BYTES)
+            .await
+            .map_err(|e| StorageError::io("reading the checkpoint", e))?;
+        Some(read.to_vec())
     } else {
         None
     };
@@ -243,7 +249,6 @@ pub(super) async fn open<D: Disk>(
     segments.insert(active_base, active);
     let first_base = *segments.keys().next().expect("non-empty");
 
-    let checkpoint_file = segment::open_rw(&disk, &checkpoint_path).await?;
     if checkpoint_bytes.as_ref().map_or(0, Vec::len) < FILE_BYTES {
         checkpoint_file
             .pre_allocate(FILE_BYTES as u64, false)
