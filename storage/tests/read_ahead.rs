@@ -58,9 +58,12 @@ async fn read_all(log: &PartitionLog, mut offset: i64, max_bytes: usize) -> (Vec
     (seen, ahead)
 }
 
-async fn settle() {
+/// Closes `log` and checks that the shard holds nothing read ahead after.
+async fn close_giving_back(log: PartitionLog) {
+    log.close().await.unwrap();
     // A dropped read's task is dropped when the executor next runs it.
     glommio::timer::sleep(Duration::from_millis(5)).await;
+    assert_eq!(held_bytes(), 0, "closing gave back what was read ahead");
 }
 
 fn open_dir(tmp: &tempfile::TempDir) -> std::path::PathBuf {
@@ -84,9 +87,7 @@ fn a_reader_in_order_gets_every_batch_once_while_reads_are_prepared_ahead() {
         // Again, as a second consumer group would: the same batches.
         let (seen, _) = read_all(&log, 0, 64 << 10).await;
         assert_eq!(seen, (0..300).collect::<Vec<_>>());
-        log.close().await.unwrap();
-        settle().await;
-        assert_eq!(held_bytes(), 0, "closing gave back what was read ahead");
+        close_giving_back(log).await;
     });
 }
 
@@ -110,9 +111,7 @@ fn a_smaller_request_gets_no_more_than_it_asked_for() {
         assert_eq!(ids(&tiny), [want_first]);
         let (rest, _) = read_all(&log, next, 64 << 10).await;
         assert_eq!(rest, (want_first..100).collect::<Vec<_>>());
-        log.close().await.unwrap();
-        settle().await;
-        assert_eq!(held_bytes(), 0);
+        close_giving_back(log).await;
     });
 }
 
@@ -132,8 +131,6 @@ fn a_truncated_log_is_not_answered_from_what_was_read_before_the_cut() {
         fill(&log, 1000..1040).await;
         let (seen, _) = read_all(&log, cut, 32 << 10).await;
         assert_eq!(seen, (1000..1040).collect::<Vec<_>>());
-        log.close().await.unwrap();
-        settle().await;
-        assert_eq!(held_bytes(), 0);
+        close_giving_back(log).await;
     });
 }

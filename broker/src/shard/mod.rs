@@ -261,6 +261,8 @@ impl Shard {
         }
     }
 
+    /// Enforces retention on every partition this shard owns, and forgets
+    /// its idle producer ids.
     pub async fn run_retention(self: &Rc<Self>) {
         let now = rill_storage::batch::now_ms();
         let parts = self.partitions.borrow().snapshot();

@@ -83,13 +83,13 @@ pub(super) async fn open<D: Disk>(
 ) -> Result<(PartitionLog<D>, Option<i64>)> {
     validate_config(&config);
     let now = disk.now_ms();
-    // One listing answers which files exist: 100,000 partitions open
-    // without a failed open (or a second listing) for each file a small
-    // log does not have.
-    // (Also readies the device for this thread: glommio probes it once.)
+    // Also readies the device for this thread (glommio probes it once).
     disk.create_dir_all(dir)
         .await
         .map_err(|e| StorageError::io("creating the log directory", e))?;
+    // One listing answers which files exist: 100,000 partitions open
+    // without a failed open (or a second listing) for each file a small
+    // log does not have.
     let mut names = disk
         .list_dir(dir)
         .map_err(|e| StorageError::io("listing the log directory", e))?;
