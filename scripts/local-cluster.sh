@@ -37,6 +37,7 @@ start() {
             continue
         fi
         "$bin" broker --node-id "$i" --data-dir "$node/data" --listen "127.0.0.1:$port" \
+            --admin-listen "127.0.0.1:$((9644 + i))" \
             >"$node/stdout.log" 2>"$node/broker.log" &
         echo $! > "$node/pid"
         for _ in $(seq 1 100); do

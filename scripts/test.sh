@@ -4,7 +4,8 @@
 #
 # Installs (skipped when already present): kcat, python3-confluent-kafka
 # (Debian bookworm's librdkafka 2.0.2 and confluent-kafka 1.7), e2fsprogs and
-# mount (the disk-full tests loop-mount a small ext4 image), Node.js/npm if
+# mount (the disk-full tests loop-mount a small ext4 image), prometheus (its
+# promtool and server, for the metrics tests), Node.js/npm if
 # missing; then the newest confluent-kafka, kafka-python, aiokafka (pip, in a
 # venv) and kafkajs (npm) under .test-clients/ (scripts/test-clients.sh).
 # Installing Debian packages needs root or sudo; so does the loop mount.
@@ -22,6 +23,8 @@ command -v losetup >/dev/null 2>&1 || need+=(mount util-linux)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 # Node.js may come from elsewhere (NodeSource bundles npm); add Debian's only if missing.
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+# The metrics tests: promtool checks the exposition, a real Prometheus scrapes it.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "scripts/test.sh: missing ${need[*]} and no apt-get to install them" >&2
@@ -32,6 +35,11 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # The package starts a Prometheus of its own where systemd runs; the
+    # tests start theirs.
+    if [[ " ${need[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 
 # The newest releases of confluent-kafka, kafka-python, aiokafka and kafkajs.

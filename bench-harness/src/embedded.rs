@@ -56,7 +56,14 @@ impl EmbeddedBroker {
             .with_context(|| format!("creating a data directory in {}", parent.display()))?;
         let mut command = Command::new(bin);
         command
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "broker",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.path());
         if !cpus.is_empty() {
             command.args(["--cores", &cpus.len().to_string()]);

@@ -122,7 +122,14 @@ impl RunningBroker {
         let started = Instant::now();
         let mut command = Command::new(&opts.rill);
         command
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "broker",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data)
             .args(["--cores", &opts.cores.to_string()])
             .env(

@@ -22,6 +22,7 @@
 //!   controller allocates durably.
 //! - [`error`]: the library's error type, [`BrokerError`].
 
+pub mod admin;
 pub mod api;
 pub mod cluster;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod error_code;
 pub mod file_limits;
 pub mod groups;
+pub mod metrics;
 pub mod partition;
 pub mod producer_ids;
 pub mod runtime;

@@ -58,6 +58,21 @@ impl Partition {
         }
     }
 
+    /// Segments and bytes on disk of this partition's log.
+    pub fn disk_usage(&self) -> (usize, u64) {
+        (self.log.segment_count(), self.log.size_bytes())
+    }
+
+    /// Bytes of recent batches this partition keeps in memory for readers.
+    pub fn cache_bytes(&self) -> usize {
+        self.log.cache_bytes()
+    }
+
+    /// Idempotent producers this partition remembers.
+    pub fn producer_count(&self) -> usize {
+        self.log.producer_count()
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.log.log_start_offset()
     }

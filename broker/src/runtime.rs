@@ -46,6 +46,9 @@ pub struct BrokerHandle {
     data_dir: PathBuf,
     /// Closed (not sent on) to stop: every shard's receiver sees it.
     stop: async_channel::Sender<()>,
+    /// Set when a stop begins (the admin listener then says not ready).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    admin: Option<crate::admin::AdminServer>,
     threads: Vec<ExecutorJoinHandle<()>>,
 }
 
@@ -90,6 +93,7 @@ fn replay_journals(config: &BrokerConfig, meta: &ClusterMeta) -> Result<()> {
 impl Broker {
     /// Starts a broker with `config` and returns once every shard serves.
     pub fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
+        let started = std::time::Instant::now();
         file_limits::budget_open_files(file_limits::raise_nofile_limit());
         rill_storage::open_files::share_between(config.cores);
         std::fs::create_dir_all(&config.data_dir)
@@ -229,12 +233,15 @@ impl Broker {
             }
         }
         drop((closed_tx, ready_tx));
-        let handle = BrokerHandle {
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut handle = BrokerHandle {
             addr: bound,
             advertised,
             shards,
             data_dir,
             stop: stop_tx,
+            stopping: stopping.clone(),
+            admin: None,
             threads,
         };
         // Every shard says it is ready, or its thread ended (and with it the
@@ -243,6 +250,29 @@ impl Broker {
             if ready_rx.recv().is_err() {
                 handle.stop.close();
                 return Err(handle.wait().err().unwrap_or(BrokerError::ShardFailed(0)));
+            }
+        }
+        if let Some(admin_addr) = config.admin_listen {
+            let state = crate::admin::AdminState {
+                router,
+                started,
+                shards_opened: opened,
+                stopping,
+                partition_series: config.metrics_partition_series,
+                data_dir: handle.data_dir.clone(),
+            };
+            match crate::admin::AdminServer::start(admin_addr, state) {
+                Ok(admin) => {
+                    tracing::info!(addr = %admin.addr(), "admin listener: /metrics, /v1/status");
+                    handle.admin = Some(admin);
+                }
+                Err(e) => {
+                    handle.stop();
+                    let _ = handle.wait();
+                    return Err(BrokerError::Config(format!(
+                        "binding the admin listener {admin_addr}: {e} (choose another with --admin-listen, or `off`)"
+                    )));
+                }
             }
         }
         tracing::info!(%bound, shards, "broker listening; partitions are opening");
@@ -270,18 +300,26 @@ impl BrokerHandle {
         &self.data_dir
     }
 
+    /// Where the admin listener (metrics, health) is bound, if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr())
+    }
+
     /// Starts a clean shutdown without waiting for it: listeners close, and
     /// requests in flight are answered (within a grace period) before the
     /// logs are closed.
     pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         self.stop.close();
     }
 
     /// A handle that can [`stop`](Self::stop) the broker from elsewhere (a
     /// signal handler) while this one waits.
     pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
-        let stop = self.stop.clone();
+        let (stop, stopping) = (self.stop.clone(), self.stopping.clone());
         move || {
+            stopping.store(true, std::sync::atomic::Ordering::Release);
             stop.close();
         }
     }
@@ -324,6 +362,7 @@ impl BrokerConfig {
         let mut config = BrokerConfig::defaults()?;
         config.data_dir = data_dir.to_path_buf();
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.admin_listen = None;
         config.cores = 1;
         Ok(config)
     }

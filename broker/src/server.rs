@@ -69,12 +69,18 @@ pub async fn serve(shard: Rc<Shard>, listener: std::net::TcpListener) {
                 }
                 let (shard, open, closed) = (shard.clone(), open.clone(), closed.clone());
                 open.set(open.get() + 1);
+                let counters = &shard.counters;
+                counters
+                    .connections_accepted
+                    .set(counters.connections_accepted.get() + 1);
+                counters.connections_open.set(open.get() as u64);
                 glommio::spawn_local(async move {
                     let peer = stream.peer_addr().ok();
                     if let Err(e) = connection(&shard, stream).await {
                         tracing::debug!(shard = shard.id, ?peer, error = %e, "connection ended");
                     }
                     open.set(open.get() - 1);
+                    shard.counters.connections_open.set(open.get() as u64);
                     closed.notify_all();
                 })
                 .detach();
@@ -294,10 +300,14 @@ pub async fn respond_admitting(
             "ignoring bytes after a well-formed request body"
         );
     }
-    let Some(body) = crate::api::handle_admitting(shard, connection, request, &mut admission).await
-    else {
+    let started = std::time::Instant::now();
+    let answer = crate::api::handle_admitting(shard, connection, request, &mut admission).await;
+    let counters = &shard.counters;
+    counters.request_done(api_key as i16, started.elapsed());
+    let Some(body) = answer else {
         return Reply::Nothing;
     };
+    crate::metrics::errors::error_codes(&body, |code| counters.error(api_key as i16, code));
     match encode_response(api_key, version, correlation_id, &body) {
         Ok(out) => Reply::Send(out),
         Err(e) => {

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use rill_broker::config::{BrokerArgs, BrokerConfig};
 use rill_broker::Broker;
 
+mod status;
 mod tools;
 
 #[derive(Parser)]
@@ -23,8 +24,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a broker: data in ./data and a Kafka listener on 127.0.0.1:9092 unless told otherwise.
-    Broker(Box<BrokerArgs>),
+    /// Run a broker: data in ./data and a Kafka listener on 127.0.0.1:9092 unless told otherwise;
+    /// `rill broker status` asks a running one whether it is ready.
+    Broker(Box<BrokerCommand>),
     /// Measure and tune the host: disk probe, settings check, apply recommendations.
     #[command(subcommand)]
     Tune(Tune),
@@ -42,6 +44,22 @@ enum Command {
     Offsets(tools::OffsetsArgs),
     /// Run benchmark workloads (the same as `rill-bench`).
     Bench(Box<rill_bench_harness::cli::BenchArgs>),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BrokerCommand {
+    #[command(subcommand)]
+    action: Option<BrokerAction>,
+    #[command(flatten)]
+    args: BrokerArgs,
+}
+
+#[derive(Subcommand)]
+enum BrokerAction {
+    /// Ask a running broker (its admin listener) whether it is ready: uptime, version, partitions,
+    /// disk. Exits 1 while it is not ready or cannot be reached.
+    Status(status::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -157,6 +175,12 @@ fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
         broker.shards(),
         broker.data_dir().display()
     );
+    if let Some(admin) = broker.admin_addr() {
+        let _ = writeln!(
+            std::io::stdout(),
+            "admin listener on http://{admin} (/metrics, /v1/status, /v1/status/ready)"
+        );
+    }
     let stop = broker.stopper();
     std::thread::spawn(move || {
         let mut seen = 0;
@@ -205,7 +229,10 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Broker(args) => run_broker(&args),
+        Command::Broker(b) => match b.action {
+            Some(BrokerAction::Status(args)) => status::run(args),
+            None => run_broker(&b.args),
+        },
         Command::Tune(cmd) => tune(cmd),
         Command::Topic(cmd) => tools::topic(cmd),
         Command::Group(cmd) => tools::group(cmd),

@@ -102,7 +102,7 @@ fn a_full_disk_keeps_the_broker_up_and_produce_resumes_when_space_returns() {
         Command::new(env!("CARGO_BIN_EXE_rill"))
             .args(["broker", "--data-dir"])
             .arg(mnt.join("data"))
-            .args(["--listen", &addr])
+            .args(["--listen", &addr, "--admin-listen", "127.0.0.1:0"])
             .env("RILL_LOG", "info")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))

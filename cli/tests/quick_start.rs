@@ -31,12 +31,16 @@ fn rill_ok(addr: &str, args: &[&str]) -> String {
 /// from the same README): then only the port is changed, and the data
 /// directory is still the default one.
 fn quick_start_broker(cwd: &std::path::Path) -> Broker {
-    if TcpListener::bind("127.0.0.1:9092").is_ok() {
-        Broker::start_literal(cwd, &[])
-    } else {
+    let mut args = Vec::new();
+    if TcpListener::bind("127.0.0.1:9092").is_err() {
         eprintln!("127.0.0.1:9092 is taken; running the quick start on a free port");
-        Broker::start_literal(cwd, &["--listen", "127.0.0.1:0"])
+        args.extend(["--listen", "127.0.0.1:0"]);
     }
+    if TcpListener::bind("127.0.0.1:9644").is_err() {
+        eprintln!("127.0.0.1:9644 is taken; the quick start's admin listener takes a free port");
+        args.extend(["--admin-listen", "127.0.0.1:0"]);
+    }
+    Broker::start_literal(cwd, &args)
 }
 
 #[test]
@@ -127,7 +131,14 @@ fn relative_data_dir_flag_works_too() {
     let cwd = tempfile::tempdir().unwrap();
     let broker = Broker::start_literal(
         cwd.path(),
-        &["--data-dir", "data-rel", "--listen", "127.0.0.1:0"],
+        &[
+            "--data-dir",
+            "data-rel",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
     );
     rill_ok(&broker.addr(), &["topic", "create", "t", "-p", "2"]);
     let (ok, _, err) = run_with_input(

@@ -24,6 +24,52 @@ use crate::signal::Signal;
 /// buffers fill.
 pub const COLD_BUFFER_BYTES: usize = 64 << 10;
 
+thread_local! {
+    static WRITE_BUFFER_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Bytes of write buffers the appenders of this thread (a shard) hold now,
+/// not counting buffers handed to writes in flight.
+pub fn write_buffer_bytes() -> usize {
+    WRITE_BUFFER_BYTES.with(Cell::get)
+}
+
+/// A write buffer an appender holds, counted in [`write_buffer_bytes`]
+/// from its allocation until it is handed to a write or dropped.
+struct Held<B: IoBuffer>(Option<B>);
+
+impl<B: IoBuffer> Held<B> {
+    fn new(b: B) -> Held<B> {
+        WRITE_BUFFER_BYTES.with(|c| c.set(c.get() + b.len()));
+        Held(Some(b))
+    }
+
+    fn get_mut(&mut self) -> &mut B {
+        self.0.as_mut().expect("held until taken")
+    }
+
+    fn into_inner(mut self) -> B {
+        let b = self.0.take().expect("held until taken");
+        WRITE_BUFFER_BYTES.with(|c| c.set(c.get().saturating_sub(b.len())));
+        b
+    }
+}
+
+impl<B: IoBuffer> Drop for Held<B> {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            WRITE_BUFFER_BYTES.with(|c| c.set(c.get().saturating_sub(b.len())));
+        }
+    }
+}
+
+impl<B: IoBuffer> std::ops::Deref for Held<B> {
+    type Target = B;
+    fn deref(&self) -> &B {
+        self.0.as_ref().expect("held until taken")
+    }
+}
+
 /// Direct-I/O alignment used for positions and lengths.
 pub const ALIGN: u64 = 4096;
 
@@ -193,7 +239,7 @@ pub struct Appender<F: SegmentFile> {
     config: AppenderConfig,
     /// The write buffer; `None` while the partition is idle (see
     /// [`Appender::release_idle`]). Its size is `cap`.
-    buf: Option<F::Buffer>,
+    buf: Option<Held<F::Buffer>>,
     /// Size of the next buffer: small for a cold partition, doubling up to
     /// `buffer_bytes` while buffers fill up.
     cap: usize,
@@ -281,9 +327,9 @@ impl<F: SegmentFile> Appender<F> {
                 }
                 buf.as_bytes_mut()[..tail].copy_from_slice(&block[..tail]);
             }
-            self.buf = Some(buf);
+            self.buf = Some(Held::new(buf));
         }
-        Ok(self.buf.as_mut().expect("allocated above"))
+        Ok(self.buf.as_mut().expect("allocated above").get_mut())
     }
 
     /// Gives back what an idle partition holds: the write buffer, once
@@ -441,11 +487,11 @@ impl<F: SegmentFile> Appender<F> {
     }
 
     async fn submit_full(&mut self) -> Result<()> {
-        let full = self.buf.take().expect("a full buffer");
+        let full = self.buf.take().expect("a full buffer").into_inner();
         let cap = full.len();
         // Filled up: the partition is warm, its next buffer larger.
         self.cap = (cap * 2).min(self.config.buffer_bytes);
-        self.buf = Some(self.file.alloc_buffer(self.cap));
+        self.buf = Some(Held::new(self.file.alloc_buffer(self.cap)));
         let start = self.buf_position;
         self.buf_position += cap as u64;
         self.buf_len = 0;
@@ -462,11 +508,15 @@ impl<F: SegmentFile> Appender<F> {
         if self.buf_len > self.submitted_len {
             let padded = align_up(self.buf_len as u64) as usize;
             let tail_start = align_down(self.buf_len as u64) as usize;
-            let mut out = self.buf.take().expect("unsubmitted data is in the buffer");
+            let mut out = self
+                .buf
+                .take()
+                .expect("unsubmitted data is in the buffer")
+                .into_inner();
             let mut next = self.file.alloc_buffer(self.cap);
             next.as_bytes_mut()[..self.buf_len - tail_start]
                 .copy_from_slice(&out.as_bytes()[tail_start..self.buf_len]);
-            self.buf = Some(next);
+            self.buf = Some(Held::new(next));
             out.as_bytes_mut()[self.buf_len..padded].fill(0);
             out.trim_to_size(padded);
             let start = self.buf_position;

@@ -60,6 +60,7 @@ pub mod scan;
 pub mod segment;
 pub mod signal;
 pub mod sim_disk;
+pub mod sync_stats;
 pub mod time_index;
 
 pub use checkpoint::HardState;

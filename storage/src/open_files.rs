@@ -103,6 +103,11 @@ pub fn stats() -> OpenFileStats {
     })
 }
 
+/// Descriptors this thread may hold open (its share of the budget).
+pub fn budget_share() -> usize {
+    share()
+}
+
 fn share() -> usize {
     let threads = SHARING_THREADS.load(Ordering::Relaxed);
     (descriptors::budget() / threads).max(1)

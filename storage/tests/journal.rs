@@ -283,3 +283,99 @@ fn a_step_the_journal_cannot_take_falls_back_to_the_segment_sync() {
         assert!(records >= 3, "the small batches went through the journal");
     });
 }
+
+/// A retiring journal file makes its partitions' segments durable with
+/// one filesystem sync, not an `fdatasync` per partition (a thousand
+/// partitions paid ~1 s of syncs per file): the disk's syncs stay about
+/// one per step however many partitions each file holds, and after the
+/// retirements and a crash every acknowledged batch is still there.
+#[test]
+fn a_retiring_file_syncs_the_filesystem_once_for_all_its_partitions() {
+    run(|| async {
+        const PARTITIONS: usize = 40;
+        let disk = SimDisk::new();
+        let j = Journal::create(
+            disk.clone(),
+            Path::new(JOURNAL),
+            JournalConfig {
+                file_bytes: 64 << 10,
+            },
+        )
+        .await
+        .unwrap();
+        let mut logs = Vec::new();
+        for p in 0..PARTITIONS {
+            let n = name(p);
+            let log = PartitionLog::open_on(disk.clone(), dir(&n.name), config())
+                .await
+                .unwrap();
+            log.attach_journal(j.clone(), n).await.unwrap();
+            logs.push(log);
+        }
+        let syncs_before = disk.syncs();
+        let mut acked = Vec::new();
+        for round in 0..40u64 {
+            // One batch on every partition, all waiting on the same steps.
+            let waits: Vec<_> = logs
+                .iter()
+                .enumerate()
+                .map(|(p, log)| {
+                    let log = log.clone();
+                    glommio::spawn_local(async move {
+                        let b = batch(round * 100 + p as u64, 1, 200, 1_000);
+                        let header = batch::validate(&b, 1 << 20).unwrap();
+                        let info = log.append_validated_unsynced(b, header).await.unwrap();
+                        log.make_durable(info.last_offset + 1).await.unwrap();
+                        (p, info.base_offset, stored_at(&log, info.base_offset).await)
+                    })
+                })
+                .collect();
+            for w in waits {
+                acked.push(w.await);
+            }
+        }
+        // Let the retirements started in the background finish.
+        for _ in 0..200 {
+            futures_lite::future::yield_now().await;
+        }
+        let stats = j.stats();
+        let syncs = disk.syncs() - syncs_before;
+        assert!(stats.files_retired >= 3, "files retired: {stats:?}");
+        // Per step its sync; per new file its zero-fill sync; per retired
+        // file one filesystem sync. Per-partition syncs would add 40 each.
+        assert!(
+            syncs <= stats.steps + 3 * (stats.files_retired + 2),
+            "{syncs} syncs for {stats:?}"
+        );
+        let disk = disk.crash(CrashPlan {
+            landed: 0,
+            torn_sectors: 0,
+        });
+        drop(logs);
+        let mut reopened = BTreeMap::new();
+        for p in 0..PARTITIONS {
+            let n = name(p);
+            let log = PartitionLog::open_on(disk.clone(), dir(&n.name), config())
+                .await
+                .unwrap();
+            reopened.insert(n.name, log);
+        }
+        let reopened = Rc::new(reopened);
+        let r = reopened.clone();
+        journal::replay(&disk, Path::new(JOURNAL), move |n| {
+            let log = r.get(&n.name).cloned();
+            async move { Ok(log) }
+        })
+        .await
+        .unwrap();
+        for (p, offset, bytes) in acked {
+            let log = &reopened[&name(p).name];
+            assert!(log.log_end_offset() > offset, "partition {p} lost {offset}");
+            assert_eq!(
+                stored_at(log, offset).await,
+                bytes,
+                "partition {p} at {offset}"
+            );
+        }
+    });
+}

@@ -145,6 +145,13 @@ pub async fn handle(cx: &Context<'_>, req: FetchRequest) -> FetchResponse {
                 .filter(|w| w.topic_index == i)
                 .map(|w| {
                     let r = results.next().expect("one result per partition");
+                    if !r.records.is_empty() {
+                        shard.counters.fetched(
+                            &w.topic,
+                            r.records.len() as u64,
+                            crate::metrics::counters::records_in_batches(&r.records),
+                        );
+                    }
                     let mut pd = PartitionData::default();
                     pd.partition_index = w.partition;
                     pd.error_code = crate::error_code::code(r.error);

@@ -67,16 +67,20 @@ pub async fn handle(
     // Each partition's job holds a sender and drops it once its batches are
     // appended (or refused); when all are dropped the appends are in place.
     let (appended_tx, appended_rx) = async_channel::bounded::<()>(1);
-    let mut work = Vec::new();
+    // Spawned as they are made: a request's futures collected first took
+    // megabytes at a thousand partitions (each future is kilobytes), fresh
+    // heap faulted in page by page on every request.
+    let mut running: Vec<glommio::Task<Outcome>> =
+        Vec::with_capacity(req.topic_data.iter().map(|t| t.partition_data.len()).sum());
     for t in &req.topic_data {
+        // The offsets topic is the coordinator's alone (Kafka refuses
+        // appends to internal topics from clients too).
+        let internal = t.name.as_str() == crate::groups::OFFSETS_TOPIC;
         for p in &t.partition_data {
             let (topic, partition, records) =
                 (t.name.as_str().to_string(), p.index, p.records.clone());
             let (shard, appended) = (shard.clone(), appended_tx.clone());
-            // The offsets topic is the coordinator's alone (Kafka refuses
-            // appends to internal topics from clients too).
-            let internal = topic == crate::groups::OFFSETS_TOPIC;
-            work.push(async move {
+            running.push(glommio::spawn_local(async move {
                 match refuse {
                     Some(e) => failed(e),
                     None if internal => failed(ResponseError::InvalidTopicException),
@@ -84,11 +88,10 @@ pub async fn handle(
                         produce_partition(&shard, topic, partition, records, acks, appended).await
                     }
                 }
-            });
+            }));
         }
     }
     drop(appended_tx);
-    let running: Vec<glommio::Task<Outcome>> = work.into_iter().map(glommio::spawn_local).collect();
     let _ = appended_rx.recv().await;
     // The appends of this request are in place: the connection may start
     // the next request while this one waits for the disk.
@@ -181,7 +184,7 @@ async fn produce_partition(
     appended: async_channel::Sender<()>,
 ) -> Outcome {
     shard
-        .on_partition(topic.clone(), partition, move |_, part| async move {
+        .on_partition(topic.clone(), partition, move |owner, part| async move {
             let batches = match records.as_ref().map(split_batches) {
                 Some(Ok(b)) => b,
                 Some(Err(e)) => return failed(e),
@@ -217,13 +220,17 @@ async fn produce_partition(
             let mut next = 0;
             // Batches someone will wait on go to the shard journal's queue.
             let awaited = acks == -1 || config.flush == FlushPolicy::Always;
+            let (mut bytes, mut records) = (0u64, 0u64);
             for (b, h) in checked {
+                let len = b.len() as u64;
                 match part.append_unsynced(b, h, awaited).await {
                     Ok(info) => {
                         if base_offset < 0 {
                             base_offset = info.base_offset;
                         }
                         next = info.last_offset + 1;
+                        bytes += len;
+                        records += (info.last_offset + 1 - info.base_offset).max(0) as u64;
                     }
                     Err(e) => {
                         if let StorageError::Sequence(_) = e {
@@ -236,6 +243,7 @@ async fn produce_partition(
                     }
                 }
             }
+            owner.counters.produced(&topic, bytes, records);
             drop(appended);
             // acks=all, or a topic that syncs every write: durable before the answer.
             if acks == -1 || config.flush == FlushPolicy::Always {

@@ -79,6 +79,12 @@ settings! {
     /// Address the Kafka listener binds. Port 0 picks a free port.
     #[arg(value_name = "HOST:PORT")]
     listen: String = "127.0.0.1:9092";
+    /// Address of the admin listener (Prometheus `/metrics`, `/v1/status`, `/v1/status/ready`, `/v1/status/live`); `off` runs none. Port 0 picks a free port.
+    #[arg(value_name = "HOST:PORT|off")]
+    admin_listen: String = "127.0.0.1:9644";
+    /// Give each partition its own series in `/metrics` (log offsets, segments, bytes); turn off on brokers with very many partitions so a scrape does not grow with them.
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    metrics_partition_series: bool = "true";
     /// Address given to clients in Metadata answers [default: the bound listener address].
     #[arg(value_name = "HOST:PORT")]
     advertised_listener: String;
@@ -154,6 +160,9 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub advertised_listener: Option<(String, u16)>,
+    /// Where the admin listener binds; `None`: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    pub metrics_partition_series: bool,
     pub cores: usize,
     pub node_id: i32,
     pub max_request_bytes: usize,
@@ -212,6 +221,15 @@ impl BrokerConfig {
             .as_deref()
             .map(parse_host_port)
             .transpose()?;
+        let admin_listen = match s.admin_listen.as_str() {
+            "off" | "" => None,
+            a => Some(
+                std::net::ToSocketAddrs::to_socket_addrs(a)
+                    .map_err(|e| config(format!("cannot resolve --admin-listen `{a}`: {e}")))?
+                    .next()
+                    .ok_or_else(|| config(format!("`{a}` resolves to no address")))?,
+            ),
+        };
         let available = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -257,6 +275,8 @@ impl BrokerConfig {
             data_dir: s.data_dir,
             listen,
             advertised_listener,
+            admin_listen,
+            metrics_partition_series: s.metrics_partition_series,
             cores,
             node_id: s.node_id,
             max_request_bytes: s.max_request_bytes,

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use rill_net::kafka_protocol::ResponseError;
+use rill_storage::io::{Disk, DmaDisk};
 use rill_storage::signal::Signal;
 
 use crate::cluster::{ClusterMeta, Controller};
@@ -47,6 +48,12 @@ impl Router {
     pub fn shards(&self) -> usize {
         self.senders.len()
     }
+
+    /// Sends `job` to shard `shard` from a thread outside the shards (the
+    /// admin listener's); false if that shard has stopped.
+    pub fn send_blocking(&self, shard: usize, job: Job) -> bool {
+        self.senders[shard].send_blocking(job).is_ok()
+    }
 }
 
 /// Where a topic-partition lives.
@@ -78,23 +85,8 @@ pub struct Shard {
     unopened: Cell<usize>,
     /// The durable step of this shard's partitions (see [`journal`]).
     journal: RefCell<Option<rill_storage::journal::Journal<rill_storage::io::DmaDisk>>>,
-}
-
-/// `syncfs` of the filesystem holding `dir`, on glommio's blocking pool:
-/// everything written there (data, metadata, the device's cache) is on
-/// stable storage when it returns, or the error says it may not be.
-async fn sync_filesystem(dir: &std::path::Path) -> std::io::Result<()> {
-    let dir = std::fs::File::open(dir)?;
-    glommio::executor()
-        .spawn_blocking(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: syncfs on a descriptor this closure owns.
-            match unsafe { libc::syncfs(dir.as_raw_fd()) } {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            }
-        })
-        .await
+    /// What this shard counts for `/metrics`.
+    pub counters: crate::metrics::ShardCounters,
 }
 
 /// A partition not appended to for this long gives back its buffers and
@@ -124,6 +116,7 @@ impl Shard {
             stop_signal: Signal::default(),
             applying: async_lock::Mutex::new(()),
             unopened: Cell::new(0),
+            counters: Default::default(),
             journal: RefCell::new(None),
         }
     }
@@ -153,6 +146,17 @@ impl Shard {
             meta,
             self.config.node_id,
         )
+    }
+
+    /// The partitions this shard has open, by name.
+    pub fn partitions_snapshot(&self) -> Vec<((String, i32), Rc<Partition>)> {
+        self.partitions.borrow().snapshot()
+    }
+
+    /// Partitions the metadata places here that could not be opened (they
+    /// are retried).
+    pub fn unopened_partitions(&self) -> usize {
+        self.unopened.get()
     }
 
     /// How many partitions this shard has open.
@@ -348,7 +352,7 @@ impl Shard {
         .await;
         let sealed = sealed.into_inner();
         if !sealed.is_empty() {
-            match sync_filesystem(&self.config.data_dir).await {
+            match DmaDisk.sync_filesystem(&self.config.data_dir).await {
                 Ok(()) => {
                     futures_util::StreamExt::for_each_concurrent(
                         futures_util::stream::iter(sealed),
@@ -364,7 +368,7 @@ impl Shard {
                         },
                     )
                     .await;
-                    if let Err(e) = sync_filesystem(&self.config.data_dir).await {
+                    if let Err(e) = DmaDisk.sync_filesystem(&self.config.data_dir).await {
                         tracing::error!(shard = self.id, error = %e, "syncing the clean checkpoints failed; the next start recovers");
                         all_closed.set(false);
                     }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Broker {
     child: Option<Child>,
     pub port: u16,
+    /// The admin listener's address (metrics, health), if it runs one.
+    pub admin: Option<String>,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
     /// Set for a broker started as the README says: `rill broker` with no
@@ -35,10 +37,11 @@ impl Broker {
     pub fn start_literal(cwd: &Path, args: &[&str]) -> Broker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
         cmd.arg("broker").args(args).current_dir(cwd);
-        let (child, port) = spawn_and_wait(cmd);
+        let (child, port, admin) = spawn_and_wait(cmd);
         Broker {
             child: Some(child),
             port,
+            admin,
             data_dir: cwd.join("data"),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             literal_cwd: Some(cwd.to_path_buf()),
@@ -79,12 +82,18 @@ impl Broker {
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(&extra_args);
-        let (child, port) = spawn_and_wait(cmd);
+            .arg(format!("127.0.0.1:{port}"));
+        // Tests run brokers side by side: each its own admin port, unless
+        // the test chose one.
+        if !extra_args.iter().any(|a| a == "--admin-listen") {
+            cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        cmd.args(&extra_args);
+        let (child, port, admin) = spawn_and_wait(cmd);
         Broker {
             child: Some(child),
             port,
+            admin,
             data_dir: data_dir.to_path_buf(),
             extra_args,
             literal_cwd: None,
@@ -94,8 +103,9 @@ impl Broker {
 }
 
 /// Spawns the broker command and waits for its "listening on" line; returns
-/// the child and the port it bound.
-fn spawn_and_wait(mut cmd: Command) -> (Child, u16) {
+/// the child, the port it bound and its admin listener's address (when it
+/// runs one: its line follows at once).
+fn spawn_and_wait(mut cmd: Command) -> (Child, u16, Option<String>) {
     let mut child = cmd
         .env(
             "RILL_LOG",
@@ -117,6 +127,9 @@ fn spawn_and_wait(mut cmd: Command) -> (Child, u16) {
                     .unwrap_or_default()
                     .to_string();
                 let _ = tx.send(addr);
+            } else if let Some(rest) = line.strip_prefix("admin listener on http://") {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(format!("admin {addr}"));
             }
         }
     });
@@ -124,7 +137,11 @@ fn spawn_and_wait(mut cmd: Command) -> (Child, u16) {
         .recv_timeout(Duration::from_secs(30))
         .expect("broker did not report its address");
     let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-    (child, port)
+    let admin = rx
+        .recv_timeout(Duration::from_secs(2))
+        .ok()
+        .and_then(|a| a.strip_prefix("admin ").map(str::to_string));
+    (child, port, admin)
 }
 
 impl Broker {
@@ -168,6 +185,7 @@ impl Broker {
             ),
         };
         self.child = again.child.take();
+        self.admin = again.admin.take();
     }
 
     /// The open-file limit the next [`restart`](Self::restart) runs under.
