@@ -192,6 +192,14 @@ impl Partition {
         self.log.clean(limits).await
     }
 
+    /// A compacted partition's clean point (records before it were cleaned
+    /// against every newer key); `None` for a partition that is not compacted.
+    pub fn cleaned_to(&self) -> Option<i64> {
+        self.config()
+            .compaction
+            .map(|_| self.log.cleaned_to().max(self.log.log_start_offset()))
+    }
+
     /// See [`PartitionLog::close_begin`]; wakes waiting fetches.
     pub async fn close_begin(&self) -> Result<bool> {
         let begun = self.log.close_begin().await;

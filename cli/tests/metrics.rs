@@ -163,6 +163,75 @@ fn metrics_pass_promtool_and_count_what_clients_did() {
     assert!(out.contains("3 open"), "{out}");
 }
 
+/// Cleaner progress: a compacted topic whose keys are written over and
+/// over; the cleaner's passes show as counters and the clean point moves.
+#[test]
+fn the_cleaners_progress_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--log-cleaner-backoff-ms", "100"]);
+    let addr = broker.addr();
+    rill(
+        &addr,
+        &[
+            "topic",
+            "create",
+            "table",
+            "-c",
+            "cleanup.policy=compact",
+            "-c",
+            "segment.ms=200",
+            "-c",
+            "min.cleanable.dirty.ratio=0.01",
+            "-c",
+            "min.compaction.lag.ms=0",
+        ],
+    );
+    let keys = 20;
+    let rounds = 6;
+    for round in 0..rounds {
+        let lines: String = (0..keys).map(|k| format!("k{k}:v{round}\n")).collect();
+        let (ok, _, err) = run_with_input(
+            Command::new("kcat").args(["-b", &addr, "-P", "-t", "table", "-K", ":"]),
+            lines.as_bytes(),
+            Duration::from_secs(60),
+        );
+        assert!(ok, "kcat -P: {err}");
+        // segment.ms is 200: the next round starts a new segment.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let written = (keys * rounds) as f64;
+    let started = Instant::now();
+    let text = loop {
+        let text = metrics(&broker);
+        let removed = sample(&text, "rill_cleaner_records_removed_total").unwrap();
+        if removed > 0.0 {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no cleaner pass:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    promtool_check(&text);
+    assert!(sample(&text, "rill_cleaner_passes_total").unwrap() >= 1.0);
+    assert!(sample(&text, "rill_cleaner_segments_read_total").unwrap() >= 1.0);
+    assert!(sample(&text, "rill_cleaner_bytes_read_total").unwrap() > 0.0);
+    let removed = sample(&text, "rill_cleaner_records_removed_total").unwrap();
+    assert!(
+        removed <= written - keys as f64,
+        "never more than the superseded values: {removed}"
+    );
+    let cleaned = sample(
+        &text,
+        "rill_partition_cleaned_offset{topic=\"table\",partition=\"0\"}",
+    )
+    .unwrap();
+    assert!(cleaned > 0.0 && cleaned <= written, "{cleaned}");
+    let dirty = sample(&text, "rill_cleaner_dirty_offsets").unwrap();
+    assert_eq!(dirty, written - cleaned, "log end minus the clean point");
+}
+
 #[test]
 fn per_partition_series_can_be_switched_off() {
     let dir = tempfile::tempdir().unwrap();

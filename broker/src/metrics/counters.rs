@@ -38,6 +38,37 @@ impl TopicTraffic {
     }
 }
 
+/// What the compaction cleaner did on one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanerTotals {
+    pub passes: u64,
+    pub segments_read: u64,
+    pub segments_written: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_removed: u64,
+}
+
+impl CleanerTotals {
+    pub fn add(&mut self, o: &rill_storage::log::CleanOutcome) {
+        self.passes += 1;
+        self.segments_read += o.segments_read as u64;
+        self.segments_written += o.segments_written as u64;
+        self.bytes_read += o.bytes_read;
+        self.bytes_written += o.bytes_written;
+        self.records_removed += o.records_removed;
+    }
+
+    pub fn merge(&mut self, o: &CleanerTotals) {
+        self.passes += o.passes;
+        self.segments_read += o.segments_read;
+        self.segments_written += o.segments_written;
+        self.bytes_read += o.bytes_read;
+        self.bytes_written += o.bytes_written;
+        self.records_removed += o.records_removed;
+    }
+}
+
 /// One shard's counters.
 #[derive(Debug)]
 pub struct ShardCounters {
@@ -51,6 +82,7 @@ pub struct ShardCounters {
     /// Time the shard's executor spent running tasks, summed from
     /// glommio's statistics (which reset each time they are read).
     busy: Cell<Duration>,
+    pub cleaner: Cell<CleanerTotals>,
 }
 
 impl Default for ShardCounters {
@@ -62,6 +94,7 @@ impl Default for ShardCounters {
             connections_accepted: Cell::new(0),
             connections_open: Cell::new(0),
             busy: Cell::new(Duration::ZERO),
+            cleaner: Cell::default(),
         }
     }
 }
@@ -100,6 +133,13 @@ impl ShardCounters {
             Some(t) => f(t),
             None => f(topics.entry(topic.to_string()).or_default()),
         }
+    }
+
+    /// A cleaner pass that rewrote segments.
+    pub fn cleaned(&self, o: &rill_storage::log::CleanOutcome) {
+        let mut t = self.cleaner.get();
+        t.add(o);
+        self.cleaner.set(t);
     }
 
     /// Forgets a deleted topic's traffic, so series do not outlive it.

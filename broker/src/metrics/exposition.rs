@@ -10,7 +10,7 @@ use rill_net::kafka_protocol::messages::ApiKey;
 use rill_net::kafka_protocol::ResponseError;
 use rill_storage::sync_stats::{Histogram, SyncKind, LATENCY_BUCKETS_US};
 
-use super::counters::TopicTraffic;
+use super::counters::{CleanerTotals, TopicTraffic};
 use super::snapshot::ShardSnapshot;
 
 /// What the broker says about itself beside its shards' snapshots.
@@ -317,6 +317,76 @@ fn families(info: &BrokerInfo, shards: &[ShardSnapshot]) -> Vec<MetricFamily> {
             "Bytes of record batches in a partition's log.",
             per(|p| p.bytes as f64),
         );
+        f.gauge(
+            "rill_partition_cleaned_offset",
+            "A compacted partition's clean point: records before it were cleaned against every newer key.",
+            parts
+                .iter()
+                .filter_map(|p| {
+                    let labels = vec![
+                        ("topic", p.topic.clone()),
+                        ("partition", p.partition.to_string()),
+                    ];
+                    Some((labels, p.cleaned_to? as f64))
+                })
+                .collect(),
+        );
+    }
+
+    // The compaction cleaner.
+    let mut cleaner = CleanerTotals::default();
+    for s in shards {
+        cleaner.merge(&s.cleaner);
+    }
+    let compacted: Vec<_> = shards
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .filter_map(|p| Some((p, p.cleaned_to?)))
+        .collect();
+    f.gauge(
+        "rill_cleaner_dirty_offsets",
+        "Offsets of compacted partitions past their clean point, summed: what the cleaner has still to look at (falls after each pass).",
+        vec![(
+            vec![],
+            compacted
+                .iter()
+                .map(|(p, cleaned)| (p.log_end - cleaned).max(0) as f64)
+                .sum(),
+        )],
+    );
+    for (name, help, value) in [
+        (
+            "rill_cleaner_passes_total",
+            "Cleaner passes that rewrote segments.",
+            cleaner.passes,
+        ),
+        (
+            "rill_cleaner_segments_read_total",
+            "Segments the cleaner rewrote.",
+            cleaner.segments_read,
+        ),
+        (
+            "rill_cleaner_segments_written_total",
+            "Segments the cleaner's passes wrote in their place.",
+            cleaner.segments_written,
+        ),
+        (
+            "rill_cleaner_bytes_read_total",
+            "Bytes of segments the cleaner rewrote.",
+            cleaner.bytes_read,
+        ),
+        (
+            "rill_cleaner_bytes_written_total",
+            "Bytes of the segments the cleaner wrote.",
+            cleaner.bytes_written,
+        ),
+        (
+            "rill_cleaner_records_removed_total",
+            "Records the cleaner removed (superseded values and expired tombstones).",
+            cleaner.records_removed,
+        ),
+    ] {
+        f.counter(name, help, vec![(vec![], value as f64)]);
     }
 
     // Consumer groups.
@@ -506,6 +576,7 @@ mod tests {
             high_watermark: 100,
             segments: 1,
             bytes: 4096,
+            cleaned_to: None,
         });
         s.groups.push(GroupGauges {
             group: "g".into(),

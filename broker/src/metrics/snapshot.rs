@@ -4,7 +4,7 @@
 
 use rill_storage::sync_stats::{self, Histogram};
 
-use super::counters::{ApiCounters, TopicTraffic};
+use super::counters::{ApiCounters, CleanerTotals, TopicTraffic};
 use crate::shard::Shard;
 
 /// One partition's log, as a scrape sees it.
@@ -17,6 +17,8 @@ pub struct PartitionGauges {
     pub high_watermark: i64,
     pub segments: u64,
     pub bytes: u64,
+    /// A compacted partition's clean point; `None` if it is not compacted.
+    pub cleaned_to: Option<i64>,
 }
 
 /// One consumer group this shard coordinates.
@@ -60,6 +62,8 @@ pub struct ShardSnapshot {
     pub producer_ids: u64,
     /// Time the shard spent running tasks since it started.
     pub busy_seconds: f64,
+    /// What the compaction cleaner did on this shard.
+    pub cleaner: CleanerTotals,
 }
 
 impl Shard {
@@ -83,6 +87,7 @@ impl Shard {
                     high_watermark: p.high_watermark(),
                     segments: segments as u64,
                     bytes,
+                    cleaned_to: p.cleaned_to(),
                 }
             })
             .collect();
@@ -145,6 +150,7 @@ impl Shard {
             write_buffer_bytes: rill_storage::appender::write_buffer_bytes() as u64,
             producer_ids,
             busy_seconds: c.busy().as_secs_f64(),
+            cleaner: c.cleaner.get(),
         }
     }
 }

@@ -305,12 +305,15 @@ impl Shard {
                     return;
                 }
                 match part.clean(limits).await {
-                    Ok(Some(o)) => tracing::info!(
-                        %topic, partition, segments_read = o.segments_read, segments_written = o.segments_written,
-                        bytes_read = o.bytes_read, bytes_written = o.bytes_written,
-                        records_removed = o.records_removed, cleaned_to = o.cleaned_to,
-                        "compacted"
-                    ),
+                    Ok(Some(o)) => {
+                        self.counters.cleaned(&o);
+                        tracing::info!(
+                            %topic, partition, segments_read = o.segments_read, segments_written = o.segments_written,
+                            bytes_read = o.bytes_read, bytes_written = o.bytes_written,
+                            records_removed = o.records_removed, cleaned_to = o.cleaned_to,
+                            "compacted"
+                        )
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(%topic, partition, error = %e, "compaction failed; retrying later");
