@@ -39,6 +39,9 @@ pub struct ScaleOptions {
     /// How long one phase (create, produce, a start) may take.
     pub phase_timeout: Duration,
     pub progress: bool,
+    /// Whether the broker gives each partition metric series of its own
+    /// (`--metrics-partition-series`).
+    pub partition_series: bool,
 }
 
 /// The broker's resources at one moment.
@@ -71,6 +74,24 @@ pub struct ScaleReport {
     pub kill_start_listening_secs: f64,
     pub kill_start_serving_secs: f64,
     pub after_kill_start: Usage,
+    /// A `/metrics` scrape of the broker with every partition written.
+    pub scrape: ScrapeCost,
+}
+
+/// What a Prometheus scrape of the broker costs it.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ScrapeCost {
+    pub scrapes: usize,
+    /// Broker CPU (user + system, every thread) per scrape, less what it
+    /// spent without scrapes over as long.
+    pub broker_cpu_ms: f64,
+    /// That background CPU, per scrape's worth of time.
+    pub background_cpu_ms: f64,
+    /// Wall time per scrape, as the scraper saw it.
+    pub wall_ms: f64,
+    pub bytes: usize,
+    /// Lines that are samples (not `#` comments).
+    pub samples: usize,
 }
 
 impl ScaleReport {
@@ -95,6 +116,16 @@ impl ScaleReport {
         );
         usage("empty broker", &self.empty);
         usage("all written", &self.written);
+        let sc = &self.scrape;
+        println!(
+            "scrape /metrics        {:.1} ms broker CPU (+{:.1} ms background), {:.1} ms wall, {:.2} MB, {} samples (mean of {})",
+            sc.broker_cpu_ms,
+            sc.background_cpu_ms,
+            sc.wall_ms,
+            sc.bytes as f64 / 1e6,
+            sc.samples,
+            sc.scrapes
+        );
         if self.settle_secs > 0.0 {
             usage(&format!("idle {:.0} s", self.settle_secs), &self.settled);
         }
@@ -115,6 +146,8 @@ impl ScaleReport {
 struct RunningBroker {
     child: Child,
     addr: String,
+    /// The admin listener's address, once the broker printed it.
+    admin: std::sync::mpsc::Receiver<String>,
 }
 
 impl RunningBroker {
@@ -128,6 +161,12 @@ impl RunningBroker {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--metrics-partition-series",
+                if opts.partition_series {
+                    "true"
+                } else {
+                    "false"
+                },
                 "--data-dir",
             ])
             .arg(data)
@@ -158,6 +197,7 @@ impl RunningBroker {
             .with_context(|| format!("starting {}", opts.rill.display()))?;
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
+        let (admin_tx, admin) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(stdout).lines() {
@@ -165,11 +205,14 @@ impl RunningBroker {
                 if let Some(rest) = line.strip_prefix("rill broker listening on ") {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
                     let _ = tx.send(addr.to_string());
+                } else if let Some(rest) = line.strip_prefix("admin listener on http://") {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = admin_tx.send(addr.to_string());
                 }
             }
         });
         match rx.recv_timeout(opts.phase_timeout) {
-            Ok(addr) => Ok((RunningBroker { child, addr }, started.elapsed())),
+            Ok(addr) => Ok((RunningBroker { child, addr, admin }, started.elapsed())),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -196,6 +239,45 @@ impl RunningBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
         bail!("the broker did not stop within {timeout:?} of SIGTERM")
+    }
+
+    /// `scrapes` scrapes of `/metrics` one after another, and what each
+    /// cost the broker's CPU on average.
+    fn scrape(&self, scrapes: usize) -> anyhow::Result<ScrapeCost> {
+        let admin = self
+            .admin
+            .recv_timeout(Duration::from_secs(10))
+            .context("the broker printed no admin listener")?;
+        let url = format!("http://{admin}/metrics");
+        let get = || -> anyhow::Result<String> {
+            Ok(ureq::get(&url)
+                .timeout(Duration::from_secs(60))
+                .call()
+                .with_context(|| format!("GET {url}"))?
+                .into_string()?)
+        };
+        get()?; // warm: the first scrape makes the series' strings
+        let cpu = || crate::cpu::process_cpu_seconds(self.pid()).unwrap_or(0.0);
+        let (cpu0, started) = (cpu(), Instant::now());
+        let mut text = String::new();
+        for _ in 0..scrapes {
+            text = get()?;
+        }
+        let (busy, wall) = (cpu() - cpu0, started.elapsed());
+        // What the broker spends meanwhile without scrapes (writing behind,
+        // its sweeps) over as long again, taken off.
+        let cpu1 = cpu();
+        std::thread::sleep(wall);
+        let background = cpu() - cpu1;
+        let n = scrapes.max(1) as f64;
+        Ok(ScrapeCost {
+            scrapes,
+            broker_cpu_ms: (busy - background).max(0.0) * 1e3 / n,
+            background_cpu_ms: background * 1e3 / n,
+            wall_ms: wall.as_secs_f64() * 1e3 / n,
+            bytes: text.len(),
+            samples: text.lines().filter(|l| !l.starts_with('#')).count(),
+        })
     }
 
     fn kill9(mut self) {
@@ -459,6 +541,10 @@ pub fn run(opts: &ScaleOptions) -> anyhow::Result<ScaleReport> {
         std::thread::sleep(opts.settle);
         report.settled = usage(broker.pid(), &data);
     }
+    // After the idle time if there is one: the scrape's own cost is then
+    // not buried under the writes' aftermath.
+    say("scraping /metrics");
+    report.scrape = broker.scrape(20)?;
     say("stopping (SIGTERM)");
     report.stop_secs = broker.stop(opts.phase_timeout)?.as_secs_f64();
 

@@ -43,6 +43,10 @@ struct Cli {
     /// Seconds one phase (create, produce, one start) may take.
     #[arg(long, default_value_t = 300)]
     phase_timeout_secs: u64,
+    /// Whether the broker gives each partition metric series of its own
+    /// (`rill broker --metrics-partition-series`); the scrape is measured.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    metrics_partition_series: bool,
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -63,6 +67,7 @@ fn main() {
         settle: Duration::from_secs(cli.settle_secs),
         phase_timeout: Duration::from_secs(cli.phase_timeout_secs),
         progress: true,
+        partition_series: cli.metrics_partition_series,
     };
     match scale::run(&opts) {
         Ok(report) => {
