@@ -121,6 +121,7 @@ fn metrics_pass_promtool_and_count_what_clients_did() {
     assert!(text.contains("rill_sync_duration_seconds_bucket{kind=\"journal\""));
     assert_eq!(sample(&text, "rill_ready"), Some(1.0));
     assert!(sample(&text, "rill_shard_busy_seconds_total{shard=\"0\"}").unwrap() > 0.0);
+    assert!(sample(&text, "rill_shard_cpu_seconds_total{shard=\"0\"}").unwrap() > 0.0);
     assert!(
         sample(&text, "rill_read_cache_bytes").unwrap() > 0.0,
         "recent batches are cached"

@@ -526,10 +526,18 @@ fn families(info: &BrokerInfo, shards: &[ShardSnapshot]) -> Vec<MetricFamily> {
     );
     f.counter(
         "rill_shard_busy_seconds_total",
-        "Time a shard's executor spent running tasks (its rate is the shard's busy fraction).",
+        "Time a shard's executor spent running tasks and polling for I/O, by glommio's statistics (not the kernel's work on the I/O while the shard waits: see rill_shard_cpu_seconds_total).",
         shards
             .iter()
             .map(|s| (vec![("shard", s.shard.to_string())], s.busy_seconds))
+            .collect(),
+    );
+    f.counter(
+        "rill_shard_cpu_seconds_total",
+        "CPU time of a shard's thread, user and system (its rate is how much of a core the shard takes).",
+        shards
+            .iter()
+            .map(|s| (vec![("shard", s.shard.to_string())], s.cpu_seconds))
             .collect(),
     );
 
