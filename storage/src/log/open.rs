@@ -432,7 +432,13 @@ pub(super) fn spawn_interval_flusher<D: Disk>(inner: Weak<Inner<D>>, first: std:
                 _ => false,
             };
             if go_on {
-                match log.sync_to(target).await {
+                // Through the shard journal if the log has one: what it
+                // journaled is durable already (its segment is synced when
+                // the journal file retires, with one `syncfs` for all), so
+                // only batches the journal never saw (acks=0/1) cost this
+                // log a sync of its own. A thousand busy partitions each
+                // syncing every second would otherwise flood the device.
+                match log.make_durable(target).await {
                     Ok(_) | Err(StorageError::Closed) => {}
                     Err(e) => {
                         tracing::error!(dir = %log.inner.dir.display(), error = %e, "interval flush failed")
