@@ -174,12 +174,12 @@ impl Client {
     /// The cached leader of a partition (None if unknown or leaderless).
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
         let m = self.lock_metadata();
-        let p = m
-            .topics
-            .get(topic)?
-            .partitions
-            .iter()
-            .find(|p| p.partition == partition)?;
+        // Sorted by partition when merged: a consumer asks this for each
+        // of its partitions on every fetch, so no linear scan.
+        let parts = &m.topics.get(topic)?.partitions;
+        let p = &parts[parts
+            .binary_search_by_key(&partition, |p| p.partition)
+            .ok()?];
         (p.leader >= 0).then_some(p.leader)
     }
 

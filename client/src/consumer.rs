@@ -611,7 +611,13 @@ async fn fetch(
         if version >= 9 {
             p.current_leader_epoch = -1;
         }
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == &**topic) {
+        // Partitions come grouped by topic: the last topic first.
+        let same = |t: &&mut FetchTopic| t.topic.0.as_str() == &**topic;
+        let found = match topics.last_mut().filter(same) {
+            Some(t) => Some(t),
+            None => topics.iter_mut().find(same),
+        };
+        match found {
             Some(t) => t.partitions.push(p),
             None => {
                 let mut t = FetchTopic::default();
@@ -639,13 +645,8 @@ async fn fetch(
     let mut answers: HashMap<(&str, i32), Result<FetchedData>> = HashMap::new();
     for t in &response.responses {
         for p in &t.partitions {
+            // A partition not asked for is never looked up below.
             let key = (t.topic.0.as_str(), p.partition_index);
-            if !parts
-                .iter()
-                .any(|(tp, _, _)| &*tp.0 == key.0 && tp.1 == key.1)
-            {
-                continue;
-            }
             let outcome = if p.error_code != 0 {
                 Err(Error::kafka(
                     p.error_code,
