@@ -154,6 +154,17 @@ impl Partition {
         })
     }
 
+    /// Whether the high watermark passed `seen` (or the partition closed);
+    /// if not, `waker` is woken when it may have. For a fetch waiting on
+    /// many partitions at once without a future for each.
+    pub fn poll_data(&self, seen: i64, waker: &std::task::Waker) -> bool {
+        if self.high_watermark() > seen || self.log.is_closed() {
+            return true;
+        }
+        self.moved.register(waker);
+        false
+    }
+
     /// Resolves once the high watermark passes `seen`, or the partition closes.
     pub async fn wait_for_data(&self, seen: i64) {
         self.moved

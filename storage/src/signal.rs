@@ -18,16 +18,22 @@ impl Signal {
         }
     }
 
+    /// Has `waker` woken at the next notification (once, however often a
+    /// task registers): for a task polling many conditions itself.
+    pub fn register(&self, waker: &Waker) {
+        let mut wakers = self.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+
     /// Resolves with the first `Some` that `ready` returns, re-checking after
     /// every notification.
     pub async fn wait_until<T>(&self, mut ready: impl FnMut() -> Option<T>) -> T {
         poll_fn(|cx| match ready() {
             Some(v) => Poll::Ready(v),
             None => {
-                let mut wakers = self.wakers.borrow_mut();
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
-                }
+                self.register(cx.waker());
                 Poll::Pending
             }
         })
