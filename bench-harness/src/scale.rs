@@ -250,11 +250,18 @@ impl RunningBroker {
             .context("the broker printed no admin listener")?;
         let url = format!("http://{admin}/metrics");
         let get = || -> anyhow::Result<String> {
-            Ok(ureq::get(&url)
-                .timeout(Duration::from_secs(60))
-                .call()
-                .with_context(|| format!("GET {url}"))?
-                .into_string()?)
+            // Tens of megabytes at 100,000 partitions with per-partition
+            // series: more than `into_string` takes.
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut ureq::get(&url)
+                    .timeout(Duration::from_secs(60))
+                    .call()
+                    .with_context(|| format!("GET {url}"))?
+                    .into_reader(),
+                &mut text,
+            )?;
+            Ok(text)
         };
         get()?; // warm: the first scrape makes the series' strings
         let cpu = || crate::cpu::process_cpu_seconds(self.pid()).unwrap_or(0.0);
