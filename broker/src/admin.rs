@@ -88,17 +88,6 @@ pub struct Status {
     pub connections_open: u64,
 }
 
-fn disk_free(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string and a statvfs to fill.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
-}
-
 /// A running admin listener; stops when dropped.
 pub struct AdminServer {
     addr: SocketAddr,
@@ -205,7 +194,7 @@ fn respond(state: &AdminState, request: tiny_http::Request) {
                         .map(|p| p.bytes)
                         .sum(),
                     data_dir: state.data_dir.display().to_string(),
-                    disk_free_bytes: disk_free(&state.data_dir),
+                    disk_free_bytes: crate::shard::journal::free_bytes(&state.data_dir),
                     connections_open: shards.iter().map(|s| s.connections_open).sum(),
                 };
                 let body = serde_json::to_string_pretty(&status).expect("plain data");

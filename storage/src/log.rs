@@ -83,8 +83,6 @@ pub const UNJOURNALED_BYTES_MAX: usize = 4 << 20;
 /// 31 -> 46 MB/s at 1 s.
 pub const WRITE_BEHIND_MS: i64 = 1000;
 
-/// A partition's log on one shard, on the real disk unless told otherwise
-/// (`D`: see [`crate::io`]). Cheap to clone (reference counted).
 /// How far a log was written out before a sync: the offset after its
 /// last batch, and where that ends in which segment.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +92,8 @@ pub(crate) struct WrittenOut {
     position: u64,
 }
 
+/// A partition's log on one shard, on the real disk unless told otherwise
+/// (`D`: see [`crate::io`]). Cheap to clone (reference counted).
 pub struct PartitionLog<D: Disk = DmaDisk> {
     inner: Rc<Inner<D>>,
 }

@@ -105,10 +105,6 @@ pub fn stats() -> OpenFileStats {
 
 /// Descriptors this thread may hold open (its share of the budget).
 pub fn budget_share() -> usize {
-    share()
-}
-
-fn share() -> usize {
     let threads = SHARING_THREADS.load(Ordering::Relaxed);
     (descriptors::budget() / threads).max(1)
 }
@@ -181,7 +177,7 @@ fn try_take_slot() -> Result<descriptors::Slot, descriptors::BudgetExhausted> {
         let mut c = c.borrow_mut();
         close_dropped(&mut c);
         let held = c.lru.len() + c.closing + c.dropped.len();
-        if held < share() {
+        if held < budget_share() {
             if let Ok(slot) = descriptors::PROCESS.take() {
                 return Ok(slot);
             }

@@ -71,6 +71,49 @@ struct Totals {
     crashes_mid_step: u64,
 }
 
+/// `partitions` logs on `disk`, each attached to `j`.
+async fn journaled_logs(
+    disk: &SimDisk,
+    j: &Journal<SimDisk>,
+    partitions: usize,
+    config: &LogConfig,
+) -> Vec<PartitionLog<SimDisk>> {
+    let mut logs = Vec::new();
+    for p in 0..partitions {
+        let n = name(p);
+        let log = PartitionLog::open_on(disk.clone(), dir(&n.name), config.clone())
+            .await
+            .unwrap();
+        log.attach_journal(j.clone(), n).await.unwrap();
+        logs.push(log);
+    }
+    logs
+}
+
+/// One batch on every log, all waiting on the same journal steps; returns
+/// each log's index and the batch's base offset once all are durable.
+async fn one_batch_each(logs: &[PartitionLog<SimDisk>], round: u64) -> Vec<(usize, i64)> {
+    let waits: Vec<_> = logs
+        .iter()
+        .enumerate()
+        .map(|(p, log)| {
+            let log = log.clone();
+            glommio::spawn_local(async move {
+                let b = batch(round * 100 + p as u64, 1, 200, 1_000);
+                let header = batch::validate(&b, 1 << 20).unwrap();
+                let info = log.append_validated_unsynced(b, header).await.unwrap();
+                log.make_durable(info.last_offset + 1).await.unwrap();
+                (p, info.base_offset)
+            })
+        })
+        .collect();
+    let mut done = Vec::new();
+    for w in waits {
+        done.push(w.await);
+    }
+    done
+}
+
 async fn one_seed(seed: u64, t: &mut Totals) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut disk = SimDisk::new();
@@ -303,35 +346,12 @@ fn a_retiring_file_syncs_the_filesystem_once_for_all_its_partitions() {
         )
         .await
         .unwrap();
-        let mut logs = Vec::new();
-        for p in 0..PARTITIONS {
-            let n = name(p);
-            let log = PartitionLog::open_on(disk.clone(), dir(&n.name), config())
-                .await
-                .unwrap();
-            log.attach_journal(j.clone(), n).await.unwrap();
-            logs.push(log);
-        }
+        let logs = journaled_logs(&disk, &j, PARTITIONS, &config()).await;
         let syncs_before = disk.syncs();
         let mut acked = Vec::new();
         for round in 0..40u64 {
-            // One batch on every partition, all waiting on the same steps.
-            let waits: Vec<_> = logs
-                .iter()
-                .enumerate()
-                .map(|(p, log)| {
-                    let log = log.clone();
-                    glommio::spawn_local(async move {
-                        let b = batch(round * 100 + p as u64, 1, 200, 1_000);
-                        let header = batch::validate(&b, 1 << 20).unwrap();
-                        let info = log.append_validated_unsynced(b, header).await.unwrap();
-                        log.make_durable(info.last_offset + 1).await.unwrap();
-                        (p, info.base_offset, stored_at(&log, info.base_offset).await)
-                    })
-                })
-                .collect();
-            for w in waits {
-                acked.push(w.await);
+            for (p, offset) in one_batch_each(&logs, round).await {
+                acked.push((p, offset, stored_at(&logs[p], offset).await));
             }
         }
         // Let the retirements started in the background finish.
@@ -398,34 +418,11 @@ fn the_flush_interval_syncs_only_what_the_journal_did_not_take() {
             flush: FlushPolicy::Interval(interval),
             ..config()
         };
-        let mut logs = Vec::new();
-        for p in 0..PARTITIONS {
-            let n = name(p);
-            let log = PartitionLog::open_on(disk.clone(), dir(&n.name), config.clone())
-                .await
-                .unwrap();
-            log.attach_journal(j.clone(), n).await.unwrap();
-            logs.push(log);
-        }
+        let logs = journaled_logs(&disk, &j, PARTITIONS, &config).await;
         let syncs_before = disk.syncs();
         let steps_before = j.stats().steps;
         for round in 0..3u64 {
-            let waits: Vec<_> = logs
-                .iter()
-                .enumerate()
-                .map(|(p, log)| {
-                    let log = log.clone();
-                    glommio::spawn_local(async move {
-                        let b = batch(round * 100 + p as u64, 1, 200, 1_000);
-                        let header = batch::validate(&b, 1 << 20).unwrap();
-                        let info = log.append_validated_unsynced(b, header).await.unwrap();
-                        log.make_durable(info.last_offset + 1).await.unwrap();
-                    })
-                })
-                .collect();
-            for w in waits {
-                w.await;
-            }
+            one_batch_each(&logs, round).await;
         }
         // Several intervals pass with every partition's flusher due.
         glommio::timer::sleep(interval * 6).await;

@@ -278,48 +278,8 @@ fn families(info: &BrokerInfo, shards: &[ShardSnapshot]) -> Vec<MetricFamily> {
     if info.partition_series {
         let mut parts: Vec<_> = shards.iter().flat_map(|s| &s.partitions).collect();
         parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        let per = |pick: fn(&super::snapshot::PartitionGauges) -> f64| {
-            parts
-                .iter()
-                .map(|p| {
-                    (
-                        vec![
-                            ("topic", p.topic.clone()),
-                            ("partition", p.partition.to_string()),
-                        ],
-                        pick(p),
-                    )
-                })
-                .collect()
-        };
-        f.gauge(
-            "rill_partition_log_start_offset",
-            "A partition's first offset.",
-            per(|p| p.log_start as f64),
-        );
-        f.gauge(
-            "rill_partition_log_end_offset",
-            "The offset after a partition's last record.",
-            per(|p| p.log_end as f64),
-        );
-        f.gauge(
-            "rill_partition_high_watermark",
-            "The offset up to which a partition's records are visible to consumers.",
-            per(|p| p.high_watermark as f64),
-        );
-        f.gauge(
-            "rill_partition_segments",
-            "Segments of a partition's log.",
-            per(|p| p.segments as f64),
-        );
-        f.gauge(
-            "rill_partition_size_bytes",
-            "Bytes of record batches in a partition's log.",
-            per(|p| p.bytes as f64),
-        );
-        f.gauge(
-            "rill_partition_cleaned_offset",
-            "A compacted partition's clean point: records before it were cleaned against every newer key.",
+        // A partition's series of one gauge; `None` leaves the partition out.
+        let per = |pick: fn(&super::snapshot::PartitionGauges) -> Option<f64>| {
             parts
                 .iter()
                 .filter_map(|p| {
@@ -327,9 +287,39 @@ fn families(info: &BrokerInfo, shards: &[ShardSnapshot]) -> Vec<MetricFamily> {
                         ("topic", p.topic.clone()),
                         ("partition", p.partition.to_string()),
                     ];
-                    Some((labels, p.cleaned_to? as f64))
+                    Some((labels, pick(p)?))
                 })
-                .collect(),
+                .collect()
+        };
+        f.gauge(
+            "rill_partition_log_start_offset",
+            "A partition's first offset.",
+            per(|p| Some(p.log_start as f64)),
+        );
+        f.gauge(
+            "rill_partition_log_end_offset",
+            "The offset after a partition's last record.",
+            per(|p| Some(p.log_end as f64)),
+        );
+        f.gauge(
+            "rill_partition_high_watermark",
+            "The offset up to which a partition's records are visible to consumers.",
+            per(|p| Some(p.high_watermark as f64)),
+        );
+        f.gauge(
+            "rill_partition_segments",
+            "Segments of a partition's log.",
+            per(|p| Some(p.segments as f64)),
+        );
+        f.gauge(
+            "rill_partition_size_bytes",
+            "Bytes of record batches in a partition's log.",
+            per(|p| Some(p.bytes as f64)),
+        );
+        f.gauge(
+            "rill_partition_cleaned_offset",
+            "A compacted partition's clean point: records before it were cleaned against every newer key.",
+            per(|p| p.cleaned_to.map(|c| c as f64)),
         );
     }
 

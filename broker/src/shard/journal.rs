@@ -26,7 +26,7 @@ pub const JOURNAL_FILE_BYTES_MAX: u64 = 32 << 20;
 const JOURNAL_FILE_BYTES_MIN: u64 = 4 << 20;
 
 /// Bytes free for an unprivileged writer on the file system of `dir`.
-fn free_bytes(dir: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs with a valid C string and a zeroed out-struct.
