@@ -39,12 +39,17 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// See [`PartitionLog::release_idle`].
-    pub async fn release_idle(
+    /// See [`PartitionLog::park_begin`].
+    pub async fn park_begin(
         &self,
         idle_ms: i64,
-    ) -> std::result::Result<bool, rill_storage::StorageError> {
-        self.log.release_idle(idle_ms).await
+    ) -> std::result::Result<rill_storage::log::Park, rill_storage::StorageError> {
+        self.log.park_begin(idle_ms).await
+    }
+
+    /// See [`PartitionLog::park_end`].
+    pub async fn park_end(&self) -> std::result::Result<(), rill_storage::StorageError> {
+        self.log.park_end().await
     }
 
     pub fn new(topic_id: Uuid, log: PartitionLog, recompress_to: Option<Compression>) -> Partition {

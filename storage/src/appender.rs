@@ -335,8 +335,11 @@ impl<F: SegmentFile> Appender<F> {
     /// Gives back what an idle partition holds: the write buffer, once
     /// everything appended is written (the next append reads the tail block
     /// back), and the disk reserved past the data. Returns whether it was
-    /// idle enough to do so (nothing waiting to be written).
-    pub async fn release_idle(&mut self) -> Result<bool> {
+    /// idle enough to do so (nothing waiting to be written). With
+    /// `cut_by_caller` the caller cuts the file to [`position`](Self::position)
+    /// right after (a seal), which gives the reservation back too: one
+    /// truncate instead of two.
+    pub async fn release_idle(&mut self, cut_by_caller: bool) -> Result<bool> {
         self.check_failed()?;
         let position = self.position();
         if self.buf_len > self.submitted_len || self.progress.written().0 < position {
@@ -349,15 +352,16 @@ impl<F: SegmentFile> Appender<F> {
         self.cap = Self::cold_cap(&self.config);
         self.window.set(self.window.get().shrunk());
         let written_end = align_up(position);
-        if self.reserved_end.get() > written_end {
+        if self.reserved_end.get() > written_end && !cut_by_caller {
             // Blocks reserved beyond the end of the file are freed by
             // truncating it to its own size (ext4, xfs).
             self.file
                 .truncate(written_end)
                 .await
                 .map_err(|e| StorageError::io("giving back reserved space", e))?;
-            self.reserved_end.set(written_end);
         }
+        self.reserved_end
+            .set(self.reserved_end.get().min(written_end));
         Ok(true)
     }
 

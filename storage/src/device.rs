@@ -12,21 +12,40 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
 
 thread_local! {
     static PRIMED: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+    /// Parents of directories found on a primed device: every partition's
+    /// directory shares its parent with thousands of others, and an open of
+    /// 100,000 partitions then asks the filesystem nothing here.
+    static PRIMED_PARENTS: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Makes sure glommio's polling probe for the device holding `dir` has run
 /// against a non-empty file on this thread. Cheap after the first call.
 pub async fn prime_for(dir: &Path) -> Result<()> {
+    let parent = dir.parent().map(Path::to_path_buf);
+    let known = |parent: &Option<PathBuf>| {
+        parent
+            .as_ref()
+            .is_some_and(|p| PRIMED_PARENTS.with(|k| k.borrow().contains(p)))
+    };
+    if known(&parent) {
+        return Ok(());
+    }
+    let remember = |parent: Option<PathBuf>| {
+        if let Some(p) = parent {
+            PRIMED_PARENTS.with(|k| k.borrow_mut().push(p));
+        }
+    };
     let dev = std::fs::metadata(dir)
         .map_err(|e| StorageError::io("inspecting the data directory", e))?
         .dev();
     if PRIMED.with(|p| p.borrow().contains(&dev)) {
+        remember(parent);
         return Ok(());
     }
     let path = dir.join(format!(".dma-probe-{}", std::process::id()));
@@ -46,5 +65,6 @@ pub async fn prime_for(dir: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&path);
     result?;
     PRIMED.with(|p| p.borrow_mut().insert(dev));
+    remember(parent);
     Ok(())
 }

@@ -194,7 +194,13 @@ impl Clock for DmaDisk {
 impl Disk for DmaDisk {
     type File = DmaSegment;
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)?;
+        // One `mkdir` when the directory exists (every open of a partition
+        // but its first), not a `mkdir` and a `stat`.
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(_) => std::fs::create_dir_all(dir)?,
+        }
         crate::device::prime_for(dir)
             .await
             .map_err(io::Error::other)

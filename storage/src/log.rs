@@ -11,7 +11,7 @@ mod clean;
 mod epochs;
 pub use clean::CleanOutcome;
 mod maintenance;
-pub use maintenance::RetentionOutcome;
+pub use maintenance::{Park, RetentionOutcome};
 mod open;
 mod producers;
 
@@ -129,8 +129,9 @@ struct Writer<D: Disk> {
     /// a close has nothing to write. Set by a clean open and by a close or
     /// park; cleared by an append and by an unclean checkpoint.
     clean_on_disk: bool,
-    /// (position, offset) written out by [`PartitionLog::close_begin`],
-    /// durable once the caller's filesystem sync returns.
+    /// (position, offset) written out by [`PartitionLog::close_begin`] or
+    /// [`PartitionLog::park_begin`], durable once the caller's filesystem
+    /// sync returns; cleared by an append and by an unclean checkpoint.
     sealed_unsynced: Option<(u64, i64)>,
 }
 
@@ -358,6 +359,12 @@ impl<D: Disk> PartitionLog<D> {
         }
     }
 
+    /// Whether the flush-interval task runs for this log: only while it
+    /// holds batches stored neither in its segment nor in the journal.
+    pub fn flusher_running(&self) -> bool {
+        self.inner.shared.borrow().flusher_running
+    }
+
     /// Under a flush interval, starts the task that syncs every interval
     /// if it is not running and something is not durable yet. The task
     /// ends once everything is: an idle partition costs no timer.
@@ -373,48 +380,6 @@ impl<D: Disk> PartitionLog<D> {
             s.flusher_running = true;
         }
         open::spawn_interval_flusher(Rc::downgrade(&self.inner), every);
-    }
-
-    /// Parks an idle log: writes what a clean stop writes (so a stop or a
-    /// restart has nothing to do for it) and gives back what it holds — its
-    /// write buffer, its cache of recent batches, the disk reserved past its
-    /// data — if nothing was
-    /// appended in the last `idle_ms` (and it was not given back since).
-    /// Returns whether it did. The next append allocates a small buffer and
-    /// reads the tail block back; readers read from the segment.
-    pub async fn release_idle(&self, idle_ms: i64) -> Result<bool> {
-        let now = self.inner.disk.now_ms();
-        // Reads prepared for a reader that did not come back.
-        let unused = self
-            .inner
-            .shared
-            .borrow_mut()
-            .read_ahead
-            .take_older_than(now - idle_ms);
-        drop(unused);
-        {
-            let s = self.inner.shared.borrow();
-            if s.idle_released || now - s.last_append_ms < idle_ms || s.closed {
-                return Ok(false);
-            }
-        }
-        let mut w = self.inner.writer.lock().await;
-        self.check_usable()?;
-        if self.inner.shared.borrow().last_append_ms > now - idle_ms {
-            return Ok(false); // appended while this waited for the lock
-        }
-        if !w.appender.release_idle().await? {
-            return Ok(false);
-        }
-        if !w.clean_on_disk {
-            // Parked as a clean stop would leave it: a stop or a crash
-            // while it stays idle has nothing to do for it.
-            self.seal(&mut w).await?;
-        }
-        let mut s = self.inner.shared.borrow_mut();
-        s.cache.clear();
-        s.idle_released = true;
-        Ok(true)
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -702,6 +667,7 @@ impl<D: Disk> PartitionLog<D> {
         // the active segment's exact size, which any write that lands
         // changes, and the next open then recovers from its recovery point.
         w.clean_on_disk = false;
+        w.sealed_unsynced = None;
         if self.roll_due(len) {
             self.roll(&mut w, len).await?;
         }
@@ -918,9 +884,10 @@ impl<D: Disk> PartitionLog<D> {
             segment_base,
             position,
         } = written;
-        {
+        let advanced = {
             let mut s = inner.shared.borrow_mut();
-            if offset > s.durable_offset {
+            let advanced = offset > s.durable_offset;
+            if advanced {
                 s.durable_offset = offset;
                 s.durable_position = (segment_base, position);
             }
@@ -933,11 +900,15 @@ impl<D: Disk> PartitionLog<D> {
                 let p = s.unjournaled.pop_front().expect("front");
                 s.unjournaled_bytes -= p.batch.len();
             }
-        }
+            advanced
+        };
         inner.durable.notify_all();
         let mut w = inner.writer.lock().await;
-        if inner.disk.now_ms() - w.last_checkpoint_ms
-            >= inner.config.borrow().checkpoint_interval_ms as i64
+        // Not if something else made it durable meanwhile (a park, which
+        // left a clean checkpoint this would replace with an unclean one).
+        if advanced
+            && inner.disk.now_ms() - w.last_checkpoint_ms
+                >= inner.config.borrow().checkpoint_interval_ms as i64
         {
             self.write_checkpoint_then(&mut w, false, sync_checkpoint)
                 .await?;
@@ -995,6 +966,9 @@ impl<D: Disk> PartitionLog<D> {
         w.checkpoint_seq = checkpoint.seq;
         w.last_checkpoint_ms = self.inner.disk.now_ms();
         w.clean_on_disk = clean;
+        if !clean {
+            w.sealed_unsynced = None;
+        }
         Ok(())
     }
 

@@ -432,6 +432,8 @@ fn the_flush_interval_syncs_only_what_the_journal_did_not_take() {
             syncs <= steps + 2,
             "{syncs} syncs for {steps} journal steps: the segments synced on the interval"
         );
+        let running = logs.iter().filter(|l| l.flusher_running()).count();
+        assert_eq!(running, 0, "flush tasks left running for journaled batches");
 
         // A batch no one waits on (acks=1) is not journaled: the interval syncs it.
         let log = &logs[0];

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use rill_net::kafka_protocol::ResponseError;
 use rill_storage::io::{Disk, DmaDisk};
+use rill_storage::log::Park;
 use rill_storage::signal::Signal;
 
 use crate::cluster::{ClusterMeta, Controller};
@@ -235,23 +236,30 @@ impl Shard {
     /// Gives back what partitions idle for [`IDLE_MS`] hold (write
     /// buffers, caches of recent batches, disk reserved ahead): memory and
     /// disk follow the partitions being written, not the partitions there are.
+    /// They are parked as a clean stop leaves them, with two filesystem
+    /// syncs for all of them (as [`close_all`](Self::close_all) does) instead
+    /// of two `fdatasync`s each: 80,000 partitions going idle at once take
+    /// seconds, not half a minute.
     pub async fn release_idle(self: &Rc<Self>) {
+        let began = std::time::Instant::now();
         let parts = self.partitions.borrow().all();
         let released = std::cell::Cell::new(0usize);
+        let awaiting = std::cell::RefCell::new(Vec::new());
         futures_util::StreamExt::for_each_concurrent(
             futures_util::stream::iter(parts),
             metadata::OPENS_IN_FLIGHT,
             |part| {
-                let released = &released;
+                let (released, awaiting) = (&released, &awaiting);
                 async move {
                     if self.stopping.get() {
                         // A stop seals every log with two `syncfs` calls in
-                        // all; parking more now (a sync each) only delays it.
+                        // all; parking more now only delays it.
                         return;
                     }
-                    match part.release_idle(IDLE_MS).await {
-                        Ok(true) => released.set(released.get() + 1),
-                        Ok(false) => {}
+                    match part.park_begin(IDLE_MS).await {
+                        Ok(Park::NotIdle) => {}
+                        Ok(Park::Parked) => released.set(released.get() + 1),
+                        Ok(Park::AwaitsSync) => awaiting.borrow_mut().push(part),
                         // A failed log reports itself on its next request.
                         Err(e) => tracing::debug!(shard = self.id, error = %e, "parking an idle partition failed"),
                     }
@@ -259,9 +267,42 @@ impl Shard {
             },
         )
         .await;
-        let released = released.get();
+        let awaiting = awaiting.into_inner();
+        let written = began.elapsed();
+        let sealed = awaiting.len();
+        if !awaiting.is_empty() {
+            if let Err(e) = DmaDisk.sync_filesystem(&self.config.data_dir).await {
+                // The journal still holds their batches; the stop or the
+                // next park seals them.
+                tracing::warn!(shard = self.id, error = %e, "syncing parked partitions failed");
+                return;
+            }
+            futures_util::StreamExt::for_each_concurrent(
+                futures_util::stream::iter(awaiting),
+                metadata::OPENS_IN_FLIGHT,
+                |part| async move {
+                    if let Err(e) = part.park_end().await {
+                        tracing::debug!(shard = self.id, error = %e, "parking an idle partition failed");
+                    }
+                },
+            )
+            .await;
+            // The clean checkpoints: a stop that finds these partitions
+            // parked has nothing to sync for them.
+            if let Err(e) = DmaDisk.sync_filesystem(&self.config.data_dir).await {
+                tracing::warn!(shard = self.id, error = %e, "syncing parked partitions' checkpoints failed");
+            }
+        }
+        let released = released.get() + sealed;
         if released > 0 {
-            tracing::debug!(shard = self.id, released, "released idle partitions");
+            tracing::debug!(
+                shard = self.id,
+                released,
+                sealed,
+                written_ms = written.as_millis() as u64,
+                ms = began.elapsed().as_millis() as u64,
+                "parked idle partitions"
+            );
         }
     }
 
@@ -331,8 +372,10 @@ impl Shard {
         // in the last seconds takes seconds, not minutes.
         // After the opening at start (or a metadata change) is done: no
         // partition opens behind the drain.
+        let began = std::time::Instant::now();
         let _applying = self.applying.lock().await;
         let parts = self.partitions.borrow_mut().drain();
+        let count = parts.len();
         let all_closed = std::cell::Cell::new(true);
         let sealed = std::cell::RefCell::new(Vec::new());
         futures_util::StreamExt::for_each_concurrent(
@@ -354,6 +397,8 @@ impl Shard {
         )
         .await;
         let sealed = sealed.into_inner();
+        let written = began.elapsed();
+        let sealed_count = sealed.len();
         if !sealed.is_empty() {
             match DmaDisk.sync_filesystem(&self.config.data_dir).await {
                 Ok(()) => {
@@ -384,6 +429,14 @@ impl Shard {
             }
         }
         let all_closed = all_closed.get();
+        tracing::info!(
+            shard = self.id,
+            partitions = count,
+            sealed = sealed_count,
+            written_ms = written.as_millis() as u64,
+            total_ms = began.elapsed().as_millis() as u64,
+            "partitions closed"
+        );
         // Every segment is synced: the journal holds nothing the next start
         // needs. (Otherwise it stays, and is replayed.)
         let journal = self.journal.borrow_mut().take();

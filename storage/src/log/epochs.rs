@@ -48,9 +48,12 @@ impl<D: Disk> PartitionLog<D> {
             }
             None if start == end => (LeaderEpochs::new(), false),
             None => {
-                // Usual for a log of one epoch, which keeps no file.
+                // Usual for a log of one epoch, which keeps no file (and
+                // then there is none to write, or to remove).
                 tracing::debug!(dir = %self.inner.dir.display(), "rebuilding the leader-epoch index from the batches");
-                (self.rebuild_epochs(start, end).await?, true)
+                let epochs = self.rebuild_epochs(start, end).await?;
+                let several = epochs.entries().len() > 1;
+                (epochs, several)
             }
         };
         self.inner.shared.borrow_mut().epochs = epochs;

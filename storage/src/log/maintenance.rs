@@ -19,6 +19,19 @@ pub struct RetentionOutcome {
     pub log_start_offset: i64,
 }
 
+/// What [`PartitionLog::park_begin`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Park {
+    /// Appended to within the idle time, parked already, or with writes
+    /// still in flight: nothing done.
+    NotIdle,
+    /// Parked; it was clean on disk already.
+    Parked,
+    /// Parked, its active segment written out but not synced:
+    /// [`PartitionLog::park_end`] after a sync of its filesystem.
+    AwaitsSync,
+}
+
 impl<D: Disk> PartitionLog<D> {
     /// Removes every batch at or after `offset`, which must be the start of a
     /// batch (or the log end). Durable before it returns. Replication uses it
@@ -313,6 +326,97 @@ impl<D: Disk> PartitionLog<D> {
         }
     }
 
+    /// Parks an idle log: writes what a clean stop writes (so a stop or a
+    /// restart has nothing to do for it) and gives back what it holds — its
+    /// write buffer, its cache of recent batches, the disk reserved past its
+    /// data — if nothing was appended in the last `idle_ms` (and it was not
+    /// parked since). Returns whether it did. The next append allocates a
+    /// small buffer and reads the tail block back; readers read from the
+    /// segment. One log on its own: [`park_begin`](Self::park_begin), a
+    /// sync of the filesystem, [`park_end`](Self::park_end).
+    pub async fn release_idle(&self, idle_ms: i64) -> Result<bool> {
+        match self.park_begin(idle_ms).await? {
+            Park::NotIdle => Ok(false),
+            Park::Parked => Ok(true),
+            Park::AwaitsSync => {
+                let synced = self.inner.disk.sync_filesystem(&self.inner.dir).await;
+                synced.map_err(|e| StorageError::io("syncing a parked log", e))?;
+                self.park_end().await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// First step of parking many idle logs with two filesystem syncs in
+    /// all instead of two `fdatasync`s each (see [`release_idle`](Self::release_idle)):
+    /// gives back what the log holds and, unless it is clean on disk
+    /// already, writes out its active segment cut to its size, syncing
+    /// nothing. The log stays open for appends throughout.
+    pub async fn park_begin(&self, idle_ms: i64) -> Result<Park> {
+        let now = self.inner.disk.now_ms();
+        // Reads prepared for a reader that did not come back.
+        let unused = self
+            .inner
+            .shared
+            .borrow_mut()
+            .read_ahead
+            .take_older_than(now - idle_ms);
+        drop(unused);
+        {
+            let s = self.inner.shared.borrow();
+            if s.idle_released || now - s.last_append_ms < idle_ms || s.closed {
+                return Ok(Park::NotIdle);
+            }
+        }
+        let mut w = self.inner.writer.lock().await;
+        self.check_usable()?;
+        if self.inner.shared.borrow().last_append_ms > now - idle_ms {
+            return Ok(Park::NotIdle); // appended while this waited for the lock
+        }
+        let seal = !w.clean_on_disk;
+        if !w.appender.release_idle(seal).await? {
+            return Ok(Park::NotIdle);
+        }
+        let park = if !seal {
+            Park::Parked
+        } else {
+            let sealed = self.seal_active_file_then(&mut w, false).await?;
+            self.write_sealed_files(&w).await;
+            w.sealed_unsynced = Some(sealed);
+            Park::AwaitsSync
+        };
+        let mut s = self.inner.shared.borrow_mut();
+        s.cache.clear();
+        s.idle_released = true;
+        Ok(park)
+    }
+
+    /// Second step of parking, after a sync of the log's filesystem: what
+    /// [`park_begin`](Self::park_begin) wrote out is durable, and a clean
+    /// checkpoint is written (not synced: until the next filesystem sync,
+    /// the slot before it stands and an open recovers, as after a crash).
+    /// Does nothing if the log was appended to in between.
+    pub async fn park_end(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock().await;
+        let Some((position, offset)) = w.sealed_unsynced.take() else {
+            return Ok(());
+        };
+        {
+            let mut s = inner.shared.borrow_mut();
+            if s.closed || s.log_end_offset != offset || s.active().size_bytes != position {
+                return Ok(());
+            }
+            if offset > s.durable_offset {
+                s.durable_offset = offset;
+                let base = s.active().base_offset;
+                s.durable_position = (base, position);
+            }
+        }
+        inner.durable.notify_all();
+        self.write_checkpoint_then(&mut w, true, false).await
+    }
+
     /// First step of closing many logs with two filesystem syncs in all
     /// instead of two `fdatasync`s each (a broker stopping with 100,000
     /// partitions): writes out what was appended, cuts the active segment
@@ -471,4 +575,60 @@ async fn recompute_max_timestamp<D: Disk>(
     )
     .await?;
     Ok(max_ts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{encode_uncompressed, RecordSpec};
+    use crate::sim_disk::SimDisk;
+    use crate::{FlushPolicy, LogConfig};
+
+    fn one_record(value: &[u8]) -> bytes::Bytes {
+        let spec = RecordSpec {
+            timestamp_delta: 0,
+            key: None,
+            value: Some(value),
+            headers: &[],
+        };
+        bytes::Bytes::from(encode_uncompressed(1_000, &[spec]))
+    }
+
+    /// A retiring journal file writes a log out, syncs the filesystem and
+    /// then marks the log durable; a park that comes in between leaves a
+    /// clean checkpoint, which the late mark must not replace with an
+    /// unclean one (100,000 parked partitions were sealed again at stop).
+    #[test]
+    fn a_park_between_a_write_out_and_its_mark_stays_clean() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let disk = SimDisk::new();
+                let config = LogConfig {
+                    flush: FlushPolicy::Interval(std::time::Duration::from_secs(3600)),
+                    checkpoint_interval_ms: 0,
+                    ..LogConfig::default()
+                };
+                let log = PartitionLog::open_on(disk.clone(), "/p", config)
+                    .await
+                    .unwrap();
+                let b = one_record(b"v");
+                let header = crate::batch::validate(&b, 1 << 20).unwrap();
+                let info = log.append_validated_unsynced(b, header).await.unwrap();
+                let written = log
+                    .write_out_before_fs_sync(info.last_offset + 1)
+                    .await
+                    .unwrap()
+                    .expect("not durable yet");
+                assert!(log.release_idle(0).await.unwrap(), "parked");
+                assert!(log.inner.writer.lock().await.clean_on_disk);
+                log.mark_durable(written, false).await.unwrap();
+                assert!(
+                    log.inner.writer.lock().await.clean_on_disk,
+                    "the park's clean checkpoint was replaced"
+                );
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 }

@@ -446,7 +446,11 @@ pub(super) fn spawn_interval_flusher<D: Disk>(inner: Weak<Inner<D>>, first: std:
                 }
             }
             let mut s = log.inner.shared.borrow_mut();
-            let done = !go_on || s.durable_offset >= s.log_end_offset || s.failed.is_some();
+            // Stored in the segment or in the journal: nothing left for
+            // this task (100,000 partitions written once would otherwise
+            // each keep a timer until they are parked).
+            let stored = s.durable_offset.max(s.journaled_offset);
+            let done = !go_on || stored >= s.log_end_offset || s.failed.is_some();
             if done {
                 s.flusher_running = false;
                 break;
