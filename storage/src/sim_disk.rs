@@ -345,11 +345,16 @@ impl Disk for SimDisk {
     }
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let s = self.state.borrow();
-        Ok(s.files
+        let names: Vec<String> = s
+            .files
             .keys()
             .filter(|p| p.parent() == Some(dir))
             .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
-            .collect())
+            .collect();
+        if names.is_empty() && !s.dirs.iter().any(|d| d == dir) {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        Ok(names)
     }
     fn file_len(&self, path: &Path) -> io::Result<u64> {
         let s = self.state.borrow();

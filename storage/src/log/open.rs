@@ -83,16 +83,20 @@ pub(super) async fn open<D: Disk>(
 ) -> Result<(PartitionLog<D>, Option<i64>)> {
     validate_config(&config);
     let now = disk.now_ms();
-    // Also readies the device for this thread (glommio probes it once).
-    disk.create_dir_all(dir)
-        .await
-        .map_err(|e| StorageError::io("creating the log directory", e))?;
     // One listing answers which files exist: 100,000 partitions open
     // without a failed open (or a second listing) for each file a small
-    // log does not have.
-    let mut names = disk
-        .list_dir(dir)
-        .map_err(|e| StorageError::io("listing the log directory", e))?;
+    // log does not have. A new log's directory is made when the listing
+    // finds none.
+    let mut names = match disk.list_dir(dir) {
+        Ok(names) => names,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            disk.create_dir_all(dir)
+                .await
+                .map_err(|e| StorageError::io("creating the log directory", e))?;
+            Vec::new()
+        }
+        Err(e) => return Err(StorageError::io("listing the log directory", e)),
+    };
     if super::clean::recover_swaps(&disk, dir, &names).await? {
         names = disk
             .list_dir(dir)
