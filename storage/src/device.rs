@@ -27,25 +27,20 @@ thread_local! {
 /// Makes sure glommio's polling probe for the device holding `dir` has run
 /// against a non-empty file on this thread. Cheap after the first call.
 pub async fn prime_for(dir: &Path) -> Result<()> {
-    let parent = dir.parent().map(Path::to_path_buf);
-    let known = |parent: &Option<PathBuf>| {
-        parent
-            .as_ref()
-            .is_some_and(|p| PRIMED_PARENTS.with(|k| k.borrow().contains(p)))
-    };
-    if known(&parent) {
+    let parent = dir.parent();
+    if parent.is_some_and(|p| PRIMED_PARENTS.with(|k| k.borrow().iter().any(|q| q == p))) {
         return Ok(());
     }
-    let remember = |parent: Option<PathBuf>| {
+    let remember = || {
         if let Some(p) = parent {
-            PRIMED_PARENTS.with(|k| k.borrow_mut().push(p));
+            PRIMED_PARENTS.with(|k| k.borrow_mut().push(p.to_path_buf()));
         }
     };
     let dev = std::fs::metadata(dir)
         .map_err(|e| StorageError::io("inspecting the data directory", e))?
         .dev();
     if PRIMED.with(|p| p.borrow().contains(&dev)) {
-        remember(parent);
+        remember();
         return Ok(());
     }
     let path = dir.join(format!(".dma-probe-{}", std::process::id()));
@@ -65,6 +60,6 @@ pub async fn prime_for(dir: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&path);
     result?;
     PRIMED.with(|p| p.borrow_mut().insert(dev));
-    remember(parent);
+    remember();
     Ok(())
 }

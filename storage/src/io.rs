@@ -59,7 +59,7 @@ pub trait Clock {
 #[allow(async_fn_in_trait)]
 pub trait Disk: Clock + Clone + 'static {
     type File: SegmentFile;
-    /// Creates `dir` and its parents, and readies the device under it.
+    /// Creates `dir` and its parents.
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Names of the entries of `dir`.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;

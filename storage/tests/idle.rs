@@ -118,6 +118,17 @@ fn syncfs(dir: &Path) {
     assert_eq!(unsafe { libc::syncfs(f.as_raw_fd()) }, 0);
 }
 
+/// Logs at `a` and `b`, each with the same 50 batches; their ids.
+async fn two_logs(a: &Path, b: &Path) -> (PartitionLog, PartitionLog, Vec<u64>) {
+    let la = PartitionLog::open(a, config()).await.unwrap();
+    let lb = PartitionLog::open(b, config()).await.unwrap();
+    for id in 0..50 {
+        la.append(batch(id, 2, 700, id as i64)).await.unwrap();
+        lb.append(batch(id, 2, 700, id as i64)).await.unwrap();
+    }
+    (la, lb, (0..50).collect())
+}
+
 /// Closing many logs with two filesystem syncs in all: after both steps the
 /// next open is clean; stopped between them, the next open recovers
 /// everything (it was written, only not marked clean).
@@ -127,14 +138,7 @@ fn a_close_in_two_steps_around_a_filesystem_sync() {
     let root = tmp.path().to_path_buf();
     run(move || async move {
         let (a, b) = (root.join("a"), root.join("b"));
-        let mut ids = Vec::new();
-        let la = PartitionLog::open(&a, config()).await.unwrap();
-        let lb = PartitionLog::open(&b, config()).await.unwrap();
-        for id in 0..50 {
-            la.append(batch(id, 2, 700, id as i64)).await.unwrap();
-            lb.append(batch(id, 2, 700, id as i64)).await.unwrap();
-            ids.push(id);
-        }
+        let (la, lb, ids) = two_logs(&a, &b).await;
         assert!(la.close_begin().await.unwrap());
         assert!(lb.close_begin().await.unwrap());
         assert!(la.append(batch(99, 2, 700, 99)).await.is_err(), "closed");
@@ -171,14 +175,7 @@ fn a_park_in_two_steps_around_a_filesystem_sync() {
     let root = tmp.path().to_path_buf();
     run(move || async move {
         let (a, b) = (root.join("a"), root.join("b"));
-        let mut ids = Vec::new();
-        let la = PartitionLog::open(&a, config()).await.unwrap();
-        let lb = PartitionLog::open(&b, config()).await.unwrap();
-        for id in 0..50 {
-            la.append(batch(id, 2, 700, id as i64)).await.unwrap();
-            lb.append(batch(id, 2, 700, id as i64)).await.unwrap();
-            ids.push(id);
-        }
+        let (la, lb, mut ids) = two_logs(&a, &b).await;
         assert_eq!(la.park_begin(60_000).await.unwrap(), Park::NotIdle);
         assert_eq!(la.park_begin(0).await.unwrap(), Park::AwaitsSync);
         assert_eq!(lb.park_begin(0).await.unwrap(), Park::AwaitsSync);
@@ -203,6 +200,22 @@ fn a_park_in_two_steps_around_a_filesystem_sync() {
         // A clean log parks without a sync step.
         assert_eq!(la.park_begin(0).await.unwrap(), Park::Parked);
         la.close().await.unwrap();
+        // A stop that begins between a park's two steps: the park leaves
+        // the log to the stop's second step, which marks it clean.
+        lb.append(batch(51, 2, 700, 51)).await.unwrap();
+        ids.push(51);
+        assert_eq!(lb.park_begin(0).await.unwrap(), Park::AwaitsSync);
+        assert!(lb.close_begin().await.unwrap());
+        syncfs(&root);
+        lb.park_end().await.unwrap();
+        lb.close_end().await.unwrap();
+        syncfs(&root);
+        drop(lb);
+        let before_b = modified(&cb);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let lb = PartitionLog::open(&b, config()).await.unwrap();
+        assert_eq!(modified(&cb), before_b, "closed mid-park: opens clean");
+        check_all(&lb, &ids).await;
         lb.close().await.unwrap();
     });
 }

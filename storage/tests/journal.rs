@@ -71,6 +71,19 @@ struct Totals {
     crashes_mid_step: u64,
 }
 
+/// A journal whose files hold 64 KiB, so a test's rounds retire several.
+async fn small_files_journal(disk: &SimDisk) -> Journal<SimDisk> {
+    Journal::create(
+        disk.clone(),
+        Path::new(JOURNAL),
+        JournalConfig {
+            file_bytes: 64 << 10,
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// `partitions` logs on `disk`, each attached to `j`.
 async fn journaled_logs(
     disk: &SimDisk,
@@ -152,15 +165,7 @@ async fn one_seed(seed: u64, t: &mut Totals) {
                 );
             }
         }
-        let j = Journal::create(
-            disk.clone(),
-            Path::new(JOURNAL),
-            JournalConfig {
-                file_bytes: 64 << 10,
-            },
-        )
-        .await
-        .unwrap();
+        let j = small_files_journal(&disk).await;
         for p in 0..partitions {
             let log = logs.borrow()[&name(p).name].clone();
             log.attach_journal(j.clone(), name(p)).await.unwrap();
@@ -337,15 +342,7 @@ fn a_retiring_file_syncs_the_filesystem_once_for_all_its_partitions() {
     run(|| async {
         const PARTITIONS: usize = 40;
         let disk = SimDisk::new();
-        let j = Journal::create(
-            disk.clone(),
-            Path::new(JOURNAL),
-            JournalConfig {
-                file_bytes: 64 << 10,
-            },
-        )
-        .await
-        .unwrap();
+        let j = small_files_journal(&disk).await;
         let logs = journaled_logs(&disk, &j, PARTITIONS, &config()).await;
         let syncs_before = disk.syncs();
         let mut acked = Vec::new();

@@ -270,29 +270,16 @@ impl Shard {
         let awaiting = awaiting.into_inner();
         let written = began.elapsed();
         let sealed = awaiting.len();
-        if !awaiting.is_empty() {
-            if let Err(e) = DmaDisk.sync_filesystem(&self.config.data_dir).await {
-                // The journal still holds their batches; the stop or the
-                // next park seals them.
-                tracing::warn!(shard = self.id, error = %e, "syncing parked partitions failed");
-                return;
+        self.sync_and_finish(awaiting, "parked", |part| async move {
+            match part.park_end().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(shard = self.id, error = %e, "parking an idle partition failed");
+                    false
+                }
             }
-            futures_util::StreamExt::for_each_concurrent(
-                futures_util::stream::iter(awaiting),
-                metadata::OPENS_IN_FLIGHT,
-                |part| async move {
-                    if let Err(e) = part.park_end().await {
-                        tracing::debug!(shard = self.id, error = %e, "parking an idle partition failed");
-                    }
-                },
-            )
-            .await;
-            // The clean checkpoints: a stop that finds these partitions
-            // parked has nothing to sync for them.
-            if let Err(e) = DmaDisk.sync_filesystem(&self.config.data_dir).await {
-                tracing::warn!(shard = self.id, error = %e, "syncing parked partitions' checkpoints failed");
-            }
-        }
+        })
+        .await;
         let released = released.get() + sealed;
         if released > 0 {
             tracing::debug!(
@@ -399,34 +386,19 @@ impl Shard {
         let sealed = sealed.into_inner();
         let written = began.elapsed();
         let sealed_count = sealed.len();
-        if !sealed.is_empty() {
-            match DmaDisk.sync_filesystem(&self.config.data_dir).await {
-                Ok(()) => {
-                    futures_util::StreamExt::for_each_concurrent(
-                        futures_util::stream::iter(sealed),
-                        metadata::OPENS_IN_FLIGHT,
-                        |((topic, partition), part)| {
-                            let all_closed = &all_closed;
-                            async move {
-                                if let Err(e) = part.close_end().await {
-                                    tracing::error!(%topic, partition, error = %e, "closing a partition failed");
-                                    all_closed.set(false);
-                                }
-                            }
-                        },
-                    )
-                    .await;
-                    if let Err(e) = DmaDisk.sync_filesystem(&self.config.data_dir).await {
-                        tracing::error!(shard = self.id, error = %e, "syncing the clean checkpoints failed; the next start recovers");
-                        all_closed.set(false);
+        let finished = self
+            .sync_and_finish(sealed, "closed", |((topic, partition), part)| async move {
+                match part.close_end().await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(%topic, partition, error = %e, "closing a partition failed");
+                        false
                     }
                 }
-                Err(e) => {
-                    // Not known to be durable: the journal stays for replay.
-                    tracing::error!(shard = self.id, error = %e, "syncing the closed partitions failed; the next start recovers them");
-                    all_closed.set(false);
-                }
-            }
+            })
+            .await;
+        if !finished {
+            all_closed.set(false);
         }
         let all_closed = all_closed.get();
         tracing::info!(
@@ -445,6 +417,45 @@ impl Shard {
                 tracing::warn!(shard = self.id, error = %e, "removing the shard journal failed");
             }
         }
+    }
+
+    /// The rest of sealing many logs with two filesystem syncs in all (a
+    /// stop, an idle sweep) after each one's first step: one `syncfs` makes
+    /// what they wrote out durable, `finish` writes each one's clean
+    /// checkpoint (false: it failed), and a second `syncfs` makes those
+    /// durable. Returns whether all of it worked; a log left short of it is
+    /// recovered at its next open, and the journal keeps its batches.
+    async fn sync_and_finish<T, F, Fut>(&self, sealed: Vec<T>, what: &str, finish: F) -> bool
+    where
+        F: Fn(T) -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        if sealed.is_empty() {
+            return true;
+        }
+        if let Err(e) = DmaDisk.sync_filesystem(&self.config.data_dir).await {
+            tracing::error!(shard = self.id, error = %e, "syncing the {what} partitions failed; their next open recovers them");
+            return false;
+        }
+        let all = Cell::new(true);
+        futures_util::StreamExt::for_each_concurrent(
+            futures_util::stream::iter(sealed),
+            metadata::OPENS_IN_FLIGHT,
+            |t| {
+                let (all, finished) = (&all, finish(t));
+                async move {
+                    if !finished.await {
+                        all.set(false);
+                    }
+                }
+            },
+        )
+        .await;
+        if let Err(e) = DmaDisk.sync_filesystem(&self.config.data_dir).await {
+            tracing::error!(shard = self.id, error = %e, "syncing the {what} partitions' clean checkpoints failed; their next open recovers them");
+            all.set(false);
+        }
+        all.get()
     }
 
     pub fn stop(&self) {

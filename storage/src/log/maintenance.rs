@@ -380,9 +380,7 @@ impl<D: Disk> PartitionLog<D> {
         let park = if !seal {
             Park::Parked
         } else {
-            let sealed = self.seal_active_file_then(&mut w, false).await?;
-            self.write_sealed_files(&w).await;
-            w.sealed_unsynced = Some(sealed);
+            self.seal_unsynced(&mut w).await?;
             Park::AwaitsSync
         };
         let mut s = self.inner.shared.borrow_mut();
@@ -395,26 +393,15 @@ impl<D: Disk> PartitionLog<D> {
     /// [`park_begin`](Self::park_begin) wrote out is durable, and a clean
     /// checkpoint is written (not synced: until the next filesystem sync,
     /// the slot before it stands and an open recovers, as after a crash).
-    /// Does nothing if the log was appended to in between.
+    /// Does nothing if the log was appended to in between (an append
+    /// clears what the first step wrote out), nor once it is closing (the
+    /// stop's own second step finishes it).
     pub async fn park_end(&self) -> Result<()> {
-        let inner = &*self.inner;
-        let mut w = inner.writer.lock().await;
-        let Some((position, offset)) = w.sealed_unsynced.take() else {
+        let mut w = self.inner.writer.lock().await;
+        if self.inner.shared.borrow().closed {
             return Ok(());
-        };
-        {
-            let mut s = inner.shared.borrow_mut();
-            if s.closed || s.log_end_offset != offset || s.active().size_bytes != position {
-                return Ok(());
-            }
-            if offset > s.durable_offset {
-                s.durable_offset = offset;
-                let base = s.active().base_offset;
-                s.durable_position = (base, position);
-            }
         }
-        inner.durable.notify_all();
-        self.write_checkpoint_then(&mut w, true, false).await
+        self.mark_sealed_clean(&mut w).await
     }
 
     /// First step of closing many logs with two filesystem syncs in all
@@ -436,9 +423,7 @@ impl<D: Disk> PartitionLog<D> {
         }
         let needs_end = !w.clean_on_disk;
         if needs_end {
-            let (position, offset) = self.seal_active_file_then(&mut w, false).await?;
-            self.write_sealed_files(&w).await;
-            w.sealed_unsynced = Some((position, offset));
+            self.seal_unsynced(&mut w).await?;
         }
         let prepared = {
             let mut s = inner.shared.borrow_mut();
@@ -453,18 +438,40 @@ impl<D: Disk> PartitionLog<D> {
     /// Second step (after a `syncfs`): the clean checkpoint, not synced —
     /// one more `syncfs` makes every log's durable.
     pub async fn close_end(&self) -> Result<()> {
+        let mut w = self.inner.writer.lock().await;
+        self.mark_sealed_clean(&mut w).await
+    }
+
+    /// The first step of a close or park: writes out what was appended,
+    /// cuts the active segment to its size and writes its small files,
+    /// syncing nothing; [`mark_sealed_clean`](Self::mark_sealed_clean)
+    /// follows a sync of the filesystem.
+    async fn seal_unsynced(&self, w: &mut super::Writer<D>) -> Result<()> {
+        let sealed = self.seal_active_file_then(w, false).await?;
+        self.write_sealed_files(w).await;
+        w.sealed_unsynced = Some(sealed);
+        Ok(())
+    }
+
+    /// The second step, after the filesystem sync: what
+    /// [`seal_unsynced`](Self::seal_unsynced) wrote out (unless an append or
+    /// an unclean checkpoint came since) is durable, and a clean checkpoint
+    /// says so, not synced — one more filesystem sync makes it durable.
+    async fn mark_sealed_clean(&self, w: &mut super::Writer<D>) -> Result<()> {
         let inner = &*self.inner;
-        let mut w = inner.writer.lock().await;
         let Some((position, offset)) = w.sealed_unsynced.take() else {
             return Ok(());
         };
         {
             let mut s = inner.shared.borrow_mut();
-            s.durable_offset = offset;
-            let base = s.active().base_offset;
-            s.durable_position = (base, position);
+            if offset > s.durable_offset {
+                s.durable_offset = offset;
+                let base = s.active().base_offset;
+                s.durable_position = (base, position);
+            }
         }
-        self.write_checkpoint_then(&mut w, true, false).await
+        inner.durable.notify_all();
+        self.write_checkpoint_then(w, true, false).await
     }
 
     /// Writes what a clean open needs: the active segment written, cut to
