@@ -8,6 +8,14 @@
 //! same block are never in flight together, so the newer content always lands
 //! last. Space is reserved ahead with `fallocate`, so a full disk surfaces as a
 //! clean error before any data is accepted.
+//!
+//! A reservation also moves the file's size to its end (no `KEEP_SIZE`), so
+//! writes land inside the file: ext4 runs a write past a file's size
+//! synchronously, under the inode's exclusive lock and with an orphan-list
+//! update, so io_uring hands it to one of its few worker threads, which waits
+//! for the device (at 1,000 partitions these writes queued the shard
+//! journal's `fdatasync` behind them). A seal cuts the file to its data; an
+//! unclean open scans up to the zeros that follow the data and cuts there.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -414,7 +422,7 @@ impl<F: SegmentFile> Appender<F> {
         // this append needs.
         let ahead = needed_end + self.next_window();
         for target in [ahead, needed_end] {
-            match self.file.pre_allocate(target, true).await {
+            match self.file.pre_allocate(target, false).await {
                 Ok(()) => {
                     self.reserved_end.set(target);
                     return Ok(());
@@ -453,7 +461,7 @@ impl<F: SegmentFile> Appender<F> {
         self.reserving = Some(glommio::spawn_local(async move {
             // A failure here is not an error yet: the append that needs the
             // space retries synchronously and reports it.
-            match file.pre_allocate(target, true).await {
+            match file.pre_allocate(target, false).await {
                 Ok(()) => reserved_end.set(reserved_end.get().max(target)),
                 Err(_) => window.set(window.get().shrunk()),
             }

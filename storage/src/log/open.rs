@@ -388,10 +388,18 @@ async fn recover_active<F: SegmentFile>(
     }
     let valid_end = stop.position();
     if valid_end < size {
-        tracing::warn!(
-            dir = %dir.display(), segment = base, position = valid_end, cut_bytes = size - valid_end, ?stop,
-            "truncating the torn tail of an unclean stop"
-        );
+        if matches!(stop, ScanStop::End { .. }) {
+            // Only zeros follow the data: space reserved ahead.
+            tracing::debug!(
+                dir = %dir.display(), segment = base, position = valid_end, cut_bytes = size - valid_end,
+                "giving back the space reserved past the data"
+            );
+        } else {
+            tracing::warn!(
+                dir = %dir.display(), segment = base, position = valid_end, cut_bytes = size - valid_end, ?stop,
+                "truncating the torn tail of an unclean stop"
+            );
+        }
         file.truncate(valid_end)
             .await
             .map_err(|e| StorageError::io("truncating a torn tail", e))?;
