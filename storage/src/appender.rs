@@ -370,9 +370,7 @@ impl<F: SegmentFile> Appender<F> {
         if self.buf_len > self.submitted_len || self.progress.written().0 < position {
             return Ok(false);
         }
-        if let Some(r) = self.reserving.take() {
-            let _ = r.task.await;
-        }
+        self.finish_reserving().await;
         self.buf = None;
         self.cap = Self::cold_cap(&self.config);
         self.window.set(self.window.get().shrunk());
@@ -388,6 +386,16 @@ impl<F: SegmentFile> Appender<F> {
         self.reserved_end
             .set(self.reserved_end.get().min(written_end));
         Ok(true)
+    }
+
+    /// Waits for a reservation ahead that is still running. A seal cuts
+    /// the file to its data first: a reservation landing after the cut
+    /// would move the file's size past the data again, and a sealed segment
+    /// with zeros after its data does not open.
+    pub async fn finish_reserving(&mut self) {
+        if let Some(r) = self.reserving.take() {
+            let _ = r.task.await;
+        }
     }
 
     /// Logical end of the appended data.

@@ -984,6 +984,7 @@ impl<D: Disk> PartitionLog<D> {
     async fn seal_active_file_then(&self, w: &mut Writer<D>, sync: bool) -> Result<(u64, i64)> {
         let (position, offset) = w.appender.flush().await?;
         w.appender.progress().wait_written(position).await?;
+        w.appender.finish_reserving().await;
         let file = w.appender.file().clone();
         let sealed = async {
             file.truncate(position).await?;

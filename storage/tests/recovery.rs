@@ -318,3 +318,48 @@ fn a_batch_starting_just_before_a_scan_chunk_boundary_is_recovered() {
         });
     }
 }
+
+/// A roll creates the next segment and reserves its space before it seals
+/// the active one; a crash between the two leaves a next segment of zeros
+/// (its size is the reservation) after an unsealed one with zeros after its
+/// data. The open drops the empty segment and recovers the other.
+#[test]
+fn a_roll_stopped_after_reserving_its_new_segment_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(&path, lazy_checkpoint_config())
+            .await
+            .unwrap();
+        for id in 0..20 {
+            log.append(batch(id, 3, 100, 0)).await.unwrap();
+        }
+        log.sync().await.unwrap();
+        let end = log.log_end_offset();
+        drop(log); // unclean
+        let active = log_file(&path, 0);
+        let data = std::fs::metadata(&active).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap()
+            .set_len(data + (256 << 10))
+            .unwrap();
+        let next = log_file(&path, end);
+        std::fs::File::create(&next)
+            .unwrap()
+            .set_len(64 << 10)
+            .unwrap();
+
+        let log = PartitionLog::open(&path, lazy_checkpoint_config())
+            .await
+            .unwrap();
+        assert_eq!(log.log_end_offset(), end);
+        assert!(!next.exists(), "the empty next segment is removed");
+        for id in 0..20 {
+            assert_eq!(batch_id(&log.read(id as i64 * 3, 1).await.unwrap()), id);
+        }
+        let info = log.append(batch(100, 1, 10, 0)).await.unwrap();
+        assert_eq!(info.base_offset, end);
+    });
+}

@@ -48,6 +48,24 @@ async fn file_size(file: &impl SegmentFile) -> Result<u64> {
         .map_err(|e| StorageError::io("sizing a segment", e))
 }
 
+/// Whether a segment file starts with something other than zeros (a
+/// batch's first bytes are its base offset and length, never all zero). A
+/// file that cannot be read counts as holding one: opening it reports why.
+async fn holds_a_batch(disk: &impl Disk, path: &Path) -> bool {
+    if disk.file_len(path).unwrap_or(0) == 0 {
+        return false;
+    }
+    let Ok(file) = disk.open_read(path).await else {
+        return true;
+    };
+    let start = file.read_at(0, crate::batch::LOG_OVERHEAD).await;
+    let _ = file.close().await;
+    match start {
+        Ok(bytes) => bytes.iter().any(|&b| b != 0),
+        Err(_) => true,
+    }
+}
+
 /// Scans a segment, rebuilding its indexes and summary from the batches.
 async fn rebuild<F: SegmentFile>(
     base: i64,
@@ -134,11 +152,12 @@ pub(super) async fn open<D: Disk>(
         remove_segment_files(&disk, dir, bases.remove(0));
         tidied = true;
     }
-    // Empty trailing segments hold nothing: a roll that stopped half way.
+    // Empty trailing segments hold nothing: a roll that stopped half way
+    // (its new file may have its size reserved already: zeros from the
+    // start, no batch).
     while bases.len() > 1 {
         let last = *bases.last().expect("non-empty");
-        let size = disk.file_len(&segment::log_path(dir, last)).unwrap_or(0);
-        if size != 0 {
+        if holds_a_batch(&disk, &segment::log_path(dir, last)).await {
             break;
         }
         remove_segment_files(&disk, dir, last);
