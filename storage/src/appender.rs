@@ -190,8 +190,7 @@ impl WriteProgress {
 /// could not give one. A partition that reserves again within a minute
 /// keeps at least a sixteenth of a write buffer ahead: with nothing ahead
 /// every new block is an append waiting on a `fallocate` (a reactor round
-/// trip, 6–10 ms at 1,000 partitions), and windows that halved to nothing
-/// made every other produce request there wait on one.
+/// trip, 6–10 ms at 1,000 partitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReserveWindow {
     pub bytes: u64,
@@ -240,9 +239,7 @@ impl ReserveWindow {
 /// A reservation ahead running in the background.
 struct Reserving {
     task: glommio::Task<()>,
-    /// Set when it has finished: the next one may start. (A finished task
-    /// kept here used to stop every later one, so each other window was
-    /// reserved by an append, waiting.)
+    /// Set when it has finished: the next one may start.
     done: Rc<Cell<bool>>,
 }
 
@@ -434,10 +431,8 @@ impl<F: SegmentFile> Appender<F> {
     pub async fn reserve(&mut self, bytes: u64) -> Result<()> {
         let needed_end = align_up(self.position() + bytes);
         if needed_end > self.reserved_end.get() {
-            if let Some(r) = self.reserving.take() {
-                // Whatever it found, a synchronous attempt below decides.
-                let _ = r.task.await;
-            }
+            // Whatever it found, a synchronous attempt below decides.
+            self.finish_reserving().await;
         }
         if needed_end <= self.reserved_end.get() {
             self.reserve_ahead(needed_end);

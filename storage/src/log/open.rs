@@ -51,9 +51,14 @@ async fn file_size(file: &impl SegmentFile) -> Result<u64> {
 /// Whether a segment file starts with something other than zeros (a
 /// batch's first bytes are its base offset and length, never all zero). A
 /// file that cannot be read counts as holding one: opening it reports why.
+/// Only a reservation leaves a file of zeros, and reservations end on a
+/// block: a size off the block holds data without a read (a segment cut
+/// to its data at a clean stop mostly ends off the block).
 async fn holds_a_batch(disk: &impl Disk, path: &Path) -> bool {
-    if disk.file_len(path).unwrap_or(0) == 0 {
-        return false;
+    match disk.file_len(path).unwrap_or(0) {
+        0 => return false,
+        size if !size.is_multiple_of(crate::appender::ALIGN) => return true,
+        _ => {}
     }
     let Ok(file) = disk.open_read(path).await else {
         return true;
