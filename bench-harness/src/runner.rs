@@ -270,7 +270,8 @@ impl ConsumerSet {
                         if mine.is_empty() {
                             continue;
                         }
-                        let mut consumer = Consumer::new(client.clone(), fetch.clone());
+                        let own = Client::connect(client.config().clone()).await?;
+                        let mut consumer = Consumer::new(own, fetch.clone());
                         consumer.assign(&mine).await?;
                         Reader::Assigned(Box::new(consumer))
                     }
@@ -285,7 +286,8 @@ impl ConsumerSet {
                         config.session_timeout = Duration::from_secs(10);
                         config.heartbeat_interval = Duration::from_secs(1);
                         config.consumer = fetch.clone();
-                        let mut member = GroupConsumer::new(client.clone(), config);
+                        let own = Client::connect(client.config().clone()).await?;
+                        let mut member = GroupConsumer::new(own, config);
                         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
                         member.subscribe(&topics);
                         Reader::Member(Box::new(member))
@@ -447,11 +449,9 @@ async fn drive(
         // A client of its own, as each producer of an application has: a
         // connection allows 5 requests in flight, and producers sharing one
         // shared those 5 (two producers at 1,000 partitions each waited
-        // ~10 ms per request for a slot, which capped the run).
-        let own = match p {
-            0 => client.clone(),
-            _ => Client::connect(client.config().clone()).await?,
-        };
+        // ~10 ms per request for a slot, which capped the run; a consumer's
+        // fetch waiting for data holds a slot too).
+        let own = Client::connect(client.config().clone()).await?;
         let producer = Arc::new(Producer::new(
             own,
             ProducerConfig {

@@ -691,3 +691,103 @@ fn a_long_polling_consumer_does_not_hold_up_a_producer_on_the_same_client() {
         );
     });
 }
+
+/// Batch record counts in a partition's first segment, once it holds
+/// `records` records (acknowledged batches reach the segment file within
+/// the flush interval; a stop syncs them).
+fn batch_sizes(data_dir: &std::path::Path, topic: &str) -> Vec<i32> {
+    let log = std::fs::read(data_dir.join(format!("topics/{topic}-0/00000000000000000000.log")))
+        .expect("segment file");
+    let mut counts = Vec::new();
+    let mut at = 0;
+    while at + 61 <= log.len() {
+        let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().unwrap());
+        if len <= 0 {
+            break; // reserved zeros after the data
+        }
+        counts.push(i32::from_be_bytes(
+            log[at + 57..at + 61].try_into().unwrap(),
+        ));
+        at += 12 + len as usize;
+    }
+    counts
+}
+
+/// A partition's batch that has lingered but cannot go yet (its request
+/// slots are taken) stays open and takes the records that follow, as the
+/// Java client's does: records that wait behind a slow broker go out as
+/// one full batch, not as a queue of lingered one-record batches sent one
+/// per request. Before, 40 records sent 5 ms apart behind a frozen broker
+/// were stored as 40 batches.
+#[test]
+fn records_waiting_for_a_request_slot_join_one_open_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = client(&broker.addr()).await;
+        create(&client, "waiting", 1).await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                linger: Duration::from_millis(1),
+                max_in_flight_per_partition: 1,
+                ..ProducerConfig::default()
+            },
+        )
+        .unwrap();
+        // Connection and producer id in place before the freeze.
+        producer
+            .send(Record::new("waiting", "warm"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let signal = |sig: &str| {
+            let ok = Command::new("kill")
+                .args([sig, &broker.pid().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "kill {sig}");
+        };
+        signal("-STOP");
+        let mut deliveries = Vec::new();
+        // The first takes the partition's one request slot and hangs there.
+        deliveries.push(producer.send(Record::new("waiting", "r0")).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 1..=40 {
+            deliveries.push(
+                producer
+                    .send(Record::new("waiting", format!("r{i}")))
+                    .await
+                    .unwrap(),
+            );
+            // Longer than the linger: each record finds its batch lingered.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        signal("-CONT");
+        let mut offsets = Vec::new();
+        for d in deliveries {
+            let m = tokio::time::timeout(Duration::from_secs(30), d)
+                .await
+                .expect("delivered once the broker runs again")
+                .unwrap();
+            offsets.push(m.offset);
+        }
+        assert_eq!(
+            offsets,
+            (1..=41).collect::<Vec<i64>>(),
+            "in order, once each"
+        );
+        producer.close().await;
+    });
+    broker.terminate();
+    let sizes = batch_sizes(dir.path(), "waiting");
+    assert_eq!(sizes.iter().sum::<i32>(), 42);
+    assert_eq!(
+        sizes,
+        vec![1, 1, 40],
+        "the warm-up record, the one in flight at the freeze, then one batch of the 40 that waited"
+    );
+}

@@ -172,13 +172,6 @@ fn collect(
     let mut refresh: Vec<Arc<str>> = Vec::new();
     let mut expired: Vec<Batch> = Vec::new();
     for (tp, q) in st.partitions.iter_mut() {
-        if let Some(open) = &q.open {
-            if urgent || now >= open.created + config.linger {
-                q.sealed.push_back(q.open.take().expect("checked"));
-            } else {
-                wake_at(open.created + config.linger);
-            }
-        }
         while q.sealed.front().is_some_and(|b| now >= b.deadline) {
             let b = q.sealed.pop_front().expect("checked");
             if let Some(s) = b.sequence {
@@ -187,8 +180,24 @@ fn collect(
             }
             expired.push(b);
         }
-        let Some(head) = q.sealed.front() else {
-            continue;
+        if q.sealed.is_empty() && q.open.as_ref().is_some_and(|b| now >= b.deadline) {
+            expired.push(q.open.take().expect("checked"));
+        }
+        // The next batch: the oldest sealed one, or else the open one once
+        // it has lingered. An open batch stays open (records keep joining
+        // it) until it is taken into a request, as in the Java client: a
+        // partition waiting for a free request slot then sends one full
+        // batch, not a queue of lingered one-record batches.
+        let (head, open_head) = match (q.sealed.front(), &q.open) {
+            (Some(b), _) => (b, false),
+            (None, Some(open)) => {
+                if !urgent && now < open.created + config.linger {
+                    wake_at(open.created + config.linger);
+                    continue;
+                }
+                (open, true)
+            }
+            (None, None) => continue,
         };
         if !may_send {
             wake_at(now + config.retry_backoff);
@@ -218,7 +227,12 @@ fn collect(
             continue;
         }
         q.in_flight += 1;
-        let mut b = q.sealed.pop_front().expect("checked");
+        let mut b = if open_head {
+            q.open.take()
+        } else {
+            q.sealed.pop_front()
+        }
+        .expect("checked");
         if idempotent {
             let p = producer.expect("numbering waits for a producer id");
             if b.sequence.is_none() {
