@@ -68,6 +68,9 @@ struct State {
     mutations: u64,
     /// After this many more changes every change fails: the process died.
     mutations_left: Option<u64>,
+    /// With [`SimDisk::with_latency`]: the state of the generator that
+    /// picks how long each write and sync takes.
+    latency: Option<u64>,
 }
 
 impl State {
@@ -101,6 +104,36 @@ pub struct CrashPlan {
 impl SimDisk {
     pub fn new() -> SimDisk {
         SimDisk::default()
+    }
+
+    /// A disk whose writes and syncs take time: each yields to the other
+    /// tasks 0–3 times (chosen from `seed`) before it happens, so
+    /// operations started together finish in varying orders, as on a
+    /// device (a step's sync may finish before an earlier step's write).
+    pub fn with_latency(seed: u64) -> SimDisk {
+        let disk = SimDisk::default();
+        disk.state.borrow_mut().latency = Some(seed | 1);
+        disk
+    }
+
+    /// Waits as long as this operation takes (nothing without latency).
+    async fn delay(&self) {
+        let turns = {
+            let mut s = self.state.borrow_mut();
+            match &mut s.latency {
+                Some(x) => {
+                    // xorshift64
+                    *x ^= *x << 13;
+                    *x ^= *x >> 7;
+                    *x ^= *x << 17;
+                    *x % 4
+                }
+                None => 0,
+            }
+        };
+        for _ in 0..turns {
+            futures_lite::future::yield_now().await;
+        }
     }
 
     /// Moves the simulated clock forward.
@@ -168,6 +201,7 @@ impl SimDisk {
                 now_ms: s.now_ms,
                 mutations: 0,
                 mutations_left: None,
+                latency: s.latency,
             })),
         }
     }
@@ -287,6 +321,7 @@ impl SegmentFile for SimFile {
         self.read(position, len)
     }
     async fn write_at(&self, buf: SimBuffer, position: u64) -> io::Result<usize> {
+        self.disk.delay().await;
         let n = buf.0.len();
         self.op(Op::Write {
             position,
@@ -295,6 +330,7 @@ impl SegmentFile for SimFile {
         Ok(n)
     }
     async fn fdatasync(&self) -> io::Result<()> {
+        self.disk.delay().await;
         let mut s = self.disk.state.borrow_mut();
         s.check_alive()?;
         s.syncs += 1;

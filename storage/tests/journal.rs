@@ -66,18 +66,21 @@ async fn stored_at(log: &PartitionLog<SimDisk>, offset: i64) -> Bytes {
 struct Totals {
     acks: u64,
     steps: u64,
+    overlapped: u64,
     files_retired: u64,
     replayed: usize,
     crashes_mid_step: u64,
 }
 
-/// A journal whose files hold 64 KiB, so a test's rounds retire several.
-async fn small_files_journal(disk: &SimDisk) -> Journal<SimDisk> {
+/// A journal whose files hold 64 KiB, so a test's rounds retire several,
+/// with up to `steps_in_flight` steps at once.
+async fn small_files_journal(disk: &SimDisk, steps_in_flight: usize) -> Journal<SimDisk> {
     Journal::create(
         disk.clone(),
         Path::new(JOURNAL),
         JournalConfig {
             file_bytes: 64 << 10,
+            steps_in_flight,
         },
     )
     .await
@@ -129,7 +132,8 @@ async fn one_batch_each(logs: &[PartitionLog<SimDisk>], round: u64) -> Vec<(usiz
 
 async fn one_seed(seed: u64, t: &mut Totals) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut disk = SimDisk::new();
+    // Writes and syncs take time, so steps overlap (two may be in flight).
+    let mut disk = SimDisk::with_latency(seed);
     let partitions = rng.gen_range(2..24);
     let acked: Acked = Rc::default();
     let mut next_id = 0u64;
@@ -165,7 +169,8 @@ async fn one_seed(seed: u64, t: &mut Totals) {
                 );
             }
         }
-        let j = small_files_journal(&disk).await;
+        // One step at a time (the default), or two or three in flight.
+        let j = small_files_journal(&disk, 1 + seed as usize % 3).await;
         for p in 0..partitions {
             let log = logs.borrow()[&name(p).name].clone();
             log.attach_journal(j.clone(), name(p)).await.unwrap();
@@ -232,6 +237,7 @@ async fn one_seed(seed: u64, t: &mut Totals) {
         t.acks += acks.get();
         let stats = j.stats();
         t.steps += stats.steps;
+        t.overlapped += stats.overlapped;
         t.files_retired += stats.files_retired;
         disk = disk.crash(CrashPlan {
             landed: rng.gen_range(0..4),
@@ -260,10 +266,11 @@ fn acknowledged_batches_survive_crashes_through_the_journal() {
         t
     });
     println!(
-        "{} acknowledged batches in {} journal steps ({:.1} per step), {} journal files retired, {} batches given back by replay, {} crashes in the middle of a step",
+        "{} acknowledged batches in {} journal steps ({:.1} per step, {} started while another was in flight), {} journal files retired, {} batches given back by replay, {} crashes in the middle of a step",
         t.acks,
         t.steps,
         t.acks as f64 / t.steps.max(1) as f64,
+        t.overlapped,
         t.files_retired,
         t.replayed,
         t.crashes_mid_step
@@ -271,6 +278,7 @@ fn acknowledged_batches_survive_crashes_through_the_journal() {
     assert!(t.replayed > 0, "replay gave batches back");
     assert!(t.files_retired > 0, "journal files filled and retired");
     assert!(t.steps * 2 < t.acks, "a step covers many partitions");
+    assert!(t.overlapped > 0, "steps overlapped");
 }
 
 /// A step the journal cannot take (here a batch larger than a journal
@@ -287,7 +295,10 @@ fn a_step_the_journal_cannot_take_falls_back_to_the_segment_sync() {
         let j = Journal::create(
             disk.clone(),
             Path::new(JOURNAL),
-            JournalConfig { file_bytes: 8192 },
+            JournalConfig {
+                file_bytes: 8192,
+                ..JournalConfig::default()
+            },
         )
         .await
         .unwrap();
@@ -342,7 +353,7 @@ fn a_retiring_file_syncs_the_filesystem_once_for_all_its_partitions() {
     run(|| async {
         const PARTITIONS: usize = 40;
         let disk = SimDisk::new();
-        let j = small_files_journal(&disk).await;
+        let j = small_files_journal(&disk, 1).await;
         let logs = journaled_logs(&disk, &j, PARTITIONS, &config()).await;
         let syncs_before = disk.syncs();
         let mut acked = Vec::new();

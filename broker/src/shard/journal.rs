@@ -144,6 +144,7 @@ impl Shard {
         let dir = journal_dir(&self.config.data_dir, self.id);
         let config = JournalConfig {
             file_bytes: journal_file_bytes(&self.config.data_dir),
+            ..JournalConfig::default()
         };
         match Journal::create(DmaDisk, &dir, config).await {
             Ok(j) => *self.journal.borrow_mut() = Some(j),
