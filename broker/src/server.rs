@@ -174,6 +174,8 @@ async fn read_requests(
 ) -> io::Result<()> {
     let max_request = shard.config.max_request_bytes;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // The request before this one, until it admits the next.
+    let mut unadmitted: Option<async_channel::Receiver<()>> = None;
     loop {
         let frame = match next_frame(&mut buf, max_request) {
             Ok(Frame::Complete(f)) => f,
@@ -219,6 +221,18 @@ async fn read_requests(
                 return Ok(());
             }
         };
+        // A request starts once the one before admits it (Produce: once
+        // appended; anything else: once answered). After a Produce the
+        // next request is read meanwhile: its bytes take several reads,
+        // each a trip through the reactor, which otherwise came after the
+        // append.
+        if let Some(admitted) = unadmitted.take() {
+            let _ = admitted.recv().await;
+            if closing.get() {
+                return Ok(());
+            }
+        }
+        let produce = frame.get(..2) == Some(&[0, 0]);
         let (admission, admitted) = Admission::new();
         let (task_shard, task_closing, task_connection) =
             (shard.clone(), closing.clone(), connection.clone());
@@ -234,11 +248,13 @@ async fn read_requests(
         if tx.send(task).await.is_err() {
             return Ok(()); // the writer stopped
         }
-        // Until this request admits the next one (Produce: once appended;
-        // anything else: once answered).
-        let _ = admitted.recv().await;
-        if closing.get() {
-            return Ok(());
+        if produce {
+            unadmitted = Some(admitted);
+        } else {
+            let _ = admitted.recv().await;
+            if closing.get() {
+                return Ok(());
+            }
         }
     }
 }
