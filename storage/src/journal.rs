@@ -417,18 +417,7 @@ impl<D: Disk> Journal<D> {
             let (buf, position) = self.encode(&mut w, &records, &name, &logs);
             let file = w.file.clone();
             drop(w);
-            let io = async {
-                let started = std::time::Instant::now();
-                if let Some(buf) = buf {
-                    file.write_at(buf, position).await?;
-                    file.fdatasync().await?;
-                }
-                crate::sync_stats::record(crate::sync_stats::SyncKind::Journal, started);
-                Ok::<(), std::io::Error>(())
-            };
-            let result = io.await;
-            drop(file);
-            result.map_err(|e| (format!("journal write failed: {e}"), true))
+            write_and_sync(&*file, buf, position).await
         } else {
             // The step fills the file: the steps before it finish their
             // writes first, since the full file is retired.
@@ -584,18 +573,7 @@ impl<D: Disk> Journal<D> {
                 continue;
             }
             let (buf, position) = self.encode(w, &records[done..done + take], name, logs);
-            let file = w.file.clone();
-            let io = async {
-                let started = std::time::Instant::now();
-                if let Some(buf) = buf {
-                    file.write_at(buf, position).await?;
-                    file.fdatasync().await?;
-                }
-                crate::sync_stats::record(crate::sync_stats::SyncKind::Journal, started);
-                Ok::<(), std::io::Error>(())
-            };
-            io.await
-                .map_err(|e| (format!("journal write failed: {e}"), true))?;
+            write_and_sync(&*w.file, buf, position).await?;
             done += take;
         }
         Ok(())
@@ -764,6 +742,28 @@ impl<D: Disk> Journal<D> {
         }
         s.stats.files_retired += 1;
     }
+}
+
+/// Writes a step's records and syncs them; nothing for a step whose logs
+/// all sync their own segments. An error fails the journal (the `true`).
+async fn write_and_sync<F: SegmentFile>(
+    file: &F,
+    buf: Option<F::Buffer>,
+    position: u64,
+) -> std::result::Result<(), (String, bool)> {
+    let Some(buf) = buf else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let written = async {
+        file.write_at(buf, position).await?;
+        file.fdatasync().await
+    };
+    written
+        .await
+        .map_err(|e| (format!("journal write failed: {e}"), true))?;
+    crate::sync_stats::record(crate::sync_stats::SyncKind::Journal, started);
+    Ok(())
 }
 
 fn record_len(name: &JournalName, p: &Pending) -> usize {
