@@ -14,7 +14,7 @@ use rill_client::{
     ConsumerRecord, NewTopic, Offset, OffsetSpec, Producer, ProducerConfig, Record, TopicPartition,
 };
 use support::{
-    clients_dir, consume_all, kcat_read, python, run, run_with_input, Broker, InProcess,
+    batches_in, clients_dir, consume_all, kcat_read, python, run, run_with_input, Broker, InProcess,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -567,15 +567,7 @@ fn a_full_buffer_makes_send_wait_instead_of_growing() {
             },
         )
         .unwrap();
-        let signal = |sig: &str| {
-            let ok = Command::new("kill")
-                .args([sig, &broker.pid().to_string()])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "kill {sig}");
-        };
-        signal("-STOP");
+        broker.pause();
         let value = vec![b'p'; 10 << 10];
         let mut deliveries = Vec::new();
         let mut blocked = None;
@@ -594,7 +586,7 @@ fn a_full_buffer_makes_send_wait_instead_of_growing() {
             (90..=110).contains(&accepted),
             "about 1 MiB of 10 KiB records buffered, not {accepted}"
         );
-        signal("-CONT");
+        broker.resume();
         // The record that waited goes through now, and so does everything before it.
         let last = tokio::time::timeout(
             Duration::from_secs(30),
@@ -692,25 +684,15 @@ fn a_long_polling_consumer_does_not_hold_up_a_producer_on_the_same_client() {
     });
 }
 
-/// Batch record counts in a partition's first segment, once it holds
-/// `records` records (acknowledged batches reach the segment file within
-/// the flush interval; a stop syncs them).
+/// Record counts of the batches in a partition's first segment (read
+/// after the broker stopped, which wrote them all out).
 fn batch_sizes(data_dir: &std::path::Path, topic: &str) -> Vec<i32> {
     let log = std::fs::read(data_dir.join(format!("topics/{topic}-0/00000000000000000000.log")))
         .expect("segment file");
-    let mut counts = Vec::new();
-    let mut at = 0;
-    while at + 61 <= log.len() {
-        let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().unwrap());
-        if len <= 0 {
-            break; // reserved zeros after the data
-        }
-        counts.push(i32::from_be_bytes(
-            log[at + 57..at + 61].try_into().unwrap(),
-        ));
-        at += 12 + len as usize;
-    }
-    counts
+    batches_in(&log)
+        .iter()
+        .map(|b| i32::from_be_bytes(b[57..61].try_into().unwrap()))
+        .collect()
 }
 
 /// A partition's batch that has lingered but cannot go yet (its request
@@ -743,15 +725,7 @@ fn records_waiting_for_a_request_slot_join_one_open_batch() {
             .unwrap()
             .await
             .unwrap();
-        let signal = |sig: &str| {
-            let ok = Command::new("kill")
-                .args([sig, &broker.pid().to_string()])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "kill {sig}");
-        };
-        signal("-STOP");
+        broker.pause();
         let mut deliveries = Vec::new();
         // The first takes the partition's one request slot and hangs there.
         deliveries.push(producer.send(Record::new("waiting", "r0")).await.unwrap());
@@ -766,7 +740,7 @@ fn records_waiting_for_a_request_slot_join_one_open_batch() {
             // Longer than the linger: each record finds its batch lingered.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        signal("-CONT");
+        broker.resume();
         let mut offsets = Vec::new();
         for d in deliveries {
             let m = tokio::time::timeout(Duration::from_secs(30), d)

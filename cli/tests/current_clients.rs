@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{clients_dir, run, Broker};
+use support::{batches_in, clients_dir, run, Broker};
 
 fn test_clients() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,17 +67,7 @@ fn stored_codecs(data_dir: &Path, topic: &str) -> Vec<u8> {
 }
 
 fn codecs_in(log: &[u8]) -> Vec<u8> {
-    let mut codecs = Vec::new();
-    let mut at = 0;
-    while at + 61 <= log.len() {
-        let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().unwrap());
-        if len <= 0 {
-            break; // preallocated zeros after the data
-        }
-        codecs.push(log[at + 22] & 0x07);
-        at += 12 + len as usize;
-    }
-    codecs
+    batches_in(log).iter().map(|b| b[22] & 0x07).collect()
 }
 
 #[test]

@@ -414,7 +414,7 @@ impl<D: Disk> Journal<D> {
         let written = if align_up(total as u64) <= inner.config.file_bytes - w.position {
             // The usual case: the whole step in the current file, written
             // and synced without the lock, while the next step encodes.
-            let (buf, position) = self.encode(&mut w, &records, &name, &logs);
+            let (buf, position) = self.encode_step(&mut w, &records, &name, &logs);
             let file = w.file.clone();
             drop(w);
             write_and_sync(&*file, buf, position).await
@@ -494,7 +494,7 @@ impl<D: Disk> Journal<D> {
     /// Encodes `records` at the current position of the file (which has
     /// room for them) and notes their logs as held in it; returns the
     /// buffer (none without records) and where it goes.
-    fn encode<'n>(
+    fn encode_step<'n>(
         &self,
         w: &mut Writer<D>,
         records: &[(usize, Pending)],
@@ -572,7 +572,7 @@ impl<D: Disk> Journal<D> {
                     .map_err(|e| (e.to_string(), false))?;
                 continue;
             }
-            let (buf, position) = self.encode(w, &records[done..done + take], name, logs);
+            let (buf, position) = self.encode_step(w, &records[done..done + take], name, logs);
             write_and_sync(&*w.file, buf, position).await?;
             done += take;
         }

@@ -154,10 +154,20 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// SIGSTOP: the broker freezes (its sockets still take bytes).
+    pub fn pause(&self) {
+        send_signal(self.pid(), "STOP");
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        send_signal(self.pid(), "CONT");
+    }
+
     /// SIGTERM, and the exit status of the clean shutdown.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        unsafe_kill(child.id(), 15);
+        send_signal(child.id(), "TERM");
         wait_timeout(&mut child, Duration::from_secs(30))
             .expect("broker did not stop after SIGTERM")
     }
@@ -209,13 +219,32 @@ impl Drop for Broker {
     }
 }
 
-fn unsafe_kill(pid: u32, signal: i32) {
+fn send_signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// The record batches at the start of a segment file's bytes, up to the
+/// zeros reserved after them.
+pub fn batches_in(log: &[u8]) -> Vec<&[u8]> {
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while at + 61 <= log.len() {
+        let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().unwrap());
+        if len <= 0 {
+            break; // reserved zeros after the data
+        }
+        let Some(batch) = log.get(at..at + 12 + len as usize) else {
+            break; // torn at the end
+        };
+        batches.push(batch);
+        at += batch.len();
+    }
+    batches
 }
 
 fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
