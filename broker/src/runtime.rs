@@ -102,6 +102,14 @@ impl Broker {
         // the working directory can move the data.
         config.data_dir = std::fs::canonicalize(&config.data_dir)
             .context(|| format!("resolving data directory {}", config.data_dir.display()))?;
+        // What an earlier process wrote and never synced (it may have been
+        // killed first) is made durable before anything is served: a log
+        // it made without a sync (see `rill_storage::log`'s `sync_names`)
+        // opens here as clean, and its names must be on disk before this
+        // process acknowledges a write to it.
+        std::fs::File::open(&config.data_dir)
+            .and_then(|dir| rill_storage::io::syncfs(&dir))
+            .context(|| format!("syncing data directory {}", config.data_dir.display()))?;
         let meta = load_fitted(&config.data_dir, config.cores)?;
         replay_journals(&config, &meta)?;
         // Bind once here to learn the port (the listen address may say port

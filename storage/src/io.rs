@@ -241,18 +241,22 @@ impl Disk for DmaDisk {
         let dir = std::fs::File::open(dir)?;
         let started = std::time::Instant::now();
         let synced = glommio::executor()
-            .spawn_blocking(move || {
-                use std::os::fd::AsRawFd;
-                // SAFETY: syncfs on a descriptor this closure owns. Since
-                // Linux 5.8 it reports write-back errors of the filesystem.
-                match unsafe { libc::syncfs(dir.as_raw_fd()) } {
-                    0 => Ok(()),
-                    _ => Err(io::Error::last_os_error()),
-                }
-            })
+            .spawn_blocking(move || syncfs(&dir))
             .await;
         crate::sync_stats::record(crate::sync_stats::SyncKind::Filesystem, started);
         synced
+    }
+}
+
+/// Makes everything written to the filesystem holding `file` durable
+/// (blocking; [`Disk::sync_filesystem`] runs it off the shard).
+pub fn syncfs(file: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs on a descriptor `file` owns. Since Linux 5.8 it
+    // reports write-back errors of the filesystem.
+    match unsafe { libc::syncfs(file.as_raw_fd()) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 

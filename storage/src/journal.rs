@@ -209,6 +209,13 @@ impl<D: Disk> Journal<D> {
         disk.create_dir_all(dir)
             .await
             .map_err(|e| StorageError::io("creating the journal directory", e))?;
+        // The directory's own name: without it a crash loses every file
+        // in it, however synced (once per start, whether or not it was new).
+        if let Some(parent) = dir.parent() {
+            disk.sync_dir(parent)
+                .await
+                .map_err(|e| StorageError::io("syncing the journal directory's parent", e))?;
+        }
         if let Some(n) = numbers(&disk, dir)?.first() {
             return Err(StorageError::Failed {
                 reason: format!(

@@ -117,6 +117,14 @@ struct Inner<D: Disk> {
     /// The shard's journal, when this log makes batches durable through it,
     /// and the log's name there.
     journal: RefCell<Option<(Journal<D>, JournalName)>>,
+    /// Set when the open made the log's directory and files without syncing
+    /// them (a new, empty log: any remnant of it a crash leaves opens as an
+    /// empty log again). The names are synced, once, before the log itself
+    /// claims anything durable (`PartitionLog::sync_names`) and before a
+    /// close leaves its clean checkpoint for the next open to trust; a
+    /// journal step needs no names (its replay makes the log again), and a
+    /// filesystem sync covers them (a stop's, and the broker's at start).
+    names_unsynced: std::cell::Cell<bool>,
 }
 
 /// State only the (serialized) writer touches.
@@ -818,6 +826,7 @@ impl<D: Disk> PartitionLog<D> {
 
     async fn sync_once(&self) -> Result<()> {
         let (file, written) = self.write_out().await?;
+        self.sync_names().await?;
         let started = std::time::Instant::now();
         let synced = file.fdatasync().await;
         crate::sync_stats::record(crate::sync_stats::SyncKind::Segment, started);
@@ -946,6 +955,9 @@ impl<D: Disk> PartitionLog<D> {
                 hard_state: s.hard_state,
             }
         };
+        if sync {
+            self.sync_names().await?;
+        }
         let mut buf = w.checkpoint_file.alloc_buffer(SLOT_BYTES);
         buf.as_bytes_mut().copy_from_slice(&checkpoint.encode());
         let at = (checkpoint.slot() * SLOT_BYTES) as u64;
@@ -986,6 +998,9 @@ impl<D: Disk> PartitionLog<D> {
         w.appender.progress().wait_written(position).await?;
         w.appender.finish_reserving().await;
         let file = w.appender.file().clone();
+        if sync {
+            self.sync_names().await?;
+        }
         let sealed = async {
             file.truncate(position).await?;
             if sync {
@@ -1248,6 +1263,24 @@ impl<D: Disk> PartitionLog<D> {
                 offset = header.next_offset();
             }
         }
+    }
+}
+
+impl<D: Disk> PartitionLog<D> {
+    /// Makes the names of a log its open made without syncing durable (see
+    /// `Inner::names_unsynced`): its files' entries in its directory and
+    /// the directory's in its parent.
+    pub(super) async fn sync_names(&self) -> Result<()> {
+        let inner = &*self.inner;
+        if !inner.names_unsynced.get() {
+            return Ok(());
+        }
+        sync_dir(&inner.disk, &inner.dir).await?;
+        if let Some(parent) = inner.dir.parent() {
+            sync_dir(&inner.disk, parent).await?;
+        }
+        inner.names_unsynced.set(false);
+        Ok(())
     }
 }
 

@@ -4,8 +4,12 @@
 //! simulated crash ([`SimDisk::crash`]) keeps the durable contents, replays a
 //! chosen number of the pending operations in order (they reached the
 //! device), and tears the one after them: only some of its 512-byte sectors
-//! land. Directory entries are durable at once; a file never synced comes
-//! back with whatever of its writes landed. Preallocated space reads as zeros.
+//! land. A new name (a created file or directory) is durable once its
+//! parent directory is synced (or the whole filesystem is): a crash before
+//! that loses the file, as a crash may on a real filesystem. Removals and
+//! renames are durable at once (a rename keeps whether its file's name is
+//! new). A file never synced comes back with whatever of its writes landed.
+//! Preallocated space reads as zeros.
 //! Its clock starts at 0 and moves only with [`SimDisk::advance_ms`].
 
 use std::cell::RefCell;
@@ -60,6 +64,8 @@ fn apply(data: &mut Vec<u8>, op: &Op) {
 struct State {
     files: BTreeMap<PathBuf, FileData>,
     dirs: Vec<PathBuf>,
+    /// Files and directories created since their parent was last synced.
+    new_names: std::collections::BTreeSet<PathBuf>,
     syncs: u64,
     /// The simulated wall clock (ms); moves only when told to.
     now_ms: i64,
@@ -164,8 +170,13 @@ impl SimDisk {
     /// keep writing to the old one, which is the point: the process is gone.
     pub fn crash(&self, plan: CrashPlan) -> SimDisk {
         let s = self.state.borrow();
+        // A name is lost with its directory's: `a/b/c` needs `a/b` and `a`.
+        let lost = |path: &Path| path.ancestors().any(|p| s.new_names.contains(p));
         let mut files = BTreeMap::new();
         for (path, f) in &s.files {
+            if lost(path) {
+                continue;
+            }
             let mut data = f.durable.clone();
             for op in f.pending.iter().take(plan.landed) {
                 apply(&mut data, op);
@@ -196,7 +207,8 @@ impl SimDisk {
         SimDisk {
             state: Rc::new(RefCell::new(State {
                 files,
-                dirs: s.dirs.clone(),
+                dirs: s.dirs.iter().filter(|d| !lost(d)).cloned().collect(),
+                new_names: Default::default(),
                 syncs: 0,
                 now_ms: s.now_ms,
                 mutations: 0,
@@ -246,6 +258,7 @@ impl SimDisk {
             }
             s.check_alive()?;
             s.files.insert(path.to_path_buf(), FileData::default());
+            s.new_names.insert(path.to_path_buf());
         }
         let file = SimFile {
             disk: self.clone(),
@@ -376,6 +389,7 @@ impl Disk for SimDisk {
         let mut s = self.state.borrow_mut();
         if !s.dirs.iter().any(|d| d == dir) {
             s.dirs.push(dir.to_path_buf());
+            s.new_names.insert(dir.to_path_buf());
         }
         Ok(())
     }
@@ -402,6 +416,7 @@ impl Disk for SimDisk {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.borrow_mut();
         s.check_alive()?;
+        s.new_names.remove(path);
         match s.files.remove(path) {
             Some(_) => Ok(()),
             None => Err(io::Error::from(io::ErrorKind::NotFound)),
@@ -415,6 +430,11 @@ impl Disk for SimDisk {
             .remove(from)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         s.files.insert(to.to_path_buf(), data);
+        if s.new_names.remove(from) {
+            s.new_names.insert(to.to_path_buf());
+        } else {
+            s.new_names.remove(to);
+        }
         Ok(())
     }
     async fn open_rw(&self, path: &Path) -> io::Result<SimFile> {
@@ -426,7 +446,12 @@ impl Disk for SimDisk {
     async fn create_truncate(&self, path: &Path) -> io::Result<SimFile> {
         self.open(path, true, true)
     }
-    async fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+    /// The names created in `dir` become durable (not `dir`'s own: that
+    /// takes a sync of its parent).
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state.borrow_mut();
+        s.check_alive()?;
+        s.new_names.retain(|p| p.parent() != Some(dir));
         Ok(())
     }
     /// Every file of the disk becomes durable (one filesystem), counted as
@@ -439,6 +464,7 @@ impl Disk for SimDisk {
             f.durable = f.live.clone();
             f.pending.clear();
         }
+        s.new_names.clear();
         Ok(())
     }
 }

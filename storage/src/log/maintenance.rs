@@ -289,6 +289,9 @@ impl<D: Disk> PartitionLog<D> {
         if !w.clean_on_disk {
             self.seal(&mut w).await?;
         }
+        // A log this process made and never synced: its next open must not
+        // take an unsynced clean checkpoint for a durable one.
+        self.sync_names().await?;
         let prepared = {
             let mut s = inner.shared.borrow_mut();
             s.closed = true;
@@ -421,8 +424,10 @@ impl<D: Disk> PartitionLog<D> {
             }
             s.usable()?;
         }
-        let needs_end = !w.clean_on_disk;
-        if needs_end {
+        // A log this process made and never synced has nothing to write
+        // but needs the filesystem sync too (see `sync_names`).
+        let needs_end = !w.clean_on_disk || inner.names_unsynced.get();
+        if !w.clean_on_disk {
             self.seal_unsynced(&mut w).await?;
         }
         let prepared = {
