@@ -308,18 +308,19 @@ impl<D: Disk> PartitionLog<D> {
         }
     }
 
-    /// At open, when the whole log is one small segment: reads it once into
-    /// the cache of recent batches, so rebuilding the producers' state and
-    /// the leader-epoch index reads memory, not the device again (100,000
-    /// partitions open with one segment read each instead of three).
-    async fn seed_cache(&self) {
-        const SEED_BYTES_MAX: u64 = 64 << 10;
+    /// At open, when the whole log is one small segment: puts its batches
+    /// in the cache of recent batches, so rebuilding the producers' state
+    /// and the leader-epoch index reads memory, not the device again.
+    /// `kept`: the batches as the open's scan of the segment read them
+    /// (then nothing is read here: 100,000 partitions open with one segment
+    /// read each instead of three); otherwise the segment is read once.
+    async fn seed_cache(&self, kept: Option<Vec<(BatchHeader, Bytes)>>) {
         let (file, size, start, end) = {
             let s = self.inner.shared.borrow();
             let active = s.active();
             if s.segments.len() != 1
                 || active.size_bytes == 0
-                || active.size_bytes > SEED_BYTES_MAX
+                || active.size_bytes > open::SEED_BYTES_MAX
                 || active.size_bytes > s.cache.bytes_max() as u64
                 || s.log_start_offset != active.base_offset
             {
@@ -332,29 +333,35 @@ impl<D: Disk> PartitionLog<D> {
                 s.log_end_offset,
             )
         };
-        let Ok(data) = file
-            .read_at_aligned(0, crate::appender::align_up(size) as usize)
-            .await
-        else {
-            return; // the reads that follow go to the device
-        };
-        if (data.len() as u64) < size {
-            return;
-        }
-        let data = Bytes::copy_from_slice(&data[..size as usize]);
-        let mut at = 0usize;
-        let mut batches = Vec::new();
-        while at < data.len() {
-            let Ok(h) = BatchHeader::parse(&data[at..]) else {
-                return;
-            };
-            let len = h.total_len();
-            if at + len > data.len() {
-                return;
+        let batches = match kept {
+            Some(kept) => kept,
+            None => {
+                let Ok(data) = file
+                    .read_at_aligned(0, crate::appender::align_up(size) as usize)
+                    .await
+                else {
+                    return; // the reads that follow go to the device
+                };
+                if (data.len() as u64) < size {
+                    return;
+                }
+                let data = Bytes::copy_from_slice(&data[..size as usize]);
+                let mut at = 0usize;
+                let mut batches = Vec::new();
+                while at < data.len() {
+                    let Ok(h) = BatchHeader::parse(&data[at..]) else {
+                        return;
+                    };
+                    let len = h.total_len();
+                    if at + len > data.len() {
+                        return;
+                    }
+                    batches.push((h, data.slice(at..at + len)));
+                    at += len;
+                }
+                batches
             }
-            batches.push((h, data.slice(at..at + len)));
-            at += len;
-        }
+        };
         if batches.first().map(|(h, _)| h.base_offset) != Some(start)
             || batches.last().map(|(h, _)| h.next_offset()) != Some(end)
         {

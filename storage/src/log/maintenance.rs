@@ -401,6 +401,8 @@ impl<D: Disk> PartitionLog<D> {
     /// stop's own second step finishes it).
     pub async fn park_end(&self) -> Result<()> {
         let mut w = self.inner.writer.lock().await;
+        // The filesystem sync before this made the names durable too.
+        self.inner.names_unsynced.set(false);
         if self.inner.shared.borrow().closed {
             return Ok(());
         }
@@ -444,6 +446,7 @@ impl<D: Disk> PartitionLog<D> {
     /// one more `syncfs` makes every log's durable.
     pub async fn close_end(&self) -> Result<()> {
         let mut w = self.inner.writer.lock().await;
+        self.inner.names_unsynced.set(false);
         self.mark_sealed_clean(&mut w).await
     }
 

@@ -20,7 +20,9 @@ use crate::error::{Result, StorageError};
 use crate::io::{Disk, SegmentFile};
 use crate::read_cache::ReadCache;
 use crate::scan::ScanStop;
-use crate::segment::{self, Segment};
+use crate::batch::BatchHeader;
+use crate::segment::{self, RangeScan, Segment, Seen};
+use bytes::Bytes;
 use crate::signal::Signal;
 
 pub(super) const CHECKPOINT_FILE: &str = "checkpoint";
@@ -30,6 +32,10 @@ pub(super) const CHECKPOINT_FILE: &str = "checkpoint";
 /// them with one read, and a partition with little data costs three disk
 /// blocks (segment, checkpoint, directory), not six.
 pub(crate) const SMALL_SEGMENT_BYTES: u64 = 1 << 20;
+
+/// A log of one segment up to this size is read into its cache of recent
+/// batches at open (see [`PartitionLog::seed_cache`]).
+pub(super) const SEED_BYTES_MAX: u64 = 64 << 10;
 
 pub(super) fn validate_config(config: &LogConfig) {
     assert!(
@@ -71,6 +77,11 @@ async fn holds_a_batch(disk: &impl Disk, path: &Path) -> bool {
     }
 }
 
+/// A rebuilt segment, where its valid data stops, and — when it is small
+/// enough to seed the cache ([`SEED_BYTES_MAX`]) — its batches as the scan
+/// read them, so the cache is seeded without reading the file again.
+type Rebuilt<F> = (Segment<F>, ScanStop, Option<Vec<(BatchHeader, Bytes)>>);
+
 /// Scans a segment, rebuilding its indexes and summary from the batches.
 async fn rebuild<F: SegmentFile>(
     base: i64,
@@ -78,14 +89,35 @@ async fn rebuild<F: SegmentFile>(
     size: u64,
     config: &LogConfig,
     now: i64,
-) -> Result<(Segment<F>, ScanStop)> {
+) -> Result<Rebuilt<F>> {
     let mut seg = Segment::new(base, file.clone(), now);
     let interval = config.index_interval_bytes;
-    let stop = segment::scan_file(&*file, base, size, config.batch_bytes_max, |b| {
-        seg.record_batch(b.position, &b.header, interval)
-    })
+    let mut kept = (size <= SEED_BYTES_MAX).then(Vec::new);
+    let scanned = segment::scan_range(
+        &*file,
+        0,
+        size,
+        1 << 20,
+        &mut Some(base),
+        config.batch_bytes_max,
+        i64::MIN,
+        |seen| {
+            if let Seen::Batch(b, bytes) = seen {
+                seg.record_batch(b.position, &b.header, interval);
+                if let Some(kept) = &mut kept {
+                    kept.push((b.header, Bytes::copy_from_slice(bytes)));
+                }
+            }
+            true
+        },
+    )
     .await?;
-    Ok((seg, stop))
+    let stop = match scanned {
+        RangeScan::Until(stop) => stop,
+        RangeScan::Unreadable { position } => ScanStop::End { position },
+        RangeScan::Stopped => unreachable!("the visitor never stops"),
+    };
+    Ok((seg, stop, kept))
 }
 
 /// What opening does with damaged data below the recovery point.
@@ -187,7 +219,7 @@ pub(super) async fn open<D: Disk>(
             }
             None => {
                 tracing::warn!(dir = %dir.display(), segment = base, "index missing or damaged, rebuilding");
-                let (mut seg, stop) = rebuild(base, file, size, &config, now).await?;
+                let (mut seg, stop, _) = rebuild(base, file, size, &config, now).await?;
                 if stop.position() < size {
                     // A sealed segment was synced: this is damage, not a torn
                     // write. Keep the bytes; reads of the bad batch fail.
@@ -217,20 +249,24 @@ pub(super) async fn open<D: Disk>(
                 .await
                 .filter(|(summary, _, _)| summary.next_offset == c.log_end_offset)
             {
-                Some((summary, index, time_index)) => Some(Segment::from_summary(
-                    active_base,
-                    file.clone(),
-                    summary,
-                    index,
-                    time_index,
-                    now,
+                Some((summary, index, time_index)) => Some((
+                    Segment::from_summary(
+                        active_base,
+                        file.clone(),
+                        summary,
+                        index,
+                        time_index,
+                        now,
+                    ),
+                    None,
                 )),
                 // A small active segment is sealed without index files:
-                // one read rebuilds them.
+                // one read rebuilds them (and seeds the cache).
                 None if size <= SMALL_SEGMENT_BYTES => {
-                    let (seg, stop) =
+                    let (seg, stop, kept) =
                         rebuild(active_base, file.clone(), size, &config, now).await?;
-                    (stop.position() == size && seg.next_offset == c.log_end_offset).then_some(seg)
+                    (stop.position() == size && seg.next_offset == c.log_end_offset)
+                        .then_some((seg, kept))
                 }
                 None => None,
             }
@@ -250,10 +286,10 @@ pub(super) async fn open<D: Disk>(
     // partitions then costs no sync each (it took three: the segment, the
     // directory and the checkpoint).
     let made = made_dir && fresh;
-    let mut active = match clean {
-        Some(seg) => seg,
+    let (mut active, kept) = match clean {
+        Some(seg_and_kept) => seg_and_kept,
         None => {
-            let (seg, damaged) = recover_active(
+            let (seg, damaged, kept) = recover_active(
                 dir,
                 active_base,
                 file.clone(),
@@ -265,7 +301,7 @@ pub(super) async fn open<D: Disk>(
             )
             .await?;
             damaged_at = damaged_at.or(damaged);
-            seg
+            (seg, kept)
         }
     };
     if !opened_clean && !made {
@@ -345,7 +381,7 @@ pub(super) async fn open<D: Disk>(
             names_unsynced: std::cell::Cell::new(made),
         }),
     };
-    log.seed_cache().await;
+    log.seed_cache(kept).await;
     let producers = log
         .rebuild_producers_from(log_end, super::producers::snapshot_offsets_in(&names))
         .await?;
@@ -394,8 +430,8 @@ async fn recover_active<F: SegmentFile>(
     config: &LogConfig,
     now: i64,
     on_damage: OnDamage,
-) -> Result<(Segment<F>, Option<i64>)> {
-    let (seg, stop) = rebuild(base, file.clone(), size, config, now).await?;
+) -> Result<(Segment<F>, Option<i64>, Option<Vec<(BatchHeader, Bytes)>>)> {
+    let (seg, stop, kept) = rebuild(base, file.clone(), size, config, now).await?;
     let recovery_point = checkpoint.map(|c| c.recovery_point).unwrap_or(base);
     let damaged = seg.next_offset < recovery_point;
     if damaged && on_damage == OnDamage::Refuse {
@@ -442,7 +478,7 @@ async fn recover_active<F: SegmentFile>(
             .map_err(|e| StorageError::io("truncating a torn tail", e))?;
     }
     let damaged_at = damaged.then_some(seg.next_offset);
-    Ok((seg, damaged_at))
+    Ok((seg, damaged_at, kept))
 }
 
 pub(super) fn remove_segment_files(disk: &impl Disk, dir: &Path, base: i64) {
