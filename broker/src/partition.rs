@@ -9,12 +9,21 @@
 //! index (what a majority holds by the same policy) without changing any
 //! caller: Fetch reads up to it, ListOffsets `latest` answers it, and
 //! DeleteRecords cannot pass it.
+//!
+//! After a clean stop a partition starts dormant: it answers offsets and
+//! sizes from the stop's record ([`crate::shard::clean_stop`]) without its
+//! log open, and the first request that needs the log (a read past the end
+//! it recorded, an append, a timestamp lookup, retention, cleaning) opens
+//! it, once; the shard opens the others behind.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use rill_storage::batch::{BatchHeader, Compression};
 use rill_storage::compaction::CleanerLimits;
+use rill_storage::io::DmaDisk;
+use rill_storage::journal::{Journal, JournalName};
 use rill_storage::signal::Signal;
 use rill_storage::{
     AppendInfo, CleanOutcome, FlushPolicy, LogConfig, PartitionLog, RetentionOutcome, StorageError,
@@ -22,11 +31,22 @@ use rill_storage::{
 };
 use uuid::Uuid;
 
+use crate::shard::clean_stop::Closed;
+
 type Result<T> = std::result::Result<T, StorageError>;
 
 pub struct Partition {
     pub topic_id: Uuid,
-    log: PartitionLog,
+    /// Set once open: at once for a partition opened in full, on first
+    /// need for a dormant one.
+    log: OnceCell<PartitionLog>,
+    /// While the log is not open: how to open it, and what the last clean
+    /// stop recorded of it (see [`crate::shard::clean_stop`]).
+    dormant: RefCell<Option<Dormant>>,
+    /// Held while a dormant log opens, so it opens once.
+    waking: async_lock::Mutex<()>,
+    /// Closed before its log was opened: it never will be.
+    closed_dormant: Cell<bool>,
     /// Notified when the high watermark moves and when the partition closes,
     /// for fetches waiting on new data.
     moved: Signal,
@@ -38,71 +58,185 @@ pub struct Partition {
     pub recompress_to: Cell<Option<Compression>>,
 }
 
+/// A partition serving from its clean-stop record, its log not open yet.
+pub struct Dormant {
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    /// The shard journal the log attaches to when it opens.
+    pub journal: Option<(Journal<DmaDisk>, JournalName)>,
+    pub closed: Closed,
+}
+
 impl Partition {
-    /// See [`PartitionLog::park_begin`].
+    /// See [`PartitionLog::park_begin`]; a dormant partition holds nothing.
     pub async fn park_begin(
         &self,
         idle_ms: i64,
     ) -> std::result::Result<rill_storage::log::Park, rill_storage::StorageError> {
-        self.log.park_begin(idle_ms).await
+        match self.log.get() {
+            Some(log) => log.park_begin(idle_ms).await,
+            None => Ok(rill_storage::log::Park::NotIdle),
+        }
     }
 
     /// See [`PartitionLog::park_end`].
     pub async fn park_end(&self) -> std::result::Result<(), rill_storage::StorageError> {
-        self.log.park_end().await
+        match self.log.get() {
+            Some(log) => log.park_end().await,
+            None => Ok(()),
+        }
     }
 
     pub fn new(topic_id: Uuid, log: PartitionLog, recompress_to: Option<Compression>) -> Partition {
         let synced_is_stored = Cell::new(log.config().flush == FlushPolicy::Always);
         Partition {
             topic_id,
-            log,
+            log: OnceCell::from(log),
+            dormant: RefCell::new(None),
+            waking: async_lock::Mutex::new(()),
+            closed_dormant: Cell::new(false),
             moved: Signal::default(),
             synced_is_stored,
             recompress_to: Cell::new(recompress_to),
         }
     }
 
+    /// A partition that serves from its clean-stop record until its log is
+    /// needed (or [`open_log`](Self::open_log) opens it behind).
+    pub fn dormant(
+        topic_id: Uuid,
+        dormant: Dormant,
+        recompress_to: Option<Compression>,
+    ) -> Partition {
+        let synced_is_stored = Cell::new(dormant.config.flush == FlushPolicy::Always);
+        Partition {
+            topic_id,
+            log: OnceCell::new(),
+            dormant: RefCell::new(Some(dormant)),
+            waking: async_lock::Mutex::new(()),
+            closed_dormant: Cell::new(false),
+            moved: Signal::default(),
+            synced_is_stored,
+            recompress_to: Cell::new(recompress_to),
+        }
+    }
+
+    /// Whether the log is open (not dormant).
+    pub fn is_open(&self) -> bool {
+        self.log.get().is_some()
+    }
+
+    /// The log, opened first if the partition is dormant (concurrent
+    /// callers wait for the one open).
+    pub async fn open_log(&self) -> Result<&PartitionLog> {
+        if let Some(log) = self.log.get() {
+            return Ok(log);
+        }
+        let _waking = self.waking.lock().await;
+        if let Some(log) = self.log.get() {
+            return Ok(log);
+        }
+        if self.closed_dormant.get() {
+            return Err(StorageError::Closed);
+        }
+        let (dir, config, journal) = {
+            let d = self.dormant.borrow();
+            let d = d.as_ref().expect("a partition without its log is dormant");
+            (d.dir.clone(), d.config.clone(), d.journal.clone())
+        };
+        let log = PartitionLog::open(&dir, config).await?;
+        if let Some((journal, name)) = journal {
+            log.attach_journal(journal, name).await?;
+        }
+        // What the record said and the log say alike, unless the files
+        // changed behind the broker's back: the log is the truth.
+        let was = self.dormant.borrow_mut().take().map(|d| d.closed);
+        if let Some(was) = was {
+            if (was.log_start, was.log_end) != (log.log_start_offset(), log.log_end_offset()) {
+                tracing::warn!(dir = %dir.display(), recorded_start = was.log_start, recorded_end = was.log_end,
+                    log_start = log.log_start_offset(), log_end = log.log_end_offset(),
+                    "a partition's log differs from its clean-stop record");
+            }
+        }
+        self.synced_is_stored
+            .set(log.config().flush == FlushPolicy::Always);
+        let log = self.log.get_or_init(|| log);
+        self.moved.notify_all();
+        Ok(log)
+    }
+
+    /// What the clean-stop record says while dormant.
+    fn recorded(&self) -> Option<Closed> {
+        self.dormant.borrow().as_ref().map(|d| d.closed)
+    }
+
     /// Segments and bytes on disk of this partition's log.
     pub fn disk_usage(&self) -> (usize, u64) {
-        (self.log.segment_count(), self.log.size_bytes())
+        match (self.log.get(), self.recorded()) {
+            (Some(log), _) => (log.segment_count(), log.size_bytes()),
+            (None, Some(c)) => (c.segments, c.bytes),
+            (None, None) => (0, 0),
+        }
     }
 
     /// Bytes of recent batches this partition keeps in memory for readers.
     pub fn cache_bytes(&self) -> usize {
-        self.log.cache_bytes()
+        self.log.get().map_or(0, |log| log.cache_bytes())
     }
 
     /// Idempotent producers this partition remembers.
     pub fn producer_count(&self) -> usize {
-        self.log.producer_count()
+        self.log.get().map_or(0, |log| log.producer_count())
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        self.log.log_start_offset()
+        match self.log.get() {
+            Some(log) => log.log_start_offset(),
+            None => self.recorded().map_or(0, |c| c.log_start),
+        }
     }
 
     pub fn log_end_offset(&self) -> i64 {
-        self.log.log_end_offset()
+        match self.log.get() {
+            Some(log) => log.log_end_offset(),
+            None => self.recorded().map_or(0, |c| c.log_end),
+        }
     }
 
     /// The offset before which consumers may read (see the module docs).
+    /// A dormant partition's: its end at the clean stop, when all of it
+    /// was synced.
     pub fn high_watermark(&self) -> i64 {
-        if self.synced_is_stored.get() {
-            self.log.stored_offset()
-        } else {
-            self.log.log_end_offset()
+        match self.log.get() {
+            Some(log) if self.synced_is_stored.get() => log.stored_offset(),
+            Some(log) => log.log_end_offset(),
+            None => self.recorded().map_or(0, |c| c.log_end),
         }
     }
 
     pub fn config(&self) -> LogConfig {
-        self.log.config()
+        match self.log.get() {
+            Some(log) => log.config(),
+            None => self
+                .dormant
+                .borrow()
+                .as_ref()
+                .map(|d| d.config.clone())
+                .expect("a partition without its log is dormant"),
+        }
     }
 
     pub fn reconfigure(&self, config: LogConfig) {
         self.synced_is_stored
             .set(config.flush == FlushPolicy::Always);
-        self.log.reconfigure(config);
+        match self.log.get() {
+            Some(log) => log.reconfigure(config),
+            None => {
+                if let Some(d) = self.dormant.borrow_mut().as_mut() {
+                    d.config = config;
+                }
+            }
+        }
         self.moved.notify_all();
     }
 
@@ -117,10 +251,11 @@ impl Partition {
         header: BatchHeader,
         awaited: bool,
     ) -> Result<AppendInfo> {
+        let log = self.open_log().await?;
         let appended = if awaited {
-            self.log.append_validated_unsynced(batch, header).await
+            log.append_validated_unsynced(batch, header).await
         } else {
-            self.log.append_validated_lazy(batch, header).await
+            log.append_validated_lazy(batch, header).await
         };
         if !self.synced_is_stored.get() {
             self.moved.notify_all();
@@ -130,14 +265,14 @@ impl Partition {
 
     /// Waits until everything before `offset` is on stable storage.
     pub async fn make_durable(&self, offset: i64) -> Result<()> {
-        let synced = self.log.make_durable(offset).await;
+        let synced = self.open_log().await?.make_durable(offset).await;
         self.moved.notify_all();
         synced
     }
 
     /// Validates and appends `batch`, then makes it durable.
     pub async fn append_durable(&self, batch: Bytes) -> Result<AppendInfo> {
-        let info = self.log.append(batch).await?;
+        let info = self.open_log().await?.append(batch).await?;
         self.make_durable(info.last_offset + 1).await?;
         Ok(info)
     }
@@ -147,10 +282,10 @@ impl Partition {
     /// past the high watermark but within the log: nothing.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
         let high_watermark = self.high_watermark();
-        if offset >= high_watermark && offset <= self.log.log_end_offset() {
+        if offset >= high_watermark && offset <= self.log_end_offset() {
             return Ok(Bytes::new());
         }
-        let data = self.log.fetch(offset, max_bytes).await?;
+        let data = self.open_log().await?.fetch(offset, max_bytes).await?;
         let keep = batches_before(&data, high_watermark);
         Ok(if keep < data.len() {
             data.slice(..keep)
@@ -163,7 +298,7 @@ impl Partition {
     /// if not, `waker` is woken when it may have. For a fetch waiting on
     /// many partitions at once without a future for each.
     pub fn poll_data(&self, seen: i64, waker: &std::task::Waker) -> bool {
-        if self.high_watermark() > seen || self.log.is_closed() {
+        if self.high_watermark() > seen || self.is_closed() {
             return true;
         }
         self.moved.register(waker);
@@ -173,12 +308,16 @@ impl Partition {
     /// Resolves once the high watermark passes `seen`, or the partition closes.
     pub async fn wait_for_data(&self, seen: i64) {
         self.moved
-            .wait_until(|| (self.high_watermark() > seen || self.log.is_closed()).then_some(()))
+            .wait_until(|| (self.high_watermark() > seen || self.is_closed()).then_some(()))
             .await
     }
 
     pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
-        let found = self.log.offset_for_timestamp(timestamp).await?;
+        let found = self
+            .open_log()
+            .await?
+            .offset_for_timestamp(timestamp)
+            .await?;
         Ok(found.filter(|f| f.offset < self.high_watermark()))
     }
 
@@ -189,48 +328,99 @@ impl Partition {
         if offset > high_watermark {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
-                log_start_offset: self.log.log_start_offset(),
+                log_start_offset: self.log_start_offset(),
                 log_end_offset: high_watermark,
             });
         }
-        self.log.delete_records_before(offset).await
+        self.open_log().await?.delete_records_before(offset).await
     }
 
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
-        self.log.enforce_retention(now_ms).await
+        self.open_log().await?.enforce_retention(now_ms).await
     }
 
+    /// A dormant partition's log has no producers in memory to expire.
     pub async fn expire_producers(&self, now_ms: i64) -> usize {
-        self.log.expire_producers(now_ms).await
+        match self.log.get() {
+            Some(log) => log.expire_producers(now_ms).await,
+            None => 0,
+        }
     }
 
     pub async fn clean(&self, limits: CleanerLimits) -> Result<Option<CleanOutcome>> {
-        self.log.clean(limits).await
+        self.open_log().await?.clean(limits).await
     }
 
     /// A compacted partition's clean point (records before it were cleaned
     /// against every newer key); `None` for a partition that is not compacted.
     pub fn cleaned_to(&self) -> Option<i64> {
+        let cleaned = match self.log.get() {
+            Some(log) => log.cleaned_to(),
+            None => self.recorded().map_or(0, |c| c.cleaned_to),
+        };
         self.config()
             .compaction
-            .map(|_| self.log.cleaned_to().max(self.log.log_start_offset()))
+            .map(|_| cleaned.max(self.log_start_offset()))
+    }
+
+    /// What a clean stop records of this partition once it is closed.
+    pub fn closed_record(&self) -> Closed {
+        Closed {
+            log_start: self.log_start_offset(),
+            log_end: self.log_end_offset(),
+            segments: self.disk_usage().0,
+            bytes: self.disk_usage().1,
+            cleaned_to: match self.log.get() {
+                Some(log) => log.cleaned_to(),
+                None => self.recorded().map_or(0, |c| c.cleaned_to),
+            },
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self.log.get() {
+            Some(log) => log.is_closed(),
+            None => self.closed_dormant.get(),
+        }
+    }
+
+    /// Marks a dormant partition closed (its files are as the last clean
+    /// stop left them): true if it was dormant. Waits for an open under way.
+    async fn close_dormant(&self) -> bool {
+        let _waking = self.waking.lock().await;
+        if self.log.get().is_some() {
+            return false;
+        }
+        self.closed_dormant.set(true);
+        self.moved.notify_all();
+        true
     }
 
     /// See [`PartitionLog::close_begin`]; wakes waiting fetches.
     pub async fn close_begin(&self) -> Result<bool> {
-        let begun = self.log.close_begin().await;
+        if self.close_dormant().await {
+            return Ok(false);
+        }
+        let log = self.log.get().expect("open");
+        let begun = log.close_begin().await;
         self.moved.notify_all();
         begun
     }
 
     /// See [`PartitionLog::close_end`].
     pub async fn close_end(&self) -> Result<()> {
-        self.log.close_end().await
+        match self.log.get() {
+            Some(log) => log.close_end().await,
+            None => Ok(()),
+        }
     }
 
     /// Closes the log (synced, indexes written) and wakes waiting fetches.
     pub async fn close(&self) -> Result<()> {
-        let closed = self.log.close().await;
+        if self.close_dormant().await {
+            return Ok(());
+        }
+        let closed = self.log.get().expect("open").close().await;
         self.moved.notify_all();
         closed
     }
@@ -301,6 +491,92 @@ mod tests {
                 assert_eq!(BatchHeader::parse(&data).unwrap().base_offset, 0);
                 assert_eq!(part.delete_records_before(1).await.unwrap(), 1);
                 part.close().await.unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// A partition serving from its clean-stop record answers offsets and
+    /// sizes without opening its log; a read, an append or a timestamp
+    /// lookup opens it once (concurrent ones share the open) and goes on
+    /// from where the log really ends; a dormant partition closed never
+    /// opens.
+    #[test]
+    fn a_dormant_partition_answers_from_its_record_and_opens_on_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p0");
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let config = LogConfig::default();
+                let log = PartitionLog::open(&path, config.clone()).await.unwrap();
+                let first = std::rc::Rc::new(Partition::new(Uuid::nil(), log, None));
+                for v in [b"one", b"two"] {
+                    let (b, h) = batch_of(v);
+                    let info = first.append_unsynced(b, h, true).await.unwrap();
+                    first.make_durable(info.last_offset + 1).await.unwrap();
+                }
+                first.close().await.unwrap();
+                let closed = first.closed_record();
+                assert_eq!(
+                    (closed.log_start, closed.log_end, closed.segments),
+                    (0, 2, 1)
+                );
+                let dormant = |config: LogConfig| Dormant {
+                    dir: path.clone(),
+                    config,
+                    journal: None,
+                    closed,
+                };
+                let part = std::rc::Rc::new(Partition::dormant(
+                    Uuid::nil(),
+                    dormant(config.clone()),
+                    None,
+                ));
+                assert!(!part.is_open());
+                assert_eq!(
+                    (
+                        part.log_start_offset(),
+                        part.high_watermark(),
+                        part.log_end_offset()
+                    ),
+                    (0, 2, 2)
+                );
+                assert_eq!(part.disk_usage(), (closed.segments, closed.bytes));
+                // At the end: nothing to read, and no open for it.
+                assert!(part.read(2, 1 << 20).await.unwrap().is_empty());
+                assert!(!part.is_open());
+                // Two reads at once: one open, both answered.
+                let (a, b) = futures_util::join!(part.read(0, 1 << 20), part.read(1, 1 << 20));
+                assert_eq!(BatchHeader::parse(&a.unwrap()).unwrap().base_offset, 0);
+                assert_eq!(BatchHeader::parse(&b.unwrap()).unwrap().base_offset, 1);
+                assert!(part.is_open());
+                let (b, h) = batch_of(b"three");
+                let info = part.append_unsynced(b, h, true).await.unwrap();
+                assert_eq!(info.base_offset, 2);
+                part.make_durable(3).await.unwrap();
+                assert_eq!(part.high_watermark(), 3);
+                part.close().await.unwrap();
+                // Closed while dormant: it never opens, and waiting
+                // fetches are let go.
+                let closed = part.closed_record();
+                assert_eq!(closed.log_end, 3);
+                let part = Partition::dormant(
+                    Uuid::nil(),
+                    Dormant {
+                        closed,
+                        ..dormant(config)
+                    },
+                    None,
+                );
+                assert!(!part.close_begin().await.unwrap());
+                assert!(part.poll_data(3, &futures_util::task::noop_waker()));
+                assert!(matches!(part.open_log().await, Err(StorageError::Closed)));
+                assert!(matches!(
+                    part.append_unsynced(batch_of(b"x").0, batch_of(b"x").1, true)
+                        .await,
+                    Err(StorageError::Closed)
+                ));
             })
             .unwrap()
             .join()

@@ -111,6 +111,17 @@ impl Broker {
             .and_then(|dir| rill_storage::io::syncfs(&dir))
             .context(|| format!("syncing data directory {}", config.data_dir.display()))?;
         let meta = load_fitted(&config.data_dir, config.cores)?;
+        // Taken (and removed) before anything can change a log; trusted
+        // only after a clean stop, when no journal is left to replay.
+        let unclean = crate::shard::journal::any_to_replay(&config.data_dir);
+        let clean_stop = Arc::new(
+            crate::shard::clean_stop::take_all(&config.data_dir, !unclean).context(|| {
+                format!(
+                    "taking the clean-stop records under {}",
+                    config.data_dir.display()
+                )
+            })?,
+        );
         replay_journals(&config, &meta)?;
         // Bind once here to learn the port (the listen address may say port
         // 0), then every shard binds the same address with SO_REUSEPORT.
@@ -150,6 +161,7 @@ impl Broker {
         let mut threads = Vec::new();
         for ((id, jobs), listener) in receivers.into_iter().enumerate().zip(listeners) {
             let opened = opened.clone();
+            let clean_stop = clean_stop.clone();
             let (config, router, meta, advertised) = (
                 config.clone(),
                 router.clone(),
@@ -181,6 +193,7 @@ impl Broker {
                     ));
                     glommio::spawn_local(shard.clone().serve_jobs(jobs)).detach();
                     shard.start_journal().await;
+                    shard.use_clean_stop(clean_stop);
                     // Partitions open while the shard already serves: until
                     // one is open, requests for it are answered
                     // NOT_LEADER_OR_FOLLOWER, which clients retry.
@@ -189,6 +202,7 @@ impl Broker {
                         glommio::spawn_local(async move {
                             let started = std::time::Instant::now();
                             let failed = shard.apply_metadata(meta).await.len();
+                            shard.forget_clean_stop();
                             let open = shard.open_partitions();
                             tracing::info!(
                                 shard = id,
@@ -202,6 +216,17 @@ impl Broker {
                             {
                                 tracing::info!(
                                     "broker ready: every shard has opened its partitions"
+                                );
+                            }
+                            // Those serving from the clean-stop record: their
+                            // logs open behind the requests.
+                            let logs = shard.open_dormant().await;
+                            if logs > 0 {
+                                tracing::info!(
+                                    shard = id,
+                                    logs,
+                                    secs = started.elapsed().as_secs_f64(),
+                                    "partition logs open behind the clean-stop record"
                                 );
                             }
                         })

@@ -258,16 +258,8 @@ fn per_partition_series_can_be_switched_off() {
     );
 }
 
-#[test]
-fn ready_is_503_while_partitions_open_and_200_once_they_serve() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(dir.path(), &[]);
-    let addr = broker.addr();
-    rill(&addr, &["topic", "create", "wide", "-p", "6000"]);
-    kcat_produce(&addr, "wide", 200, 0);
-    assert_eq!(broker.terminate().code(), Some(0));
-    broker.restart();
-    let admin = broker.admin.clone().expect("admin");
+/// Polls `/v1/status/ready` until 200; returns the statuses seen in turn.
+fn statuses_until_ready(admin: &str) -> Vec<u16> {
     let started = Instant::now();
     let mut seen = Vec::new();
     loop {
@@ -276,27 +268,62 @@ fn ready_is_503_while_partitions_open_and_200_once_they_serve() {
             seen.push(status);
         }
         if status == 200 {
-            break;
+            return seen;
         }
         assert_eq!(status, 503, "{body}");
         assert!(body.starts_with("starting"), "{body}");
         assert!(started.elapsed() < Duration::from_secs(120), "never ready");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The records of every partition of `topic`, by ListOffsets.
+fn records_in(addr: &str, topic: &str, partitions: usize) -> u64 {
+    let offsets = rill(addr, &["offsets", topic]);
+    assert_eq!(offsets.lines().skip(1).count(), partitions, "{offsets}");
+    offsets
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn ready_is_503_while_partitions_open_and_200_once_they_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &[]);
+    let addr = broker.addr();
+    rill(&addr, &["topic", "create", "wide", "-p", "6000"]);
+    kcat_produce(&addr, "wide", 200, 0);
+    // After `kill -9` every partition's log opens (the journal replays
+    // into them) before the broker says it is ready.
+    broker.kill9();
+    broker.restart();
+    let admin = broker.admin.clone().expect("admin");
     assert_eq!(
-        seen,
+        statuses_until_ready(&admin),
         [503, 200],
         "not ready while 6,000 partitions open, then ready"
     );
     // Ready means serving: every partition answers at once.
-    let offsets = rill(&addr, &["offsets", "wide"]);
-    assert_eq!(offsets.lines().skip(1).count(), 6000, "{offsets}");
-    let records: u64 = offsets
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
-        .sum();
-    assert_eq!(records, 200, "every record is there");
+    assert_eq!(
+        records_in(&addr, "wide", 6000),
+        200,
+        "every record is there"
+    );
+    // After a clean stop the partitions serve from the stop's record while
+    // their logs open behind: ready as soon as they are placed, and every
+    // partition answers with what it holds.
+    assert_eq!(broker.terminate().code(), Some(0));
+    broker.restart();
+    let admin = broker.admin.clone().expect("admin");
+    let seen = statuses_until_ready(&admin);
+    assert_eq!(seen.last(), Some(&200), "{seen:?}");
+    assert_eq!(
+        records_in(&addr, "wide", 6000),
+        200,
+        "every record is there"
+    );
     let (status, _) = get(&format!("http://{admin}/v1/status/live"));
     assert_eq!(status, 200);
 }

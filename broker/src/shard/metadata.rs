@@ -134,6 +134,30 @@ impl Shard {
         to_open.sort_unstable_by(|a, b| {
             (!a.0 .0.starts_with("__"), &a.0).cmp(&(!b.0 .0.starts_with("__"), &b.0))
         });
+        // Partitions the last clean stop recorded serve from the record at
+        // once; their logs open on first need or behind (`open_dormant`).
+        let records = self.clean_stop.borrow().clone();
+        if let Some(records) = records {
+            to_open.retain(|(key, topic_id, dir, log_config, codec)| {
+                let Some((_, closed)) = records.get(key).filter(|(id, _)| id == topic_id) else {
+                    return true;
+                };
+                let journal = self
+                    .journal()
+                    .map(|j| (j, super::journal::journal_name(&key.0, key.1, *topic_id)));
+                let dormant = crate::partition::Dormant {
+                    dir: dir.clone(),
+                    config: log_config.clone(),
+                    journal,
+                    closed: *closed,
+                };
+                let part = Rc::new(Partition::dormant(*topic_id, dormant, *codec));
+                self.partitions
+                    .borrow_mut()
+                    .insert(key.0.clone(), key.1, part);
+                false
+            });
+        }
         // Opens overlap (each is a few small reads and writes, and after an
         // unclean stop a sync): thousands of partitions open in a fraction
         // of the time one after another would take.

@@ -19,6 +19,7 @@ use crate::config::BrokerConfig;
 use crate::producer_ids::ProducerIds;
 use partition_table::PartitionTable;
 
+pub mod clean_stop;
 pub mod group_table;
 pub mod journal;
 mod metadata;
@@ -88,6 +89,9 @@ pub struct Shard {
     journal: RefCell<Option<rill_storage::journal::Journal<rill_storage::io::DmaDisk>>>,
     /// What this shard counts for `/metrics`.
     pub counters: crate::metrics::ShardCounters,
+    /// The last clean stop's records, until this shard's start has placed
+    /// its partitions (see [`clean_stop`]).
+    clean_stop: RefCell<Option<Arc<clean_stop::Records>>>,
 }
 
 /// A partition not appended to for this long gives back its buffers and
@@ -119,6 +123,7 @@ impl Shard {
             unopened: Cell::new(0),
             counters: Default::default(),
             journal: RefCell::new(None),
+            clean_stop: RefCell::new(None),
         }
     }
 
@@ -363,6 +368,7 @@ impl Shard {
         let _applying = self.applying.lock().await;
         let parts = self.partitions.borrow_mut().drain();
         let count = parts.len();
+        let closed = parts.clone();
         let all_closed = std::cell::Cell::new(true);
         let sealed = std::cell::RefCell::new(Vec::new());
         futures_util::StreamExt::for_each_concurrent(
@@ -412,11 +418,82 @@ impl Shard {
         // Every segment is synced: the journal holds nothing the next start
         // needs. (Otherwise it stays, and is replayed.)
         let journal = self.journal.borrow_mut().take();
+        let mut journal_closed = journal.is_none();
         if let Some(j) = journal.filter(|_| all_closed) {
-            if let Err(e) = j.close().await {
-                tracing::warn!(shard = self.id, error = %e, "removing the shard journal failed");
+            match j.close().await {
+                Ok(()) => journal_closed = true,
+                Err(e) => {
+                    tracing::warn!(shard = self.id, error = %e, "removing the shard journal failed")
+                }
             }
         }
+        // All closed and nothing to replay: the next start may serve these
+        // partitions from what they are now before it opens their logs.
+        if all_closed && journal_closed {
+            let record: Vec<_> = closed
+                .iter()
+                .map(|((topic, partition), part)| {
+                    (
+                        topic.clone(),
+                        *partition,
+                        part.topic_id,
+                        part.closed_record(),
+                    )
+                })
+                .collect();
+            let data_dir = self.config.data_dir.clone();
+            let id = self.id;
+            let saved = glommio::executor()
+                .spawn_blocking(move || clean_stop::save(&data_dir, id, record))
+                .await;
+            if let Err(e) = saved {
+                tracing::warn!(shard = self.id, error = %e, "writing the clean-stop record failed; the next start opens every partition first");
+            }
+        }
+    }
+
+    /// Hands this shard the last clean stop's records for its start.
+    pub fn use_clean_stop(&self, records: Arc<clean_stop::Records>) {
+        *self.clean_stop.borrow_mut() = Some(records);
+    }
+
+    /// The start has placed its partitions: the records are stale from
+    /// here on.
+    pub fn forget_clean_stop(&self) {
+        self.clean_stop.borrow_mut().take();
+    }
+
+    /// Opens the logs of partitions still serving from the clean-stop
+    /// record, a few at a time, behind the requests that open them on
+    /// demand; returns how many it opened.
+    pub async fn open_dormant(self: &Rc<Self>) -> usize {
+        let dormant: Vec<_> = self
+            .partitions
+            .borrow()
+            .all()
+            .into_iter()
+            .filter(|p| !p.is_open())
+            .collect();
+        let opened = Cell::new(0usize);
+        futures_util::StreamExt::for_each_concurrent(
+            futures_util::stream::iter(dormant),
+            metadata::OPENS_IN_FLIGHT,
+            |part| {
+                let opened = &opened;
+                async move {
+                    if self.stopping.get() {
+                        return;
+                    }
+                    match part.open_log().await {
+                        Ok(_) => opened.set(opened.get() + 1),
+                        // Its next request opens it again and reports why.
+                        Err(e) => tracing::warn!(shard = self.id, error = %e, "opening a partition's log failed"),
+                    }
+                }
+            },
+        )
+        .await;
+        opened.get()
     }
 
     /// The rest of sealing many logs with two filesystem syncs in all (a

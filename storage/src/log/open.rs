@@ -14,16 +14,16 @@ use std::rc::{Rc, Weak};
 
 use super::{appender_config, sync_dir, Inner, PartitionLog, Shared, Writer};
 use crate::appender::Appender;
+use crate::batch::BatchHeader;
 use crate::checkpoint::{Checkpoint, FILE_BYTES};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::io::{Disk, SegmentFile};
 use crate::read_cache::ReadCache;
 use crate::scan::ScanStop;
-use crate::batch::BatchHeader;
-use crate::segment::{self, RangeScan, Segment, Seen};
-use bytes::Bytes;
+use crate::segment::{self, RangeScan, Seen, Segment};
 use crate::signal::Signal;
+use bytes::Bytes;
 
 pub(super) const CHECKPOINT_FILE: &str = "checkpoint";
 
