@@ -5,8 +5,9 @@
 //! - `GET /metrics`: the Prometheus text format ([`crate::metrics`]). Each
 //!   shard copies its counters on its own thread when asked (a job through
 //!   the router), so the request path counts without atomics or locks.
-//! - `GET /v1/status/ready`: 200 once every shard has opened its
-//!   partitions and serves them, 503 before (and while stopping).
+//! - `GET /v1/status/ready`: 200 once every shard serves its partitions
+//!   (their logs open, or after a clean stop serving from its record while
+//!   they open behind), 503 before (and while stopping).
 //! - `GET /v1/status/live`: 200 while the process answers.
 //! - `GET /v1/status`: what `rill broker status` prints, as JSON.
 

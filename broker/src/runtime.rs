@@ -214,9 +214,7 @@ impl Broker {
                             if opened.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1
                                 == shards
                             {
-                                tracing::info!(
-                                    "broker ready: every shard has opened its partitions"
-                                );
+                                tracing::info!("broker ready: every shard serves its partitions");
                             }
                             // Those serving from the clean-stop record: their
                             // logs open behind the requests.

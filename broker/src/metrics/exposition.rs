@@ -157,7 +157,7 @@ fn families(info: &BrokerInfo, shards: &[ShardSnapshot]) -> Vec<MetricFamily> {
     );
     f.gauge(
         "rill_ready",
-        "1 once every shard has opened its partitions and serves them, else 0.",
+        "1 once every shard serves its partitions, else 0.",
         vec![(vec![], if info.ready { 1.0 } else { 0.0 })],
     );
 
