@@ -328,6 +328,30 @@ fn ready_is_503_while_partitions_open_and_200_once_they_serve() {
     let admin = broker.admin.clone().expect("admin");
     let seen = statuses_until_ready(&admin);
     assert_eq!(seen.last(), Some(&200), "{seen:?}");
+    let at_ready = metrics(&broker);
+    let state = |text: &str, s: &str| {
+        sample(text, &format!("rill_partitions{{state=\"{s}\"}}")).unwrap_or(-1.0)
+    };
+    assert_eq!(
+        state(&at_ready, "open") + state(&at_ready, "dormant"),
+        6000.0,
+        "every partition serves, open or dormant"
+    );
+    assert_eq!(
+        records_in(&addr, "wide", 6000),
+        200,
+        "every record is there"
+    );
+    // The logs open behind.
+    let waited = Instant::now();
+    while state(&metrics(&broker), "dormant") > 0.0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "logs never opened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(state(&metrics(&broker), "open"), 6000.0);
     assert_eq!(
         records_in(&addr, "wide", 6000),
         200,

@@ -241,13 +241,19 @@ fn families(info: &BrokerInfo, shards: &[ShardSnapshot]) -> Vec<MetricFamily> {
     );
 
     // Partitions and their logs.
-    let open: usize = shards.iter().map(|s| s.partitions.len()).sum();
+    let dormant: u64 = shards.iter().map(|s| s.partitions_dormant).sum();
+    let open = shards
+        .iter()
+        .map(|s| s.partitions.len() as u64)
+        .sum::<u64>()
+        - dormant;
     let unopened: u64 = shards.iter().map(|s| s.partitions_unopened).sum();
     f.gauge(
         "rill_partitions",
-        "Partitions this broker owns: open, or unopened (failed to open; retried).",
+        "Partitions this broker owns: open; dormant (serving from the last clean stop's record while the log opens behind); or unopened (failed to open; retried).",
         vec![
             (vec![("state", "open".to_string())], open as f64),
+            (vec![("state", "dormant".to_string())], dormant as f64),
             (vec![("state", "unopened".to_string())], unopened as f64),
         ],
     );

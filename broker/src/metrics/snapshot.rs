@@ -44,6 +44,8 @@ pub struct ShardSnapshot {
     pub connections_open: u64,
     /// Partitions the metadata places on this shard that are not open.
     pub partitions_unopened: u64,
+    /// Partitions serving from the clean-stop record, their logs not open yet.
+    pub partitions_dormant: u64,
     pub partitions: Vec<PartitionGauges>,
     pub groups: Vec<GroupGauges>,
     /// Sync latencies, in [`sync_stats::SyncKind::ALL`] order.
@@ -74,13 +76,14 @@ impl Shard {
     /// lock another task could hold across an await).
     pub fn metrics_snapshot(&self) -> ShardSnapshot {
         let c = &self.counters;
-        let (mut read_cache_bytes, mut producer_ids) = (0u64, 0u64);
+        let (mut read_cache_bytes, mut producer_ids, mut dormant) = (0u64, 0u64, 0u64);
         let partitions = self
             .partitions_snapshot()
             .into_iter()
             .map(|((topic, partition), p)| {
                 read_cache_bytes += p.cache_bytes() as u64;
                 producer_ids += p.producer_count() as u64;
+                dormant += u64::from(!p.is_open());
                 let (segments, bytes) = p.disk_usage();
                 PartitionGauges {
                     topic,
@@ -141,6 +144,7 @@ impl Shard {
             connections_accepted: c.connections_accepted.get(),
             connections_open: c.connections_open.get(),
             partitions_unopened: self.unopened_partitions() as u64,
+            partitions_dormant: dormant,
             partitions,
             groups,
             syncs: sync_stats::snapshot(),
