@@ -103,6 +103,9 @@ pub struct JournalStats {
     pub records: u64,
     pub bytes: u64,
     pub files_retired: u64,
+    /// Steps whose big writers (at least [`DIRECT_SYNC_BYTES`] each) shared
+    /// one filesystem sync.
+    pub direct_shared_syncs: u64,
 }
 
 /// A shard's journal; cheap to clone.
@@ -407,15 +410,14 @@ impl<D: Disk> Journal<D> {
             }
             let bytes: usize = pending.iter().map(|p| p.batch.len()).sum();
             if bytes >= DIRECT_SYNC_BYTES {
-                let (log, end) = (log.clone(), pending.last().map_or(0, |p| p.next_offset));
-                direct.push(glommio::spawn_local(async move {
-                    // A failure fails the log; its waiters see that.
-                    let _ = log.sync_to(end).await;
-                }));
+                direct.push((log.clone(), pending.last().map_or(0, |p| p.next_offset)));
                 continue;
             }
             records.extend(pending.into_iter().map(|p| (i, p)));
         }
+        let n_direct = direct.len();
+        let direct =
+            (!direct.is_empty()).then(|| glommio::spawn_local(self.clone().sync_direct(direct)));
         let name = |i: usize| names[i].as_ref().expect("records only of named logs");
         let total: usize = records.iter().map(|(i, p)| record_len(name(*i), p)).sum();
         let written = if align_up(total as u64) <= inner.config.file_bytes - w.position {
@@ -436,8 +438,7 @@ impl<D: Disk> Journal<D> {
             result
         };
         let journaled = started.elapsed();
-        let n_direct = direct.len();
-        for task in direct {
+        if let Some(task) = direct {
             task.await;
         }
         self.wait_turn(turn).await;
@@ -675,6 +676,46 @@ impl<D: Disk> Journal<D> {
             }
         })
         .detach();
+    }
+
+    /// Makes the batches of a step's big writers durable in their own
+    /// segments. One log syncs its file; several write out theirs and
+    /// share one filesystem sync, instead of one `fdatasync` each (each a
+    /// device cache flush of its own, queued behind the others: sixteen
+    /// partitions' syncs took 2–25 ms where one took 2). If anything of
+    /// that fails, each log syncs its own file, which fails the log if it
+    /// cannot: its waiters see that.
+    async fn sync_direct(self, logs: Vec<(PartitionLog<D>, i64)>) {
+        if logs.len() > 1 {
+            let outs = futures_util::future::join_all(
+                logs.iter()
+                    .map(|(log, end)| log.write_out_before_fs_sync(*end)),
+            )
+            .await;
+            let ok = outs.iter().all(Result::is_ok);
+            let written: Vec<_> = logs
+                .iter()
+                .zip(outs)
+                .filter_map(|((log, _), out)| Some((log.clone(), out.ok()??)))
+                .collect();
+            if ok
+                && self
+                    .inner
+                    .disk
+                    .sync_filesystem(&self.inner.dir)
+                    .await
+                    .is_ok()
+            {
+                self.inner.state.borrow_mut().stats.direct_shared_syncs += 1;
+                for (log, w) in written {
+                    // The batches are durable; a checkpoint not written
+                    // is made up at the next open by scanning.
+                    let _ = log.mark_durable(w, true).await;
+                }
+            }
+        }
+        // Whatever is not durable yet (all of it for a single log).
+        futures_util::future::join_all(logs.iter().map(|(log, end)| log.sync_to(*end))).await;
     }
 
     async fn retire(&self, file: Rc<D::File>, number: u64, logs: Vec<(PartitionLog<D>, i64)>) {

@@ -70,6 +70,7 @@ struct Totals {
     files_retired: u64,
     replayed: usize,
     crashes_mid_step: u64,
+    direct_shared_syncs: u64,
 }
 
 /// A journal whose files hold 64 KiB, so a test's rounds retire several,
@@ -194,10 +195,14 @@ async fn one_seed(seed: u64, t: &mut Totals) {
             next_id += n;
             let picks: Vec<(usize, usize, usize)> = (0..n)
                 .map(|_| {
+                    // Now and then a batch big enough to sync its own
+                    // segment in the step (several share one filesystem
+                    // sync).
+                    let big = rng.gen_bool(0.03);
                     (
                         rng.gen_range(0..partitions),
-                        rng.gen_range(1..6),
-                        rng.gen_range(10..3000),
+                        if big { 5 } else { rng.gen_range(1..6) },
+                        if big { 28_000 } else { rng.gen_range(10..3000) },
                     )
                 })
                 .collect();
@@ -238,6 +243,7 @@ async fn one_seed(seed: u64, t: &mut Totals) {
         let stats = j.stats();
         t.steps += stats.steps;
         t.overlapped += stats.overlapped;
+        t.direct_shared_syncs += stats.direct_shared_syncs;
         t.files_retired += stats.files_retired;
         disk = disk.crash(CrashPlan {
             landed: rng.gen_range(0..4),
@@ -266,19 +272,24 @@ fn acknowledged_batches_survive_crashes_through_the_journal() {
         t
     });
     println!(
-        "{} acknowledged batches in {} journal steps ({:.1} per step, {} started while another was in flight), {} journal files retired, {} batches given back by replay, {} crashes in the middle of a step",
+        "{} acknowledged batches in {} journal steps ({:.1} per step, {} started while another was in flight), {} journal files retired, {} batches given back by replay, {} crashes in the middle of a step, {} steps whose big writers shared a filesystem sync",
         t.acks,
         t.steps,
         t.acks as f64 / t.steps.max(1) as f64,
         t.overlapped,
         t.files_retired,
         t.replayed,
-        t.crashes_mid_step
+        t.crashes_mid_step,
+        t.direct_shared_syncs
     );
     assert!(t.replayed > 0, "replay gave batches back");
     assert!(t.files_retired > 0, "journal files filled and retired");
     assert!(t.steps * 2 < t.acks, "a step covers many partitions");
     assert!(t.overlapped > 0, "steps overlapped");
+    assert!(
+        t.direct_shared_syncs > 0,
+        "no step's big writers shared a filesystem sync"
+    );
 }
 
 /// A step the journal cannot take (here a batch larger than a journal
