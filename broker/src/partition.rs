@@ -88,17 +88,8 @@ impl Partition {
     }
 
     pub fn new(topic_id: Uuid, log: PartitionLog, recompress_to: Option<Compression>) -> Partition {
-        let synced_is_stored = Cell::new(log.config().flush == FlushPolicy::Always);
-        Partition {
-            topic_id,
-            log: OnceCell::from(log),
-            dormant: RefCell::new(None),
-            waking: async_lock::Mutex::new(()),
-            closed_dormant: Cell::new(false),
-            moved: Signal::default(),
-            synced_is_stored,
-            recompress_to: Cell::new(recompress_to),
-        }
+        let flush = log.config().flush;
+        Partition::with(topic_id, OnceCell::from(log), None, flush, recompress_to)
     }
 
     /// A partition that serves from its clean-stop record until its log is
@@ -108,15 +99,31 @@ impl Partition {
         dormant: Dormant,
         recompress_to: Option<Compression>,
     ) -> Partition {
-        let synced_is_stored = Cell::new(dormant.config.flush == FlushPolicy::Always);
+        let flush = dormant.config.flush;
+        Partition::with(
+            topic_id,
+            OnceCell::new(),
+            Some(dormant),
+            flush,
+            recompress_to,
+        )
+    }
+
+    fn with(
+        topic_id: Uuid,
+        log: OnceCell<PartitionLog>,
+        dormant: Option<Dormant>,
+        flush: FlushPolicy,
+        recompress_to: Option<Compression>,
+    ) -> Partition {
         Partition {
             topic_id,
-            log: OnceCell::new(),
-            dormant: RefCell::new(Some(dormant)),
+            log,
+            dormant: RefCell::new(dormant),
             waking: async_lock::Mutex::new(()),
             closed_dormant: Cell::new(false),
             moved: Signal::default(),
-            synced_is_stored,
+            synced_is_stored: Cell::new(flush == FlushPolicy::Always),
             recompress_to: Cell::new(recompress_to),
         }
     }
@@ -354,26 +361,28 @@ impl Partition {
     /// A compacted partition's clean point (records before it were cleaned
     /// against every newer key); `None` for a partition that is not compacted.
     pub fn cleaned_to(&self) -> Option<i64> {
-        let cleaned = match self.log.get() {
-            Some(log) => log.cleaned_to(),
-            None => self.recorded().map_or(0, |c| c.cleaned_to),
-        };
         self.config()
             .compaction
-            .map(|_| cleaned.max(self.log_start_offset()))
+            .map(|_| self.log_cleaned_to().max(self.log_start_offset()))
+    }
+
+    /// The log's own clean point (0 before any cleaning).
+    fn log_cleaned_to(&self) -> i64 {
+        match self.log.get() {
+            Some(log) => log.cleaned_to(),
+            None => self.recorded().map_or(0, |c| c.cleaned_to),
+        }
     }
 
     /// What a clean stop records of this partition once it is closed.
     pub fn closed_record(&self) -> Closed {
+        let (segments, bytes) = self.disk_usage();
         Closed {
             log_start: self.log_start_offset(),
             log_end: self.log_end_offset(),
-            segments: self.disk_usage().0,
-            bytes: self.disk_usage().1,
-            cleaned_to: match self.log.get() {
-                Some(log) => log.cleaned_to(),
-                None => self.recorded().map_or(0, |c| c.cleaned_to),
-            },
+            segments,
+            bytes,
+            cleaned_to: self.log_cleaned_to(),
         }
     }
 
@@ -462,39 +471,48 @@ mod tests {
     /// nothing, ListOffsets' answer (the high watermark) does not count it,
     /// DeleteRecords cannot pass it, and a waiting fetch wakes only when the
     /// sync moves the high watermark.
-    #[test]
-    fn consumers_see_only_what_is_stored() {
+    /// Runs `f` on a glommio executor with a log directory of its own.
+    fn with_log_dir<F, Fut>(f: F)
+    where
+        F: FnOnce(std::path::PathBuf) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p0");
         glommio::LocalExecutorBuilder::default()
-            .spawn(move || async move {
-                let config = LogConfig {
-                    flush: FlushPolicy::Always,
-                    ..LogConfig::default()
-                };
-                let log = PartitionLog::open(&path, config).await.unwrap();
-                let part = std::rc::Rc::new(Partition::new(Uuid::nil(), log, None));
-                let (b, h) = batch_of(b"one");
-                part.append_unsynced(b, h, true).await.unwrap();
-                assert_eq!((part.high_watermark(), part.log_end_offset()), (0, 1));
-                assert!(part.read(0, 1 << 20).await.unwrap().is_empty());
-                assert!(part.delete_records_before(1).await.is_err());
-                let waiting = {
-                    let part = part.clone();
-                    glommio::spawn_local(async move { part.wait_for_data(0).await })
-                };
-                glommio::yield_if_needed().await;
-                part.make_durable(1).await.unwrap();
-                waiting.await;
-                assert_eq!(part.high_watermark(), 1);
-                let data = part.read(0, 1 << 20).await.unwrap();
-                assert_eq!(BatchHeader::parse(&data).unwrap().base_offset, 0);
-                assert_eq!(part.delete_records_before(1).await.unwrap(), 1);
-                part.close().await.unwrap();
-            })
+            .spawn(move || f(path))
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn consumers_see_only_what_is_stored() {
+        with_log_dir(|path| async move {
+            let config = LogConfig {
+                flush: FlushPolicy::Always,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(&path, config).await.unwrap();
+            let part = std::rc::Rc::new(Partition::new(Uuid::nil(), log, None));
+            let (b, h) = batch_of(b"one");
+            part.append_unsynced(b, h, true).await.unwrap();
+            assert_eq!((part.high_watermark(), part.log_end_offset()), (0, 1));
+            assert!(part.read(0, 1 << 20).await.unwrap().is_empty());
+            assert!(part.delete_records_before(1).await.is_err());
+            let waiting = {
+                let part = part.clone();
+                glommio::spawn_local(async move { part.wait_for_data(0).await })
+            };
+            glommio::yield_if_needed().await;
+            part.make_durable(1).await.unwrap();
+            waiting.await;
+            assert_eq!(part.high_watermark(), 1);
+            let data = part.read(0, 1 << 20).await.unwrap();
+            assert_eq!(BatchHeader::parse(&data).unwrap().base_offset, 0);
+            assert_eq!(part.delete_records_before(1).await.unwrap(), 1);
+            part.close().await.unwrap();
+        });
     }
 
     /// A partition serving from its clean-stop record answers offsets and
@@ -504,83 +522,77 @@ mod tests {
     /// opens.
     #[test]
     fn a_dormant_partition_answers_from_its_record_and_opens_on_need() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p0");
-        glommio::LocalExecutorBuilder::default()
-            .spawn(move || async move {
-                let config = LogConfig::default();
-                let log = PartitionLog::open(&path, config.clone()).await.unwrap();
-                let first = std::rc::Rc::new(Partition::new(Uuid::nil(), log, None));
-                for v in [b"one", b"two"] {
-                    let (b, h) = batch_of(v);
-                    let info = first.append_unsynced(b, h, true).await.unwrap();
-                    first.make_durable(info.last_offset + 1).await.unwrap();
-                }
-                first.close().await.unwrap();
-                let closed = first.closed_record();
-                assert_eq!(
-                    (closed.log_start, closed.log_end, closed.segments),
-                    (0, 2, 1)
-                );
-                let dormant = |config: LogConfig| Dormant {
-                    dir: path.clone(),
-                    config,
-                    journal: None,
+        with_log_dir(|path| async move {
+            let config = LogConfig::default();
+            let log = PartitionLog::open(&path, config.clone()).await.unwrap();
+            let first = std::rc::Rc::new(Partition::new(Uuid::nil(), log, None));
+            for v in [b"one", b"two"] {
+                let (b, h) = batch_of(v);
+                let info = first.append_unsynced(b, h, true).await.unwrap();
+                first.make_durable(info.last_offset + 1).await.unwrap();
+            }
+            first.close().await.unwrap();
+            let closed = first.closed_record();
+            assert_eq!(
+                (closed.log_start, closed.log_end, closed.segments),
+                (0, 2, 1)
+            );
+            let dormant = |config: LogConfig| Dormant {
+                dir: path.clone(),
+                config,
+                journal: None,
+                closed,
+            };
+            let part = std::rc::Rc::new(Partition::dormant(
+                Uuid::nil(),
+                dormant(config.clone()),
+                None,
+            ));
+            assert!(!part.is_open());
+            assert_eq!(
+                (
+                    part.log_start_offset(),
+                    part.high_watermark(),
+                    part.log_end_offset()
+                ),
+                (0, 2, 2)
+            );
+            assert_eq!(part.disk_usage(), (closed.segments, closed.bytes));
+            // At the end: nothing to read, and no open for it.
+            assert!(part.read(2, 1 << 20).await.unwrap().is_empty());
+            assert!(!part.is_open());
+            // Two reads at once: one open, both answered.
+            let (a, b) = futures_util::join!(part.read(0, 1 << 20), part.read(1, 1 << 20));
+            assert_eq!(BatchHeader::parse(&a.unwrap()).unwrap().base_offset, 0);
+            assert_eq!(BatchHeader::parse(&b.unwrap()).unwrap().base_offset, 1);
+            assert!(part.is_open());
+            let (b, h) = batch_of(b"three");
+            let info = part.append_unsynced(b, h, true).await.unwrap();
+            assert_eq!(info.base_offset, 2);
+            part.make_durable(3).await.unwrap();
+            assert_eq!(part.high_watermark(), 3);
+            part.close().await.unwrap();
+            // Closed while dormant: it never opens, and waiting
+            // fetches are let go.
+            let closed = part.closed_record();
+            assert_eq!(closed.log_end, 3);
+            let part = Partition::dormant(
+                Uuid::nil(),
+                Dormant {
                     closed,
-                };
-                let part = std::rc::Rc::new(Partition::dormant(
-                    Uuid::nil(),
-                    dormant(config.clone()),
-                    None,
-                ));
-                assert!(!part.is_open());
-                assert_eq!(
-                    (
-                        part.log_start_offset(),
-                        part.high_watermark(),
-                        part.log_end_offset()
-                    ),
-                    (0, 2, 2)
-                );
-                assert_eq!(part.disk_usage(), (closed.segments, closed.bytes));
-                // At the end: nothing to read, and no open for it.
-                assert!(part.read(2, 1 << 20).await.unwrap().is_empty());
-                assert!(!part.is_open());
-                // Two reads at once: one open, both answered.
-                let (a, b) = futures_util::join!(part.read(0, 1 << 20), part.read(1, 1 << 20));
-                assert_eq!(BatchHeader::parse(&a.unwrap()).unwrap().base_offset, 0);
-                assert_eq!(BatchHeader::parse(&b.unwrap()).unwrap().base_offset, 1);
-                assert!(part.is_open());
-                let (b, h) = batch_of(b"three");
-                let info = part.append_unsynced(b, h, true).await.unwrap();
-                assert_eq!(info.base_offset, 2);
-                part.make_durable(3).await.unwrap();
-                assert_eq!(part.high_watermark(), 3);
-                part.close().await.unwrap();
-                // Closed while dormant: it never opens, and waiting
-                // fetches are let go.
-                let closed = part.closed_record();
-                assert_eq!(closed.log_end, 3);
-                let part = Partition::dormant(
-                    Uuid::nil(),
-                    Dormant {
-                        closed,
-                        ..dormant(config)
-                    },
-                    None,
-                );
-                assert!(!part.close_begin().await.unwrap());
-                assert!(part.poll_data(3, &futures_util::task::noop_waker()));
-                assert!(matches!(part.open_log().await, Err(StorageError::Closed)));
-                assert!(matches!(
-                    part.append_unsynced(batch_of(b"x").0, batch_of(b"x").1, true)
-                        .await,
-                    Err(StorageError::Closed)
-                ));
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+                    ..dormant(config)
+                },
+                None,
+            );
+            assert!(!part.close_begin().await.unwrap());
+            assert!(part.poll_data(3, &futures_util::task::noop_waker()));
+            assert!(matches!(part.open_log().await, Err(StorageError::Closed)));
+            assert!(matches!(
+                part.append_unsynced(batch_of(b"x").0, batch_of(b"x").1, true)
+                    .await,
+                Err(StorageError::Closed)
+            ));
+        });
     }
 
     #[test]

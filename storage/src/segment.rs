@@ -337,13 +337,14 @@ pub async fn scan_range(
 }
 
 /// Scans a segment file from position 0 to `end`, CRC-checking every batch
-/// and calling `found` for each; returns where valid data stops and why.
+/// and calling `found` for each, with its bytes; returns where valid data
+/// stops and why.
 pub async fn scan_file(
     file: &impl SegmentFile,
     base_offset: i64,
     end: u64,
     batch_bytes_max: usize,
-    mut found: impl FnMut(scan::ScannedBatch),
+    mut found: impl FnMut(scan::ScannedBatch, &[u8]),
 ) -> Result<ScanStop> {
     let scanned = scan_range(
         file,
@@ -354,8 +355,8 @@ pub async fn scan_file(
         batch_bytes_max,
         i64::MIN,
         |seen| {
-            if let Seen::Batch(b, _) = seen {
-                found(b);
+            if let Seen::Batch(b, bytes) = seen {
+                found(b, bytes);
             }
             true
         },

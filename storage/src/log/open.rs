@@ -21,7 +21,7 @@ use crate::error::{Result, StorageError};
 use crate::io::{Disk, SegmentFile};
 use crate::read_cache::ReadCache;
 use crate::scan::ScanStop;
-use crate::segment::{self, RangeScan, Seen, Segment};
+use crate::segment::{self, Segment};
 use crate::signal::Signal;
 use bytes::Bytes;
 
@@ -93,30 +93,13 @@ async fn rebuild<F: SegmentFile>(
     let mut seg = Segment::new(base, file.clone(), now);
     let interval = config.index_interval_bytes;
     let mut kept = (size <= SEED_BYTES_MAX).then(Vec::new);
-    let scanned = segment::scan_range(
-        &*file,
-        0,
-        size,
-        1 << 20,
-        &mut Some(base),
-        config.batch_bytes_max,
-        i64::MIN,
-        |seen| {
-            if let Seen::Batch(b, bytes) = seen {
-                seg.record_batch(b.position, &b.header, interval);
-                if let Some(kept) = &mut kept {
-                    kept.push((b.header, Bytes::copy_from_slice(bytes)));
-                }
-            }
-            true
-        },
-    )
+    let stop = segment::scan_file(&*file, base, size, config.batch_bytes_max, |b, bytes| {
+        seg.record_batch(b.position, &b.header, interval);
+        if let Some(kept) = &mut kept {
+            kept.push((b.header, Bytes::copy_from_slice(bytes)));
+        }
+    })
     .await?;
-    let stop = match scanned {
-        RangeScan::Until(stop) => stop,
-        RangeScan::Unreadable { position } => ScanStop::End { position },
-        RangeScan::Stopped => unreachable!("the visitor never stops"),
-    };
     Ok((seg, stop, kept))
 }
 
