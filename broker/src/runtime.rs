@@ -70,8 +70,10 @@ fn io_memory_per_shard(memory_budget_bytes: usize, shards: usize) -> usize {
 /// their segments were synced), on an executor of its own before the
 /// shards start. A journal that cannot be replayed stops the start: its
 /// batches were acknowledged.
-fn replay_journals(config: &BrokerConfig, meta: &ClusterMeta) -> Result<()> {
-    if !crate::shard::journal::any_to_replay(&config.data_dir) {
+/// `unclean`: the last run left journal files
+/// ([`any_to_replay`](crate::shard::journal::any_to_replay)).
+fn replay_journals(config: &BrokerConfig, meta: &ClusterMeta, unclean: bool) -> Result<()> {
+    if !unclean {
         return Ok(()); // a clean stop, or a first start
     }
     let (config, meta) = (config.clone(), meta.clone());
@@ -122,7 +124,7 @@ impl Broker {
                 )
             })?,
         );
-        replay_journals(&config, &meta)?;
+        replay_journals(&config, &meta, unclean)?;
         // Bind once here to learn the port (the listen address may say port
         // 0), then every shard binds the same address with SO_REUSEPORT.
         let first = server::bind_reuseport(config.listen)

@@ -486,6 +486,8 @@ impl Shard {
                     }
                     match part.open_log().await {
                         Ok(_) => opened.set(opened.get() + 1),
+                        // Deleted (or moved) while it waited here.
+                        Err(rill_storage::StorageError::Closed) => {}
                         // Its next request opens it again and reports why.
                         Err(e) => tracing::warn!(shard = self.id, error = %e, "opening a partition's log failed"),
                     }
