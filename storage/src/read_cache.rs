@@ -96,9 +96,18 @@ impl ReadCache {
             return None;
         }
         let start = self.entries.partition_point(|e| e.next_offset <= offset);
-        let mut out = BytesMut::new();
+        // Sized first: grown batch by batch, the answer was reallocated and
+        // copied again at every doubling.
+        let mut total = 0;
         for e in self.entries.iter().skip(start) {
-            if !out.is_empty() && out.len() + e.data.len() > max_bytes {
+            if total > 0 && total + e.data.len() > max_bytes {
+                break;
+            }
+            total += e.data.len();
+        }
+        let mut out = BytesMut::with_capacity(total);
+        for e in self.entries.iter().skip(start) {
+            if out.len() == total {
                 break;
             }
             let at = out.len();
