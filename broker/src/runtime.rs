@@ -59,10 +59,9 @@ pub struct BrokerHandle {
 /// about 2 ms (kernel trace) but took 9–10 ms as the shard saw it, because
 /// the shard ran its tasks for 5–12 ms at a stretch before submitting the
 /// write and again before taking its completion. With 0.5 ms (Seastar's
-/// task quota) the same write took 6 ms, and `latency-1kb-fixed-rate`'s
-/// publish p99 stayed at 21–25 ms in five runs where it had been 21–165 ms
-/// (README, "Where a journal step's time goes"). It costs about a tenth
-/// more CPU per GB at low load: more trips into io_uring.
+/// task quota) the same write took 6 ms (README, "Where a journal step's
+/// time goes"). It costs about a tenth more CPU per GB at low load: more
+/// trips into io_uring.
 pub const SHARD_TASK_QUOTA: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// Memory each shard's io_uring reads and writes take their buffers from

@@ -175,6 +175,18 @@ impl Shard {
         self.partitions.borrow().get(topic, partition).cloned()
     }
 
+    /// The partition `topic`-`partition` if this shard owns it and its log
+    /// is open: a request may then use it in its own task. `None` for every
+    /// other case, which [`on_partition`](Self::on_partition) answers.
+    pub fn open_partition_here(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        match self.owner(topic, partition) {
+            Owner::Shard(owner) if owner == self.id => {
+                self.partition(topic, partition).filter(|p| p.is_open())
+            }
+            _ => None,
+        }
+    }
+
     /// Runs `f` with the open partition `topic`-`partition` on the shard that
     /// owns it. The one place a request for a partition finds its owner:
     /// unknown topics and partitions are UNKNOWN_TOPIC_OR_PARTITION; one the
