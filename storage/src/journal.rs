@@ -103,6 +103,9 @@ pub struct JournalStats {
     pub records: u64,
     pub bytes: u64,
     pub files_retired: u64,
+    /// Files zero-filled after the start (spares, or a next file when none
+    /// was ready); a retired file is reused instead whenever it can be.
+    pub files_filled: u64,
     /// Steps whose big writers (at least [`DIRECT_SYNC_BYTES`] each) shared
     /// one filesystem sync.
     pub direct_shared_syncs: u64,
@@ -148,6 +151,9 @@ struct State<D: Disk> {
     /// prepared ones by a number of their own).
     spares: Vec<u64>,
     preparing: usize,
+    /// Full files being retired: each becomes a spare when done, unless
+    /// enough are ready by then.
+    retiring: usize,
     /// The last number a prepared spare got.
     next_spare: u64,
 }
@@ -266,6 +272,7 @@ impl<D: Disk> Journal<D> {
                     next_spare: spares.iter().max().copied().unwrap_or(0).max(1 << 40),
                     spares,
                     preparing: 0,
+                    retiring: 0,
                 }),
                 stepped: Signal::default(),
                 writer: async_lock::Mutex::new(Writer {
@@ -618,13 +625,15 @@ impl<D: Disk> Journal<D> {
                 }
             }
             None => {
-                zero_filled(
+                let f = zero_filled(
                     &inner.disk,
                     &inner.dir,
                     &path_of(&inner.dir, number),
                     inner.config.file_bytes,
                 )
-                .await?
+                .await?;
+                inner.state.borrow_mut().stats.files_filled += 1;
+                f
             }
         };
         let old = std::mem::replace(&mut w.file, Rc::new(file));
@@ -634,8 +643,10 @@ impl<D: Disk> Journal<D> {
         let logs: Vec<(PartitionLog<D>, i64)> =
             std::mem::take(&mut w.in_file).into_values().collect();
         let journal = self.clone();
+        inner.state.borrow_mut().retiring += 1;
         glommio::spawn_local(async move {
             journal.retire(old, old_number, logs).await;
+            journal.inner.state.borrow_mut().retiring -= 1;
         })
         .detach();
         self.prepare_spare();
@@ -643,12 +654,20 @@ impl<D: Disk> Journal<D> {
     }
 
     /// Fills a spare file in the background if fewer than [`SPARES`] are
-    /// ready (or being made). Called once a file is half full, so a broker
-    /// that writes little never fills spares.
+    /// ready, being made or being retired (a retired file becomes a spare),
+    /// or if none is ready or being made. Called once a file is half full,
+    /// so a broker that writes little never fills spares.
+    ///
+    /// Counting the files being retired matters: without them, every new
+    /// file started a zero-fill of another, and the retired one, finding
+    /// the spares complete, was deleted. The journal's device writes were
+    /// then twice its bytes, plus a file's blocks allocated and freed every
+    /// 32 MiB for the filesystem syncs to commit.
     fn prepare_spare(&self) {
         let id = {
             let mut s = self.inner.state.borrow_mut();
-            if s.spares.len() + s.preparing >= SPARES {
+            let coming = s.spares.len() + s.preparing;
+            if coming > 0 && coming + s.retiring >= SPARES {
                 return;
             }
             s.preparing += 1;
@@ -671,6 +690,7 @@ impl<D: Disk> Journal<D> {
                 Ok(file) => {
                     drop(file);
                     s.spares.push(id);
+                    s.stats.files_filled += 1;
                 }
                 Err(e) => tracing::warn!(journal = %inner.dir.display(), error = %e, "could not prepare a journal file"),
             }
