@@ -98,18 +98,15 @@ impl ReadCache {
         let start = self.entries.partition_point(|e| e.next_offset <= offset);
         // Sized first: grown batch by batch, the answer was reallocated and
         // copied again at every doubling.
-        let mut total = 0;
+        let (mut taken, mut total) = (0, 0);
         for e in self.entries.iter().skip(start) {
             if total > 0 && total + e.data.len() > max_bytes {
                 break;
             }
-            total += e.data.len();
+            (taken, total) = (taken + 1, total + e.data.len());
         }
         let mut out = BytesMut::with_capacity(total);
-        for e in self.entries.iter().skip(start) {
-            if out.len() == total {
-                break;
-            }
+        for e in self.entries.iter().skip(start).take(taken) {
             let at = out.len();
             out.extend_from_slice(&e.data);
             batch::set_base_offset(&mut out[at..], e.base_offset);

@@ -80,12 +80,7 @@ pub async fn handle(
         // appends to internal topics from clients too).
         let internal = t.name.as_str() == crate::groups::OFFSETS_TOPIC;
         for p in &t.partition_data {
-            let refused = match refuse {
-                Some(e) => Some(e),
-                None if internal => Some(ResponseError::InvalidTopicException),
-                None => None,
-            };
-            if let Some(e) = refused {
+            if let Some(e) = refuse.or(internal.then_some(ResponseError::InvalidTopicException)) {
                 slots.push(Slot::Done(failed(e)));
                 continue;
             }
