@@ -270,6 +270,15 @@ impl Partition {
         appended
     }
 
+    /// Has the shard journal's next step take the batches before `offset`
+    /// without waiting (see [`PartitionLog::expect_durable`]); for a caller
+    /// about to wait on several partitions one after another.
+    pub fn expect_durable(&self, offset: i64) {
+        if let Some(log) = self.log.get() {
+            log.expect_durable(offset);
+        }
+    }
+
     /// Waits until everything before `offset` is on stable storage.
     pub async fn make_durable(&self, offset: i64) -> Result<()> {
         let synced = self.open_log().await?.make_durable(offset).await;

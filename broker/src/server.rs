@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use rill_net::frame::{next_frame, Frame};
@@ -179,6 +179,27 @@ async fn read_requests(
     loop {
         let frame = match next_frame(&mut buf, max_request) {
             Ok(Frame::Complete(f)) => f,
+            Ok(Frame::Incomplete {
+                frame_bytes: Some(whole),
+            }) if whole > READ_CHUNK => {
+                // A large frame is read into a buffer of its own size:
+                // no regrowing (each a copy of what came so far), no
+                // zero-filling beyond what the allocator gives zeroed, and
+                // the frame does not hold a buffer shared with the next.
+                let mut frame = BytesMut::zeroed(whole);
+                let mut have = buf.len();
+                frame[..have].copy_from_slice(&buf);
+                buf.clear();
+                while have < whole {
+                    let to = (have + READ_ROOM_MAX).min(whole);
+                    match read_or_stop(shard, stream, &mut frame[have..to], true).await? {
+                        0 => return Ok(()),
+                        n => have += n,
+                    }
+                }
+                frame.advance(4);
+                frame.freeze()
+            }
             Ok(Frame::Incomplete { frame_bytes }) => {
                 if shard.stopping.get() && buf.is_empty() {
                     return Ok(());
@@ -190,26 +211,7 @@ async fn read_requests(
                     .min(READ_ROOM_MAX);
                 let start = buf.len();
                 buf.resize(start + want, 0);
-                let read = futures_lite::future::or(
-                    async { Some(stream.read(&mut buf[start..]).await) },
-                    async {
-                        // Idle connections close at shutdown; a request being
-                        // read gets a moment more to arrive whole.
-                        shard.stopped().await;
-                        if start != 0 {
-                            glommio::timer::sleep(std::time::Duration::from_millis(
-                                PARTIAL_REQUEST_GRACE_MS,
-                            ))
-                            .await;
-                        }
-                        None
-                    },
-                )
-                .await;
-                let n = match read {
-                    None => return Ok(()),
-                    Some(r) => r?,
-                };
+                let n = read_or_stop(shard, stream, &mut buf[start..], start != 0).await?;
                 buf.truncate(start + n);
                 if n == 0 {
                     return Ok(());
@@ -257,6 +259,26 @@ async fn read_requests(
             }
         }
     }
+}
+
+/// Reads what has arrived into `into`; 0 at the end of the stream or once
+/// the shard stops (idle connections close at shutdown; a request partly
+/// read gets a moment more to arrive whole).
+async fn read_or_stop(
+    shard: &Shard,
+    stream: &mut futures_lite::io::ReadHalf<TcpStream>,
+    into: &mut [u8],
+    partial: bool,
+) -> io::Result<usize> {
+    let read = futures_lite::future::or(async { Some(stream.read(into).await) }, async {
+        shard.stopped().await;
+        if partial {
+            glommio::timer::sleep(std::time::Duration::from_millis(PARTIAL_REQUEST_GRACE_MS)).await;
+        }
+        None
+    })
+    .await;
+    read.unwrap_or(Ok(0))
 }
 
 /// What to do after a request frame.

@@ -335,19 +335,7 @@ impl<D: Disk> Journal<D> {
                     reason: "batches missing from the journal".to_string(),
                 });
             }
-            let steps = {
-                let mut s = inner.state.borrow_mut();
-                if let Some(reason) = &s.failed {
-                    return Err(StorageError::Failed {
-                        reason: reason.clone(),
-                    });
-                }
-                if log.mark_journal_waiting() {
-                    s.waiting.push(log.clone());
-                }
-                self.start_step(&mut s);
-                s.finished
-            };
+            let steps = self.enqueue(log)?;
             inner
                 .stepped
                 .wait_until(|| {
@@ -355,6 +343,33 @@ impl<D: Disk> Journal<D> {
                     (s.finished != steps || s.failed.is_some()).then_some(())
                 })
                 .await;
+        }
+    }
+
+    /// Queues `log` for the next step and starts one if it may; the
+    /// number of steps finished so far. Idempotent while the log waits.
+    fn enqueue(&self, log: &PartitionLog<D>) -> Result<u64> {
+        let mut s = self.inner.state.borrow_mut();
+        if let Some(reason) = &s.failed {
+            return Err(StorageError::Failed {
+                reason: reason.clone(),
+            });
+        }
+        if log.mark_journal_waiting() {
+            s.waiting.push(log.clone());
+        }
+        self.start_step(&mut s);
+        Ok(s.finished)
+    }
+
+    /// [`make_durable`](Self::make_durable) without the wait: `log` is
+    /// queued for the next step if its batches before `target` are not yet
+    /// durable. Callers about to wait on several logs one after another
+    /// call this for each first, so that one step takes them all.
+    pub(crate) fn expect_durable(&self, log: &PartitionLog<D>, target: i64) {
+        if log.stored_offset() < target && log.unjournaled_from() <= log.stored_offset() {
+            // A failed journal is the later wait's to report.
+            let _ = self.enqueue(log);
         }
     }
 

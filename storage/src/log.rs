@@ -606,6 +606,16 @@ impl<D: Disk> PartitionLog<D> {
         self.append_at(batch, header, Stamp::Kept, true).await
     }
 
+    /// Has the shard journal's next step take this log's batches before
+    /// `offset` without waiting for it (see [`Journal::expect_durable`]);
+    /// [`make_durable`](Self::make_durable) still waits. Nothing to do
+    /// without a journal.
+    pub fn expect_durable(&self, offset: i64) {
+        if let Some((j, _)) = self.inner.journal.borrow().as_ref() {
+            j.expect_durable(self, offset);
+        }
+    }
+
     /// Waits until every batch before `offset` is on stable storage, syncing
     /// if needed (acks=all under an interval flush policy): through the
     /// shard's journal if the log has one, else its own segment's sync.

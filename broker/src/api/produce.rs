@@ -111,18 +111,26 @@ pub async fn handle(
     // The appends of this request are in place: the connection may start
     // the next request while this one waits for the disk.
     admission.admit();
-    // Awaited together: a journal step takes the logs that wait when it
-    // starts, so each partition must be waiting before it does (awaited one
-    // after another, a request of a thousand partitions took a thousand
-    // steps).
-    let done = futures_util::future::join_all(slots.into_iter().map(|slot| async move {
-        match slot {
+    // A journal step takes the logs that wait when it starts: every
+    // partition is queued for the next step first, then the answers are
+    // awaited one after another (without the queueing, a request of a
+    // thousand partitions took a thousand steps; awaited together, a future
+    // and a waker each cost a tenth of the shard's CPU at 1,000 partitions).
+    for slot in &slots {
+        if let Slot::Appended(part, a) = slot {
+            if a.durable {
+                part.expect_durable(a.next);
+            }
+        }
+    }
+    let mut done = Vec::with_capacity(slots.len());
+    for slot in slots {
+        done.push(match slot {
             Slot::Done(o) => o,
             Slot::Appended(part, a) => finish(&part, a).await,
             Slot::Elsewhere(task) => task.await,
-        }
-    }))
-    .await;
+        });
+    }
     let mut outcomes = done.into_iter();
     if acks == 0 {
         return None;
