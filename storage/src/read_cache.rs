@@ -8,6 +8,16 @@ use std::collections::VecDeque;
 
 use crate::batch;
 
+/// Batches smaller than this are cached as copies. A produced batch is a
+/// slice of its request, and one request carries batches of many
+/// partitions: a cached slice kept the whole request in memory until every
+/// one of its partitions had evicted its own. With a thousand partitions
+/// written a record or two at a time, the cold ones, which evict only when
+/// their budget fills, kept nearly every request alive (the broker's
+/// resident memory grew by 80 MB a second, while the caches held 1 MB of
+/// batches). Small batches are where this happens and cost little to copy.
+pub const OWN_COPY_BELOW: usize = 16 << 10;
+
 #[derive(Debug, Clone)]
 struct CachedBatch {
     base_offset: i64,
@@ -59,11 +69,17 @@ impl ReadCache {
         self.entries.front().map(|e| e.base_offset)
     }
 
-    /// Adds the batch just appended at `base_offset`.
+    /// Adds the batch just appended at `base_offset`. A batch smaller than
+    /// [`OWN_COPY_BELOW`] is copied into memory of its own.
     pub fn push(&mut self, base_offset: i64, next_offset: i64, leader_epoch: i32, data: Bytes) {
         if let Some(last) = self.entries.back() {
             assert_eq!(last.next_offset, base_offset, "cache must stay contiguous");
         }
+        let data = if data.len() < OWN_COPY_BELOW {
+            Bytes::copy_from_slice(&data)
+        } else {
+            data
+        };
         self.bytes += data.len();
         self.entries.push_back(CachedBatch {
             base_offset,
@@ -95,7 +111,7 @@ impl ReadCache {
         if offset < first.base_offset {
             return None;
         }
-        let start = self.entries.partition_point(|e| e.next_offset <= offset);
+        let start = self.index_of(offset);
         // Sized first: grown batch by batch, the answer was reallocated and
         // copied again at every doubling.
         let (mut taken, mut total) = (0, 0);
@@ -113,6 +129,25 @@ impl ReadCache {
             batch::set_leader_epoch(&mut out[at..], e.leader_epoch);
         }
         Some(out.freeze())
+    }
+
+    /// The index of the batch containing `offset` (or the end). A tailing
+    /// reader asks for one of the last few batches: those are looked at
+    /// first, from the back (a binary search of a thousand partitions'
+    /// caches, each cold in the CPU's cache, was a quarter of a fetch's
+    /// time at 1,000 partitions).
+    fn index_of(&self, offset: i64) -> usize {
+        const FROM_BACK: usize = 8;
+        let n = self.entries.len();
+        for (back, e) in self.entries.iter().rev().take(FROM_BACK).enumerate() {
+            if e.next_offset <= offset {
+                return n - back;
+            }
+            if e.base_offset <= offset {
+                return n - back - 1;
+            }
+        }
+        self.entries.partition_point(|e| e.next_offset <= offset)
     }
 
     /// Drops batches at or after `offset` (log truncation).
@@ -148,6 +183,39 @@ mod tests {
             0,
             &[RecordSpec::default(), RecordSpec::default()],
         ))
+    }
+
+    #[test]
+    fn a_small_batch_does_not_keep_its_request_alive() {
+        // Two partitions' batches in one request buffer.
+        let request = Bytes::from([batch().to_vec(), batch().to_vec()].concat());
+        let first = request.slice(..batch().len());
+        let mut c = ReadCache::new(usize::MAX);
+        c.push(0, 2, 0, first.clone());
+        let held = &c.entries[0].data;
+        assert_eq!(held, &first);
+        assert!(!request.as_ptr_range().contains(&held.as_ptr()));
+        // A large batch is kept as it came (no copy).
+        let big = Bytes::from(vec![0u8; OWN_COPY_BELOW]);
+        c.push(2, 3, 0, big.clone());
+        assert_eq!(c.entries[1].data.as_ptr(), big.as_ptr());
+    }
+
+    #[test]
+    fn finds_the_batch_of_any_offset() {
+        let mut c = ReadCache::new(usize::MAX);
+        // Twenty batches of two records: offsets 100..140.
+        for i in 0..20 {
+            c.push(100 + i * 2, 102 + i * 2, 0, batch());
+        }
+        for offset in 90..145 {
+            let linear = c
+                .entries
+                .iter()
+                .position(|e| e.next_offset > offset)
+                .unwrap_or(c.entries.len());
+            assert_eq!(c.index_of(offset), linear, "offset {offset}");
+        }
     }
 
     #[test]
