@@ -181,11 +181,14 @@ async fn read_requests(
             Ok(Frame::Complete(f)) => f,
             Ok(Frame::Incomplete {
                 frame_bytes: Some(whole),
-            }) if whole > READ_CHUNK => {
+            }) if whole > READ_ROOM_MAX => {
                 // A large frame is read into a buffer of its own size:
                 // no regrowing (each a copy of what came so far), no
                 // zero-filling beyond what the allocator gives zeroed, and
                 // the frame does not hold a buffer shared with the next.
+                // Smaller frames share the connection's buffer, so that one
+                // read can take several (a single partition's 64 KiB
+                // batches: two reads a frame otherwise).
                 let mut frame = BytesMut::zeroed(whole);
                 let mut have = buf.len();
                 frame[..have].copy_from_slice(&buf);
