@@ -521,10 +521,25 @@ fn the_client_example_runs() {
     let example = rill.parent().unwrap().join("examples/round_trip");
     if !example.exists() {
         // `cargo test --workspace` builds it; a narrower run may not have.
+        // Built in the profile of the binaries under test, where it is
+        // looked for (`debug` is the `dev` profile's directory).
+        let profile = match rill
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+        {
+            "debug" => "dev",
+            other => other,
+        };
         let status = Command::new(env!("CARGO"))
             .args([
                 "build",
                 "-q",
+                "--profile",
+                profile,
                 "-p",
                 "rill-client",
                 "--example",
