@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::{Rc, Weak};
 
-use super::{appender_config, sync_dir, Inner, PartitionLog, Shared, Writer};
+use super::{appender_config, sync_dir, Checkpointer, Inner, PartitionLog, Shared, Writer};
 use crate::appender::Appender;
 use crate::batch::BatchHeader;
 use crate::checkpoint::{Checkpoint, FILE_BYTES};
@@ -326,11 +326,14 @@ pub(super) async fn open<D: Disk>(
             config: RefCell::new(config),
             writer: async_lock::Mutex::new(Writer {
                 appender,
-                checkpoint_file,
-                checkpoint_seq: checkpoint.map(|c| c.seq).unwrap_or(0),
-                last_checkpoint_ms: 0,
                 clean_on_disk: false,
                 sealed_unsynced: None,
+            }),
+            checkpointer: async_lock::Mutex::new(Checkpointer {
+                file: checkpoint_file,
+                seq: checkpoint.map(|c| c.seq).unwrap_or(0),
+                last_ms: 0,
+                recovery_point: checkpoint.map_or(i64::MIN, |c| c.recovery_point),
             }),
             shared: RefCell::new(Shared {
                 segments,
