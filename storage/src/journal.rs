@@ -791,13 +791,20 @@ impl<D: Disk> Journal<D> {
                 "partitions could not make their segments durable; keeping the journal file for replay");
             return;
         }
-        for (log, w) in written.into_inner() {
-            if let Err(e) = log.mark_durable(w, false).await {
-                // The batches are durable; a checkpoint not written is
-                // made up at the next open by scanning.
-                tracing::debug!(journal = %inner.dir.display(), error = %e, "a checkpoint after a journal file's sync failed");
-            }
-        }
+        // Their checkpoints are written side by side too (one after another,
+        // a retirement outlasted the filling of the next file now and then).
+        futures_util::StreamExt::for_each_concurrent(
+            futures_util::stream::iter(written.into_inner()),
+            RETIRE_PARALLEL,
+            |(log, w)| async move {
+                if let Err(e) = log.mark_durable(w, false).await {
+                    // The batches are durable; a checkpoint not written is
+                    // made up at the next open by scanning.
+                    tracing::debug!(journal = %inner.dir.display(), error = %e, "a checkpoint after a journal file's sync failed");
+                }
+            },
+        )
+        .await;
         // No step writes to it any more: the last reference.
         if let Ok(file) = Rc::try_unwrap(file) {
             let _ = file.close().await;
