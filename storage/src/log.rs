@@ -145,7 +145,9 @@ struct Writer<D: Disk> {
     appender: Appender<D::File>,
     /// The files are as the newest checkpoint, a clean one, describes them:
     /// a close has nothing to write. Set by a clean open and by a close or
-    /// park; cleared by an append and by an unclean checkpoint.
+    /// park; cleared by an append and by an unclean checkpoint written
+    /// under this lock (a durable advance writes its own only after an
+    /// append, which cleared it already).
     clean_on_disk: bool,
     /// (position, offset) written out by [`PartitionLog::close_begin`] or
     /// [`PartitionLog::park_begin`], durable once the caller's filesystem
@@ -945,8 +947,8 @@ impl<D: Disk> PartitionLog<D> {
         // Without the writer's lock: appends go on while the checkpoint is
         // written and synced (holding it, that write stalled every request
         // with a batch for this partition, and the requests behind them on
-        // their connections: at 1,000 partitions a fifth of all appends'
-        // time went to waiting for it).
+        // their connections: in many-partitions-1000, appends waited 0.4 s
+        // of every 2 s for it with acks=all, 1.8 s with acks=1).
         let mut c = inner.checkpointer.lock().await;
         // Not if the newest checkpoint already holds this recovery point (a
         // park meanwhile left a clean one, which an unclean one would
