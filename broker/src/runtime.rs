@@ -110,24 +110,19 @@ impl Broker {
         let started = std::time::Instant::now();
         file_limits::budget_open_files(file_limits::raise_nofile_limit());
         rill_storage::open_files::share_between(config.cores);
+        // Nothing in it yet: no earlier process left anything unsynced.
+        let fresh = std::fs::read_dir(&config.data_dir).map_or(true, |mut d| d.next().is_none());
         std::fs::create_dir_all(&config.data_dir)
             .context(|| format!("creating data directory {}", config.data_dir.display()))?;
         // Resolved once, so logs name one real place and no later change of
         // the working directory can move the data.
         config.data_dir = std::fs::canonicalize(&config.data_dir)
             .context(|| format!("resolving data directory {}", config.data_dir.display()))?;
-        // What an earlier process wrote and never synced (it may have been
-        // killed first) is made durable before anything is served: a log
-        // it made without a sync (see `rill_storage::log`'s `sync_names`)
-        // opens here as clean, and its names must be on disk before this
-        // process acknowledges a write to it.
-        std::fs::File::open(&config.data_dir)
-            .and_then(|dir| rill_storage::io::syncfs(&dir))
-            .context(|| format!("syncing data directory {}", config.data_dir.display()))?;
         let meta = load_fitted(&config.data_dir, config.cores)?;
         // Taken (and removed) before anything can change a log; trusted
         // only after a clean stop, when no journal is left to replay.
         let unclean = crate::shard::journal::any_to_replay(&config.data_dir);
+        let recorded = crate::shard::clean_stop::recorded(&config.data_dir);
         let clean_stop = Arc::new(
             crate::shard::clean_stop::take_all(&config.data_dir, !unclean).context(|| {
                 format!(
@@ -136,6 +131,29 @@ impl Broker {
                 )
             })?,
         );
+        // What an earlier process wrote and never synced (it may have been
+        // killed first) is made durable before anything is served: a log
+        // it made without a sync (see `rill_storage::log`'s `sync_names`)
+        // opens here as clean, and its names must be on disk before this
+        // process acknowledges a write to it. A clean stop synced all it
+        // wrote and then left its record; a new directory holds nothing.
+        // (`syncfs` waits for every dirty page of the filesystem, however
+        // unrelated: a build's output just written took a broker in CI
+        // over 30 s to start.)
+        if !fresh && (unclean || !recorded) {
+            let began = std::time::Instant::now();
+            std::fs::File::open(&config.data_dir)
+                .and_then(|dir| rill_storage::io::syncfs(&dir))
+                .context(|| format!("syncing data directory {}", config.data_dir.display()))?;
+            let took = began.elapsed();
+            if took > std::time::Duration::from_secs(1) {
+                tracing::warn!(
+                    secs = took.as_secs_f64(),
+                    "syncing the data directory's filesystem after an unclean stop was slow \
+                     (it also flushes what other programs wrote to that filesystem)"
+                );
+            }
+        }
         replay_journals(&config, &meta, unclean)?;
         // Bind once here to learn the port (the listen address may say port
         // 0), then every shard binds the same address with SO_REUSEPORT.

@@ -64,6 +64,25 @@ pub fn save(
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Whether every shard that ran left its record: the last stop was clean
+/// (a shard that could not close all its partitions leaves none).
+pub fn recorded(data_dir: &Path) -> bool {
+    let Ok(shards) = std::fs::read_dir(data_dir.join("journal")) else {
+        return false;
+    };
+    let mut any = false;
+    for shard in shards.flatten() {
+        if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if !shard.path().join(FILE).exists() {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// Reads and removes every shard's record (durably: a crash after this
 /// start has begun must not find one). `trust`: false after an unclean
 /// stop, when the records are removed unread. A record that cannot be read
@@ -126,5 +145,18 @@ mod tests {
         save(data.path(), 0, vec![("t".into(), 0, id, closed)]).unwrap();
         assert!(take_all(data.path(), false).unwrap().is_empty());
         assert!(!path_of(data.path(), 0).exists());
+    }
+
+    #[test]
+    fn a_stop_is_recorded_clean_only_if_every_shard_left_its_record() {
+        let data = tempfile::tempdir().unwrap();
+        assert!(!recorded(data.path()), "nothing ran here");
+        save(data.path(), 0, Vec::new()).unwrap();
+        std::fs::create_dir_all(journal_dir(data.path(), 1)).unwrap();
+        assert!(!recorded(data.path()), "shard 1 left no record");
+        save(data.path(), 1, Vec::new()).unwrap();
+        assert!(recorded(data.path()));
+        take_all(data.path(), true).unwrap();
+        assert!(!recorded(data.path()), "taken");
     }
 }

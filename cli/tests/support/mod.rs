@@ -133,8 +133,10 @@ fn spawn_and_wait(mut cmd: Command) -> (Child, u16, Option<String>) {
             }
         }
     });
+    // Generous: a start after an unclean stop syncs the whole filesystem,
+    // which on a slow CI disk may hold a build's output not yet written.
     let addr = rx
-        .recv_timeout(Duration::from_secs(30))
+        .recv_timeout(Duration::from_secs(60))
         .expect("broker did not report its address");
     let port = addr.rsplit(':').next().unwrap().parse().unwrap();
     let admin = rx
