@@ -154,7 +154,9 @@ impl Broker {
                 );
             }
         }
+        let replay_began = std::time::Instant::now();
         replay_journals(&config, &meta, unclean)?;
+        let replayed = replay_began.elapsed();
         // Bind once here to learn the port (the listen address may say port
         // 0), then every shard binds the same address with SO_REUSEPORT.
         let first = server::bind_reuseport(config.listen)
@@ -340,6 +342,15 @@ impl Broker {
             }
         }
         tracing::info!(%bound, shards, "broker listening; partitions are opening");
+        // Listening should take well under a second; say where a slow
+        // start went (the shards' journals are made in the rest).
+        if started.elapsed() > std::time::Duration::from_secs(5) {
+            tracing::warn!(
+                secs = started.elapsed().as_secs_f64(),
+                replay_secs = replayed.as_secs_f64(),
+                "the broker took long to start listening"
+            );
+        }
         Ok(handle)
     }
 }
