@@ -134,7 +134,8 @@ fn spawn_and_wait(mut cmd: Command) -> (Child, u16, Option<String>) {
         }
     });
     // Generous: a start after an unclean stop syncs the whole filesystem,
-    // which on a slow CI disk may hold a build's output not yet written.
+    // which on a slow CI disk may hold a build's output not yet written
+    // (the broker's log names shards still starting every 10 s).
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("broker did not report its address");
