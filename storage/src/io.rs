@@ -263,14 +263,16 @@ pub fn syncfs(file: &std::fs::File) -> io::Result<()> {
 /// How often [`keep_reactor_awake`] wakes an executor.
 pub const REACTOR_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Works around a lost wakeup in glommio 0.9: now and then an executor whose
-/// only pending work is I/O goes to sleep in `io_uring_enter` and is not
-/// woken when that I/O (or a blocking-pool result) completes; it resumes
-/// only when something else wakes it (seen in `storage/tests/crash.rs`: a
-/// recovery stalled for minutes until a debugger's attach interrupted the
-/// wait). A timer always pending makes the reactor sleep with a timeout, so
-/// such a stall lasts at most [`REACTOR_HEARTBEAT`]. Call once on every
-/// executor that does I/O; the task ends with the executor.
+/// A bound on any wakeup an executor misses. It was added for stalls seen in
+/// `storage/tests/crash.rs` (a recovery asleep in `io_uring_enter` for
+/// minutes, until a debugger's attach interrupted the wait); their cause
+/// was glommio 0.9 parking with runnable tasks, fixed in the vendored copy
+/// (third_party/glommio, `storage/tests/executor_start.rs`). A timer always
+/// pending makes the reactor sleep with a timeout, so a stall of that kind
+/// lasts at most [`REACTOR_HEARTBEAT`], at the cost of one wakeup per
+/// heartbeat. It cannot help before its task first runs, as at an
+/// executor's start. Call once on every executor that does I/O; the task
+/// ends with the executor.
 pub fn keep_reactor_awake() {
     glommio::spawn_local(async {
         loop {
