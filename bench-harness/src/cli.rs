@@ -127,6 +127,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             )
         }
     };
+    if let Some(dir) = match &broker {
+        Some(b) => Some(b.data_dir()),
+        None => args.disk_dir.as_deref(),
+    } {
+        crate::limits::warn_if_buffered_loop("rill-bench", dir);
+    }
     let limits = if args.skip_limits {
         crate::limits::Limits::default()
     } else {

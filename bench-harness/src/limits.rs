@@ -64,6 +64,60 @@ pub fn loopback_tcp_mb_s(time: Duration) -> anyhow::Result<f64> {
     Ok(total as f64 / 1e6 / start.elapsed().as_secs_f64())
 }
 
+/// A loop device that serves its reads and writes through the host's page
+/// cache (`mount -o loop` makes one, and so does `../shared/tools/bounded`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferedLoop {
+    pub device: String,
+    pub backing_file: String,
+}
+
+/// The loop device holding `dir` if it runs without direct I/O. Its
+/// `O_DIRECT` writes become buffered writes to the backing file, and each
+/// flush writes those back: a disk-bound workload then measures that layer
+/// (on this project's machine `max-throughput-1kb-1p` ran at 75–185 MB/s on
+/// such a device and at 650–850 MB/s once it used direct I/O, with the
+/// same build in the same hour; the same-build spread of
+/// `many-partitions-1000` went from 36–116 MB/s to 155–174 MB/s).
+pub fn buffered_loop_device(dir: &Path) -> Option<BufferedLoop> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    // Loop devices have block major 7.
+    if major != 7 {
+        return None;
+    }
+    let sys = format!("/sys/dev/block/{major}:{minor}/loop");
+    let dio = std::fs::read_to_string(format!("{sys}/dio")).ok()?;
+    if dio.trim() != "0" {
+        return None;
+    }
+    let backing_file = std::fs::read_to_string(format!("{sys}/backing_file"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Some(BufferedLoop {
+        device: format!("/dev/loop{minor}"),
+        backing_file,
+    })
+}
+
+/// Warns (as `tool`) when `dir` is on a buffered loop device, with the
+/// command that switches it to direct I/O.
+pub fn warn_if_buffered_loop(tool: &str, dir: &Path) {
+    if let Some(l) = buffered_loop_device(dir) {
+        eprintln!(
+            "{tool}: warning: {} is on {}, a loop device without direct I/O (backing file {}): \
+             its writes go through the host's page cache and its syncs write that back, so a \
+             disk-bound result measures the loop layer, not the disk; \
+             `losetup --direct-io=on {}` passes them straight to the backing disk",
+            dir.display(),
+            l.device,
+            l.backing_file,
+            l.device
+        );
+    }
+}
+
 /// Both limits; a failed measurement is reported and left out.
 pub fn measure(disk_dir: Option<&Path>) -> Limits {
     let mut limits = Limits::default();
@@ -87,6 +141,28 @@ pub fn measure(disk_dir: Option<&Path>) -> Limits {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_loop_device_without_direct_io_is_flagged() {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            super::buffered_loop_device(std::path::Path::new("/nonexistent/x")),
+            None
+        );
+        let dir = std::env::current_dir().unwrap();
+        let major = libc::major(std::fs::metadata(&dir).unwrap().dev());
+        match super::buffered_loop_device(&dir) {
+            None => {}
+            Some(l) => {
+                // Only ever a loop device (block major 7) in buffered mode.
+                assert_eq!(major, 7, "{l:?}");
+                let minor = l.device.trim_start_matches("/dev/loop");
+                let dio =
+                    std::fs::read_to_string(format!("/sys/dev/block/7:{minor}/loop/dio")).unwrap();
+                assert_eq!(dio.trim(), "0");
+            }
+        }
+    }
+
     #[test]
     fn loopback_moves_bytes() {
         let v = super::loopback_tcp_mb_s(std::time::Duration::from_millis(200)).unwrap();

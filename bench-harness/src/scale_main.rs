@@ -55,6 +55,7 @@ struct Cli {
 fn main() {
     rill_bench_harness::init_logging();
     let cli = Cli::parse();
+    rill_bench_harness::limits::warn_if_buffered_loop("rill-scale", &cli.data_dir);
     let opts = ScaleOptions {
         rill: rill_bench_harness::embedded::rill_binary(),
         parent_dir: cli.data_dir,
