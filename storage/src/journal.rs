@@ -13,7 +13,10 @@
 //! batches of has synced its segment past them.
 //!
 //! Files are `<number>.wal`, zero-filled when made, so writing into them
-//! changes no file-system metadata and a sync is a device flush. A step's
+//! changes no file-system metadata and a sync is a device flush. Their size
+//! follows the write rate, between the configured first and largest sizes
+//! (see [`JournalConfig::max_file_bytes`]); replay reads each as long as
+//! it is. A step's
 //! records are packed and padded with zeros to a 4 KiB boundary; the next
 //! step starts there. Record: magic, body length, CRC-32C of what follows
 //! it, the file's number, a sequence number (consecutive within a file),
@@ -52,6 +55,10 @@ pub const DIRECT_SYNC_BYTES: usize = 128 << 10;
 const SPARES: usize = 2;
 /// Segment syncs a retiring file runs at once.
 const RETIRE_PARALLEL: usize = 32;
+/// A file filled within this makes the next ones larger.
+pub const GROW_WITHIN_MS: i64 = 1_000;
+/// A file that took longer than this to fill makes the next ones smaller.
+pub const SHRINK_AFTER_MS: i64 = 30_000;
 
 /// A partition's identity in the journal: its directory relative to the
 /// data directory, and its incarnation (the topic id).
@@ -63,8 +70,18 @@ pub struct JournalName {
 
 #[derive(Debug, Clone, Copy)]
 pub struct JournalConfig {
-    /// Size of each journal file.
+    /// Size of the first journal file, and the least any file has.
     pub file_bytes: u64,
+    /// Largest a journal file grows to. A file filled in under
+    /// [`GROW_WITHIN_MS`] makes the next ones twice as large (up to this);
+    /// one that took over [`SHRINK_AFTER_MS`] halves them (down to
+    /// `file_bytes`). Each retirement writes out every partition with
+    /// batches in the file, so at a high rate small files mean many small
+    /// segment writes: many-partitions-1000 wrote out a thousand partitions
+    /// every 0.25 s with 32 MiB files (7,800 device writes a second), and
+    /// ran 19–34 % faster with 128 MiB ones. Small first files keep a
+    /// broker that writes little (or a test's) from zero-filling large ones.
+    pub max_file_bytes: u64,
     /// Steps whose writes and syncs may be in flight at once. A step's
     /// batches are acknowledged only after every earlier step's, in order;
     /// a second step in flight takes the batches appended while the first
@@ -81,6 +98,7 @@ impl Default for JournalConfig {
     fn default() -> Self {
         JournalConfig {
             file_bytes: 64 << 20,
+            max_file_bytes: 64 << 20,
             steps_in_flight: 1,
         }
     }
@@ -109,6 +127,9 @@ pub struct JournalStats {
     /// Steps whose big writers (at least [`DIRECT_SYNC_BYTES`] each) shared
     /// one filesystem sync.
     pub direct_shared_syncs: u64,
+    /// The size new files are made at now (see
+    /// [`JournalConfig::max_file_bytes`]).
+    pub file_bytes: u64,
 }
 
 /// A shard's journal; cheap to clone.
@@ -148,8 +169,8 @@ struct State<D: Disk> {
     failed: Option<String>,
     stats: JournalStats,
     /// Filled files kept for reuse (retired ones by their old number,
-    /// prepared ones by a number of their own).
-    spares: Vec<u64>,
+    /// prepared ones by a number of their own), with their sizes.
+    spares: Vec<(u64, u64)>,
     preparing: usize,
     /// Full files being retired: each becomes a spare when done, unless
     /// enough are ready by then.
@@ -162,6 +183,9 @@ struct Writer<D: Disk> {
     /// Shared with the steps whose writes to it are in flight.
     file: Rc<D::File>,
     number: u64,
+    /// The file's size, and when it was started (the disk's clock).
+    file_bytes: u64,
+    started_ms: i64,
     position: u64,
     seq: u64,
     /// Logs with batches in the current file, and the end of the last one.
@@ -215,6 +239,13 @@ impl<D: Disk> Journal<D> {
     /// earlier journal left is [`replay`]ed and removed first.
     pub async fn create(disk: D, dir: &Path, config: JournalConfig) -> Result<Journal<D>> {
         assert!(config.file_bytes >= 2 * ALIGN && config.file_bytes.is_multiple_of(ALIGN));
+        let config = JournalConfig {
+            max_file_bytes: config.max_file_bytes.max(config.file_bytes),
+            ..config
+        };
+        let fits = |len: u64| {
+            (config.file_bytes..=config.max_file_bytes).contains(&len) && len.is_multiple_of(ALIGN)
+        };
         disk.create_dir_all(dir)
             .await
             .map_err(|e| StorageError::io("creating the journal directory", e))?;
@@ -233,17 +264,21 @@ impl<D: Disk> Journal<D> {
                 ),
             });
         }
-        // Spares a former journal kept (of this size): the first file is one
-        // of them if it can be, so a restart writes nothing.
-        let mut spares: Vec<u64> = disk
+        // Spares a former journal kept (of a size this one makes): the first
+        // file is one of them if it can be, so a restart writes nothing.
+        // Smallest first: a start may not write at the rate that grew them.
+        let mut spares: Vec<(u64, u64)> = disk
             .list_dir(dir)
             .map_err(|e| StorageError::io("listing the journal", e))?
             .iter()
             .filter_map(|n| n.strip_suffix(".spare")?.parse().ok())
-            .filter(|&n| disk.file_len(&spare_path(dir, n)).ok() == Some(config.file_bytes))
+            .filter_map(|n| Some((n, disk.file_len(&spare_path(dir, n)).ok()?)))
+            .filter(|&(_, len)| fits(len))
             .collect();
+        spares.sort_unstable_by_key(|&(n, len)| (std::cmp::Reverse(len), n));
         let first = path_of(dir, 1);
-        let file = match spares.pop() {
+        let first_bytes = spares.last().map_or(config.file_bytes, |s| s.1);
+        let file = match spares.pop().map(|s| s.0) {
             Some(n) => {
                 let reused = async {
                     disk.rename(&spare_path(dir, n), &first)?;
@@ -256,6 +291,7 @@ impl<D: Disk> Journal<D> {
             }
             None => zero_filled(&disk, dir, &first, config.file_bytes).await?,
         };
+        let now_ms = disk.now_ms();
         let journal = Journal {
             inner: Rc::new(Inner {
                 disk,
@@ -268,8 +304,11 @@ impl<D: Disk> Journal<D> {
                     taken: 0,
                     finished: 0,
                     failed: None,
-                    stats: JournalStats::default(),
-                    next_spare: spares.iter().max().copied().unwrap_or(0).max(1 << 40),
+                    stats: JournalStats {
+                        file_bytes: config.file_bytes,
+                        ..JournalStats::default()
+                    },
+                    next_spare: spares.iter().map(|s| s.0).max().unwrap_or(0).max(1 << 40),
                     spares,
                     preparing: 0,
                     retiring: 0,
@@ -278,6 +317,8 @@ impl<D: Disk> Journal<D> {
                 writer: async_lock::Mutex::new(Writer {
                     file: Rc::new(file),
                     number: 1,
+                    file_bytes: first_bytes,
+                    started_ms: now_ms,
                     position: 0,
                     seq: 0,
                     in_file: HashMap::new(),
@@ -442,7 +483,7 @@ impl<D: Disk> Journal<D> {
             (!direct.is_empty()).then(|| glommio::spawn_local(self.clone().sync_direct(direct)));
         let name = |i: usize| names[i].as_ref().expect("records only of named logs");
         let total: usize = records.iter().map(|(i, p)| record_len(name(*i), p)).sum();
-        let written = if align_up(total as u64) <= inner.config.file_bytes - w.position {
+        let written = if align_up(total as u64) <= w.file_bytes - w.position {
             // The usual case: the whole step in the current file, written
             // and synced without the lock, while the next step encodes.
             let (buf, position) = self.encode_step(&mut w, &records, &name, &logs);
@@ -546,7 +587,7 @@ impl<D: Disk> Journal<D> {
         }
         out[at..].fill(0);
         w.position += padded as u64;
-        if w.position > self.inner.config.file_bytes / 2 {
+        if w.position > w.file_bytes / 2 {
             // The next file will be needed: have it filled by then.
             self.prepare_spare();
         }
@@ -570,12 +611,11 @@ impl<D: Disk> Journal<D> {
         name: &impl Fn(usize) -> &'n JournalName,
         logs: &[PartitionLog<D>],
     ) -> std::result::Result<(), (String, bool)> {
-        let inner = &*self.inner;
         let mut done = 0;
         while done < records.len() {
             // As many records as fit in the current file (at least one in a
             // fresh file); a full file is retired and the next one started.
-            let room = inner.config.file_bytes - w.position;
+            let room = w.file_bytes - w.position;
             let mut bytes = 0usize;
             let mut take = 0;
             for (i, p) in &records[done..] {
@@ -592,7 +632,7 @@ impl<D: Disk> Journal<D> {
                         format!(
                             "a batch of {} bytes does not fit in a journal file of {}",
                             records[done].1.batch.len(),
-                            inner.config.file_bytes
+                            w.file_bytes
                         ),
                         false,
                     ));
@@ -623,11 +663,23 @@ impl<D: Disk> Journal<D> {
     async fn next_file(&self, w: &mut Writer<D>) -> Result<()> {
         let inner = &*self.inner;
         let number = w.number + 1;
+        let now_ms = inner.disk.now_ms();
+        let target = {
+            let mut s = inner.state.borrow_mut();
+            let lived = now_ms - w.started_ms;
+            let c = &inner.config;
+            if lived < GROW_WITHIN_MS {
+                s.stats.file_bytes = (s.stats.file_bytes * 2).min(c.max_file_bytes);
+            } else if lived > SHRINK_AFTER_MS {
+                s.stats.file_bytes = (s.stats.file_bytes / 2).max(c.file_bytes) & !(ALIGN - 1);
+            }
+            s.stats.file_bytes
+        };
         // A retired file is already filled: its old records carry another
         // file's number, so they read as the end of the journal.
         let spare = inner.state.borrow_mut().spares.pop();
-        let file = match spare {
-            Some(old) => {
+        let (file, file_bytes) = match spare {
+            Some((old, bytes)) => {
                 let path = path_of(&inner.dir, number);
                 let reused = async {
                     inner.disk.rename(&spare_path(&inner.dir, old), &path)?;
@@ -635,7 +687,7 @@ impl<D: Disk> Journal<D> {
                     inner.disk.open_rw(&path).await
                 };
                 match reused.await {
-                    Ok(f) => f,
+                    Ok(f) => (f, bytes),
                     Err(e) => return Err(StorageError::io("reusing a journal file", e)),
                 }
             }
@@ -644,15 +696,17 @@ impl<D: Disk> Journal<D> {
                     &inner.disk,
                     &inner.dir,
                     &path_of(&inner.dir, number),
-                    inner.config.file_bytes,
+                    target,
                 )
                 .await?;
                 inner.state.borrow_mut().stats.files_filled += 1;
-                f
+                (f, target)
             }
         };
         let old = std::mem::replace(&mut w.file, Rc::new(file));
         let old_number = std::mem::replace(&mut w.number, number);
+        let old_bytes = std::mem::replace(&mut w.file_bytes, file_bytes);
+        w.started_ms = now_ms;
         w.position = 0;
         w.seq = 0;
         let logs: Vec<(PartitionLog<D>, i64)> =
@@ -660,7 +714,7 @@ impl<D: Disk> Journal<D> {
         let journal = self.clone();
         inner.state.borrow_mut().retiring += 1;
         glommio::spawn_local(async move {
-            journal.retire(old, old_number, logs).await;
+            journal.retire(old, old_number, old_bytes, logs).await;
             journal.inner.state.borrow_mut().retiring -= 1;
         })
         .detach();
@@ -679,7 +733,7 @@ impl<D: Disk> Journal<D> {
     /// then twice its bytes, plus a file's blocks allocated and freed every
     /// 32 MiB for the filesystem syncs to commit.
     fn prepare_spare(&self) {
-        let id = {
+        let (id, bytes) = {
             let mut s = self.inner.state.borrow_mut();
             let coming = s.spares.len() + s.preparing;
             if coming > 0 && coming + s.retiring >= SPARES {
@@ -687,7 +741,7 @@ impl<D: Disk> Journal<D> {
             }
             s.preparing += 1;
             s.next_spare += 1;
-            s.next_spare
+            (s.next_spare, s.stats.file_bytes)
         };
         let journal = self.clone();
         glommio::spawn_local(async move {
@@ -696,7 +750,7 @@ impl<D: Disk> Journal<D> {
                 &inner.disk,
                 &inner.dir,
                 &spare_path(&inner.dir, id),
-                inner.config.file_bytes,
+                bytes,
             )
             .await;
             let mut s = inner.state.borrow_mut();
@@ -704,7 +758,7 @@ impl<D: Disk> Journal<D> {
             match made {
                 Ok(file) => {
                     drop(file);
-                    s.spares.push(id);
+                    s.spares.push((id, bytes));
                     s.stats.files_filled += 1;
                 }
                 Err(e) => tracing::warn!(journal = %inner.dir.display(), error = %e, "could not prepare a journal file"),
@@ -753,7 +807,13 @@ impl<D: Disk> Journal<D> {
         futures_util::future::join_all(logs.iter().map(|(log, end)| log.sync_to(*end))).await;
     }
 
-    async fn retire(&self, file: Rc<D::File>, number: u64, logs: Vec<(PartitionLog<D>, i64)>) {
+    async fn retire(
+        &self,
+        file: Rc<D::File>,
+        number: u64,
+        bytes: u64,
+        logs: Vec<(PartitionLog<D>, i64)>,
+    ) {
         let inner = &*self.inner;
         // Every log writes out what it has (a closed one synced when it
         // closed), one filesystem sync makes all of it durable, and then
@@ -809,10 +869,25 @@ impl<D: Disk> Journal<D> {
         if let Ok(file) = Rc::try_unwrap(file) {
             let _ = file.close().await;
         }
-        // Kept as a spare for a next file (up to SPARES; more are removed).
+        // Spares of another size than files are made at now (made before
+        // it changed) give way, so the disk holds no stale ones.
+        let stale: Vec<(u64, u64)> = {
+            let mut s = inner.state.borrow_mut();
+            let now = s.stats.file_bytes;
+            let (fit, stale) = s.spares.drain(..).partition(|&(_, b)| b == now);
+            s.spares = fit;
+            stale
+        };
+        for (n, _) in stale {
+            if let Err(e) = inner.disk.remove_file(&spare_path(&inner.dir, n)) {
+                tracing::warn!(journal = %inner.dir.display(), spare = n, error = %e, "removing a journal spare failed");
+            }
+        }
+        // Kept as a spare for a next file (up to SPARES, and only of the
+        // size files are made at now; others are removed).
         let keep = {
             let s = inner.state.borrow();
-            s.spares.len() + s.preparing < SPARES
+            s.spares.len() + s.preparing < SPARES && bytes == s.stats.file_bytes
         };
         let done = if keep {
             inner.disk.rename(
@@ -828,7 +903,7 @@ impl<D: Disk> Journal<D> {
         }
         let mut s = inner.state.borrow_mut();
         if keep {
-            s.spares.push(number);
+            s.spares.push((number, bytes));
         }
         s.stats.files_retired += 1;
     }

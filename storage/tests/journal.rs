@@ -81,6 +81,7 @@ async fn small_files_journal(disk: &SimDisk, steps_in_flight: usize) -> Journal<
         Path::new(JOURNAL),
         JournalConfig {
             file_bytes: 64 << 10,
+            max_file_bytes: 64 << 10,
             steps_in_flight,
         },
     )
@@ -129,6 +130,45 @@ async fn one_batch_each(logs: &[PartitionLog<SimDisk>], round: u64) -> Vec<(usiz
         done.push(w.await);
     }
     done
+}
+
+/// Crashes `disk` (nothing unsynced lands), reopens the `partitions` logs,
+/// replays the journal into them and reads back every `acked` batch (its
+/// partition, offset and bytes) at its offset.
+async fn every_acknowledged_batch_after_a_crash(
+    disk: &SimDisk,
+    partitions: usize,
+    acked: Vec<(usize, i64, Bytes)>,
+) {
+    let disk = disk.crash(CrashPlan {
+        landed: 0,
+        torn_sectors: 0,
+    });
+    let mut reopened = BTreeMap::new();
+    for p in 0..partitions {
+        let n = name(p);
+        let log = PartitionLog::open_on(disk.clone(), dir(&n.name), config())
+            .await
+            .unwrap();
+        reopened.insert(n.name, log);
+    }
+    let reopened = Rc::new(reopened);
+    let r = reopened.clone();
+    journal::replay(&disk, Path::new(JOURNAL), move |n| {
+        let log = r.get(&n.name).cloned();
+        async move { Ok(log) }
+    })
+    .await
+    .unwrap();
+    for (p, offset, bytes) in acked {
+        let log = &reopened[&name(p).name];
+        assert!(log.log_end_offset() > offset, "partition {p} lost {offset}");
+        assert_eq!(
+            stored_at(log, offset).await,
+            bytes,
+            "partition {p} at {offset}"
+        );
+    }
 }
 
 async fn one_seed(seed: u64, t: &mut Totals) {
@@ -396,36 +436,8 @@ fn a_retiring_file_syncs_the_filesystem_once_for_all_its_partitions() {
             syncs <= stats.steps + 3 * (stats.files_retired + 2),
             "{syncs} syncs for {stats:?}"
         );
-        let disk = disk.crash(CrashPlan {
-            landed: 0,
-            torn_sectors: 0,
-        });
         drop(logs);
-        let mut reopened = BTreeMap::new();
-        for p in 0..PARTITIONS {
-            let n = name(p);
-            let log = PartitionLog::open_on(disk.clone(), dir(&n.name), config())
-                .await
-                .unwrap();
-            reopened.insert(n.name, log);
-        }
-        let reopened = Rc::new(reopened);
-        let r = reopened.clone();
-        journal::replay(&disk, Path::new(JOURNAL), move |n| {
-            let log = r.get(&n.name).cloned();
-            async move { Ok(log) }
-        })
-        .await
-        .unwrap();
-        for (p, offset, bytes) in acked {
-            let log = &reopened[&name(p).name];
-            assert!(log.log_end_offset() > offset, "partition {p} lost {offset}");
-            assert_eq!(
-                stored_at(log, offset).await,
-                bytes,
-                "partition {p} at {offset}"
-            );
-        }
+        every_acknowledged_batch_after_a_crash(&disk, PARTITIONS, acked).await;
     });
 }
 
@@ -478,5 +490,105 @@ fn the_flush_interval_syncs_only_what_the_journal_did_not_take() {
             );
             glommio::timer::sleep(interval).await;
         }
+    });
+}
+
+/// Sizes of the journal's `.wal` files on `disk`, oldest first.
+fn wal_sizes(disk: &SimDisk) -> Vec<u64> {
+    use rill_storage::io::Disk;
+    let dir = Path::new(JOURNAL);
+    let mut names: Vec<String> = disk
+        .list_dir(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|n| disk.file_len(&dir.join(n)).unwrap())
+        .collect()
+}
+
+/// Journal files grow while each fills within a second (up to the largest
+/// size) and shrink once one takes longer than half a minute; what was
+/// acknowledged through files of every size is replayed after a crash.
+#[test]
+fn journal_files_grow_with_the_write_rate_and_shrink_when_it_falls() {
+    run(|| async {
+        const PARTITIONS: usize = 8;
+        const SMALL: u64 = 64 << 10;
+        const LARGE: u64 = 256 << 10;
+        let disk = SimDisk::with_latency(11);
+        let j = Journal::create(
+            disk.clone(),
+            Path::new(JOURNAL),
+            JournalConfig {
+                file_bytes: SMALL,
+                max_file_bytes: LARGE,
+                steps_in_flight: 1,
+            },
+        )
+        .await
+        .unwrap();
+        let logs = journaled_logs(&disk, &j, PARTITIONS, &config()).await;
+        let mut acked = Vec::new();
+        let mut sizes_seen = std::collections::BTreeSet::new();
+        // The simulated clock stands still: every file fills "within a
+        // second", so each next size doubles, up to the largest.
+        let mut round = 0u64;
+        while !(j.stats().file_bytes == LARGE && wal_sizes(&disk).last() == Some(&LARGE)) {
+            round += 1;
+            assert!(
+                round < 600,
+                "files never grew: {:?}, {:?}",
+                j.stats(),
+                wal_sizes(&disk)
+            );
+            for (p, offset) in one_batch_each(&logs, round).await {
+                acked.push((p, offset, stored_at(&logs[p], offset).await));
+            }
+            sizes_seen.extend(wal_sizes(&disk));
+        }
+        assert!(
+            sizes_seen.iter().all(|s| (SMALL..=LARGE).contains(s)),
+            "{sizes_seen:?}"
+        );
+        assert!(
+            sizes_seen.contains(&(128 << 10)),
+            "grew by doubling: {sizes_seen:?}"
+        );
+        // Now each file takes over half a minute to fill: the sizes halve
+        // back to the first one.
+        let slow_from = round;
+        while j.stats().file_bytes != SMALL {
+            round += 1;
+            assert!(
+                round < slow_from + 2_000,
+                "files never shrank: {:?}",
+                j.stats()
+            );
+            disk.advance_ms(31_000);
+            for (p, offset) in one_batch_each(&logs, round).await {
+                acked.push((p, offset, stored_at(&logs[p], offset).await));
+            }
+        }
+        // Let the retirements started in the background finish.
+        for _ in 0..200 {
+            futures_lite::future::yield_now().await;
+        }
+        // Spares made at the larger sizes are gone: the disk holds only
+        // files of the size they are made at now.
+        {
+            use rill_storage::io::Disk;
+            let dir = Path::new(JOURNAL);
+            for n in disk.list_dir(dir).unwrap() {
+                if n.ends_with(".spare") {
+                    assert_eq!(disk.file_len(&dir.join(&n)).unwrap(), SMALL, "{n}");
+                }
+            }
+        }
+        drop(logs);
+        every_acknowledged_batch_after_a_crash(&disk, PARTITIONS, acked).await;
     });
 }

@@ -18,11 +18,18 @@ use super::Shard;
 use crate::cluster::{partition_dir, ClusterMeta};
 use crate::config::{broker_config, topic_config, BrokerConfig};
 
-/// Largest size of each journal file: filled with zeros when made, so a
-/// step's sync changes no file-system metadata. On a small file system a
-/// journal file takes at most 1/64 of the free space (at least 4 MiB): a
-/// step that does not fit makes its partitions sync their own segments.
-pub const JOURNAL_FILE_BYTES_MAX: u64 = 32 << 20;
+/// Size of a shard journal's first files: filled with zeros when made, so
+/// a step's sync changes no file-system metadata. Files grow to
+/// [`JOURNAL_FILE_BYTES_MAX`] while each fills within a second (see
+/// `JournalConfig::max_file_bytes`), so a broker that writes little never
+/// zero-fills large ones. On a small file system a journal file takes at
+/// most 1/64 of the free space (at least 4 MiB): a step that does not fit
+/// makes its partitions sync their own segments.
+pub const JOURNAL_FILE_BYTES_START: u64 = 32 << 20;
+/// Largest size a journal file grows to (many-partitions-1000, pinned, on
+/// a direct-I/O scratch disk: 19–34 % more throughput with 128 MiB files
+/// than with 32 MiB ones, in six alternated pairs).
+pub const JOURNAL_FILE_BYTES_MAX: u64 = 128 << 20;
 const JOURNAL_FILE_BYTES_MIN: u64 = 4 << 20;
 
 /// Bytes free for an unprivileged writer on the file system of `dir`.
@@ -35,9 +42,11 @@ pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
         .then(|| s.f_bavail as u64 * s.f_frsize as u64)
 }
 
-fn journal_file_bytes(data_dir: &Path) -> u64 {
+/// The first and the largest size of the journal's files in `data_dir`.
+fn journal_file_bytes(data_dir: &Path) -> (u64, u64) {
     let by_space = free_bytes(data_dir).map_or(JOURNAL_FILE_BYTES_MAX, |f| f / 64);
-    by_space.clamp(JOURNAL_FILE_BYTES_MIN, JOURNAL_FILE_BYTES_MAX) & !((1 << 20) - 1)
+    let fit = |most: u64| by_space.clamp(JOURNAL_FILE_BYTES_MIN, most) & !((1 << 20) - 1);
+    (fit(JOURNAL_FILE_BYTES_START), fit(JOURNAL_FILE_BYTES_MAX))
 }
 
 fn journals_dir(data_dir: &Path) -> PathBuf {
@@ -142,8 +151,10 @@ impl Shard {
     /// each partition syncs its own segment, as durable, only slower.
     pub async fn start_journal(&self) {
         let dir = journal_dir(&self.config.data_dir, self.id);
+        let (file_bytes, max_file_bytes) = journal_file_bytes(&self.config.data_dir);
         let config = JournalConfig {
-            file_bytes: journal_file_bytes(&self.config.data_dir),
+            file_bytes,
+            max_file_bytes,
             ..JournalConfig::default()
         };
         match Journal::create(DmaDisk, &dir, config).await {
