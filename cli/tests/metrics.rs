@@ -119,6 +119,13 @@ fn metrics_pass_promtool_and_count_what_clients_did() {
     assert!(sample(&text, "rill_requests_total{api=\"Produce\"}").unwrap() >= 2.0);
     assert!(sample(&text, "rill_request_duration_seconds_count{api=\"Fetch\"}").unwrap() >= 1.0);
     assert!(text.contains("rill_sync_duration_seconds_bucket{kind=\"journal\""));
+    // A journal that wrote little makes its files at its first size: at
+    // least 4 MiB, at most 32 MiB (less on a nearly full disk).
+    let file_bytes = sample(&text, "rill_journal_file_bytes{shard=\"0\"}").unwrap();
+    assert!(
+        ((4 << 20) as f64..=(32 << 20) as f64).contains(&file_bytes),
+        "{file_bytes}"
+    );
     assert_eq!(sample(&text, "rill_ready"), Some(1.0));
     assert!(sample(&text, "rill_shard_busy_seconds_total{shard=\"0\"}").unwrap() > 0.0);
     assert!(sample(&text, "rill_shard_cpu_seconds_total{shard=\"0\"}").unwrap() > 0.0);

@@ -492,6 +492,11 @@ fn families(info: &BrokerInfo, shards: &[ShardSnapshot]) -> Vec<MetricFamily> {
             .collect()
     };
     f.gauge(
+        "rill_journal_file_bytes",
+        "Size a shard's journal makes its files at now: it doubles while each file fills within a second, up to its largest, and halves when one takes over 30 s.",
+        per_shard(|s| s.journal_file_bytes),
+    );
+    f.gauge(
         "rill_open_files",
         "Partition files a shard holds open (idle ones are closed to stay within its budget).",
         per_shard(|s| s.open_files),

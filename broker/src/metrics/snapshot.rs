@@ -52,6 +52,8 @@ pub struct ShardSnapshot {
     pub syncs: [Histogram; 3],
     pub journal_steps: u64,
     pub journal_bytes: u64,
+    /// The size the shard journal makes its files at now (0 without one).
+    pub journal_file_bytes: u64,
     /// Bytes prepared by read-ahead for catch-up readers.
     pub read_ahead_bytes: u64,
     /// Partition files open on this shard, and how many it may hold.
@@ -120,10 +122,11 @@ impl Shard {
                 }
             })
             .collect();
-        let (journal_steps, journal_bytes) = self.journal().map_or((0, 0), |j| {
-            let s = j.stats();
-            (s.steps, s.bytes)
-        });
+        let (journal_steps, journal_bytes, journal_file_bytes) =
+            self.journal().map_or((0, 0, 0), |j| {
+                let s = j.stats();
+                (s.steps, s.bytes, s.file_bytes)
+            });
         let open_files = rill_storage::open_files::stats().open;
         let open_files_budget = rill_storage::open_files::budget_share();
         // Every topic has its traffic series from its creation on, at zero
@@ -150,6 +153,7 @@ impl Shard {
             syncs: sync_stats::snapshot(),
             journal_steps,
             journal_bytes,
+            journal_file_bytes,
             read_ahead_bytes: rill_storage::read_ahead::held_bytes() as u64,
             open_files: open_files as u64,
             open_files_budget: open_files_budget as u64,
