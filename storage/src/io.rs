@@ -265,8 +265,9 @@ pub const REACTOR_HEARTBEAT: std::time::Duration = std::time::Duration::from_mil
 
 /// A bound on any wakeup an executor misses. It was added for stalls seen in
 /// `storage/tests/crash.rs` (a recovery asleep in `io_uring_enter` for
-/// minutes, until a debugger's attach interrupted the wait); their cause
-/// was glommio 0.9 parking with runnable tasks, fixed in the vendored copy
+/// minutes, until a debugger's attach interrupted the wait); their likely
+/// cause was glommio 0.9 parking with runnable tasks (the cause of a hung
+/// broker start, shown there the same way), fixed in the vendored copy
 /// (third_party/glommio, `storage/tests/executor_start.rs`). A timer always
 /// pending makes the reactor sleep with a timeout, so a stall of that kind
 /// lasts at most [`REACTOR_HEARTBEAT`], at the cost of one wakeup per

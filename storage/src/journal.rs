@@ -240,7 +240,8 @@ impl<D: Disk> Journal<D> {
     pub async fn create(disk: D, dir: &Path, config: JournalConfig) -> Result<Journal<D>> {
         assert!(config.file_bytes >= 2 * ALIGN && config.file_bytes.is_multiple_of(ALIGN));
         let config = JournalConfig {
-            max_file_bytes: config.max_file_bytes.max(config.file_bytes),
+            // Aligned, and never below the first size (which is aligned).
+            max_file_bytes: config.max_file_bytes.max(config.file_bytes) & !(ALIGN - 1),
             ..config
         };
         let fits = |len: u64| {
@@ -869,12 +870,15 @@ impl<D: Disk> Journal<D> {
         if let Ok(file) = Rc::try_unwrap(file) {
             let _ = file.close().await;
         }
-        // Spares of another size than files are made at now (made before
-        // it changed) give way, so the disk holds no stale ones.
+        // Spares larger than files are made at now (made before they
+        // shrank) give way, so the disk holds no stale ones. Smaller ones
+        // stay to be used once: while files grow, a next file taken from
+        // them costs nothing, where a zero-fill would hold up the step
+        // that needs it.
         let stale: Vec<(u64, u64)> = {
             let mut s = inner.state.borrow_mut();
             let now = s.stats.file_bytes;
-            let (fit, stale) = s.spares.drain(..).partition(|&(_, b)| b == now);
+            let (fit, stale) = s.spares.drain(..).partition(|&(_, b)| b <= now);
             s.spares = fit;
             stale
         };
