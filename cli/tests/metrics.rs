@@ -137,6 +137,9 @@ fn metrics_pass_promtool_and_count_what_clients_did() {
         "rill_write_buffer_bytes",
         "rill_producer_ids",
         "rill_connections_open",
+        "rill_disk_reads_total{served=\"ready\"}",
+        "rill_disk_reads_total{served=\"waited\"}",
+        "rill_disk_reads_total{served=\"missed\"}",
     ] {
         assert!(sample(&text, family).is_some(), "{family}:\n{text}");
     }

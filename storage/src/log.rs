@@ -1153,7 +1153,7 @@ impl<D: Disk> PartitionLog<D> {
     /// will follow it ([`crate::read_ahead`]); a read that was started so is
     /// answered with what it read.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
-        let taken = {
+        let (taken, stream) = {
             let mut s = self.inner.shared.borrow_mut();
             if s.at_end_or_out_of_range(offset)? {
                 return Ok(Bytes::new());
@@ -1162,13 +1162,28 @@ impl<D: Disk> PartitionLog<D> {
                 return Ok(hit);
             }
             let layout = s.layout;
-            s.read_ahead.take(offset, layout)
+            let taken = s.read_ahead.take(offset, layout);
+            let stream = match &taken.hit {
+                Some(p) => p.stream,
+                None => s.read_ahead.new_stream(),
+            };
+            (taken, stream)
         };
         drop(taken.stale);
         let prepared = match taken.hit {
             // A prepared read that failed (a closed file, say) is read again.
-            Some(p) => p.wait().await.ok().filter(|data| !data.is_empty()),
-            None => None,
+            Some(p) => {
+                let finished = p.is_finished();
+                crate::read_ahead::count(|o| match finished {
+                    true => o.ready += 1,
+                    false => o.waited += 1,
+                });
+                p.wait().await.ok().filter(|data| !data.is_empty())
+            }
+            None => {
+                crate::read_ahead::count(|o| o.missed += 1);
+                None
+            }
         };
         let data = match prepared {
             // Read for a larger request (a fetch of several partitions
@@ -1176,38 +1191,56 @@ impl<D: Disk> PartitionLog<D> {
             Some(data) => whole_batches_within(data, max_bytes),
             None => self.read_from_disk(offset, max_bytes).await?,
         };
-        self.read_ahead_after(&data, max_bytes);
+        self.read_ahead(
+            stream,
+            rill_record::header::next_offset_after(&data),
+            max_bytes,
+        );
         Ok(data)
     }
 
-    /// Starts the read that follows `data` (batches just read from disk) in
-    /// the background, if the log goes on past them on disk, no such read is
-    /// prepared yet and the shard has room for it.
-    fn read_ahead_after(&self, data: &[u8], max_bytes: usize) {
-        let Some(next) = rill_record::header::next_offset_after(data) else {
-            return;
-        };
-        let (layout, started_ms) = {
+    /// Tops `stream` up to its [`depth`](crate::read_ahead::depth) of reads
+    /// of `max_bytes` prepared ahead: starts the read that follows the last
+    /// one prepared (once that one has read), or, with none prepared, the
+    /// read at `after` (where the batches just read end). Each prepared read
+    /// tops its stream up again when it ends. Nothing is started past what
+    /// is on disk, twice for one offset, on a closed log, or past the
+    /// shard's bound.
+    fn read_ahead(&self, stream: u64, after: Option<i64>, max_bytes: usize) {
+        let (next, layout, started_ms) = {
             let s = self.inner.shared.borrow();
+            if s.read_ahead.ahead(stream) >= crate::read_ahead::depth(max_bytes) {
+                return;
+            }
+            let next = match s.read_ahead.last_of(stream) {
+                // Still reading: its end tops the stream up.
+                Some(last) if !last.is_finished() => return,
+                Some(last) => last.follows(),
+                None => after,
+            };
+            let Some(next) = next else { return };
             let on_disk_past = next < s.log_end_offset
                 && s.cache.first_offset().is_none_or(|cached| next < cached);
             if !on_disk_past || s.closed || s.read_ahead.has(next) {
                 return;
             }
-            (s.layout, self.inner.disk.now_ms())
+            (next, s.layout, self.inner.disk.now_ms())
         };
         let Some(reservation) = Prepared::reserve(max_bytes) else {
             return;
         };
         let log = self.clone();
-        let task = glommio::spawn_local(async move {
+        let prepared = Prepared::start(next, layout, started_ms, stream, |end| async move {
             let _held = reservation;
             if log.is_closed() {
+                end.set(None);
                 return Err(StorageError::Closed);
             }
-            log.read_from_disk(next, max_bytes).await
+            let read = log.read_from_disk(next, max_bytes).await;
+            end.set(read.as_deref().ok());
+            log.read_ahead(stream, end.follows.get(), max_bytes);
+            read
         });
-        let prepared = Prepared::new(next, layout, started_ms, task);
         let evicted = self.inner.shared.borrow_mut().read_ahead.insert(prepared);
         drop(evicted);
     }

@@ -3,18 +3,22 @@
 //!
 //! When a read from disk ends before the log does, the read that will follow
 //! it — same size, starting where this one ended — is started at once, in
-//! the background: the disk works while the answer goes out and the client
-//! decodes it, and the next fetch finds its bytes read. One log follows a
-//! few readers at once (consumer groups catching up on the same partition),
-//! and a shard holds a bounded number of bytes read ahead; a read that
-//! matches nothing prepared is served as before. Measured: see the README's
-//! `catch-up-1kb-1p`.
+//! the background, and when that one ends the one after it, keeping
+//! [`depth`] reads (about [`AHEAD_BYTES`]) ahead of the reader: the disk
+//! works while the answer goes out and the client decodes it, and the next
+//! fetch finds its bytes read. Each reader's reads form a stream; one log
+//! follows a few streams at once (consumer groups catching up on the same
+//! partition), and a shard holds a bounded number of bytes read ahead; a
+//! read that matches nothing prepared is served as before and starts a new
+//! stream. Measured: see the README's `catch-up-1kb-1p`.
 //!
 //! A prepared read is only used while the log's layout is the one it was
 //! read from: truncation, retention, cleaning and closing bump the log's
 //! layout, and a read prepared before is dropped unused.
 
 use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -23,6 +27,19 @@ use crate::error::Result;
 /// Readers of one log followed at once.
 pub const STREAMS_MAX: usize = 4;
 
+/// Bytes a stream keeps read ahead of its reader, in reads of the reader's
+/// size: a reader fetching 8 MiB has two reads ahead, one fetching 1 MiB
+/// (librdkafka's default) has [`DEPTH_MAX`].
+pub const AHEAD_BYTES: usize = 16 << 20;
+
+/// Reads one stream keeps ahead at most.
+pub const DEPTH_MAX: usize = 8;
+
+/// Reads a stream of `max_bytes` reads keeps ahead of its reader.
+pub fn depth(max_bytes: usize) -> usize {
+    (AHEAD_BYTES / max_bytes.max(1)).clamp(2, DEPTH_MAX)
+}
+
 /// Bytes one shard holds read ahead at most, over all its logs: beyond it a
 /// read is not prepared.
 pub const SHARD_BYTES_MAX: usize = 64 << 20;
@@ -30,11 +47,38 @@ pub const SHARD_BYTES_MAX: usize = 64 << 20;
 thread_local! {
     /// Bytes this shard's prepared reads may hold (their sizes asked for).
     static HELD: Cell<usize> = const { Cell::new(0) };
+    /// What this shard's reads from disk found, since it started.
+    static OUTCOMES: Cell<Outcomes> = const { Cell::new(Outcomes { ready: 0, waited: 0, missed: 0 }) };
 }
 
 /// Bytes this shard holds (or is reading) ahead now.
 pub fn held_bytes() -> usize {
     HELD.with(Cell::get)
+}
+
+/// How this shard's reads past the cache were served, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    /// Taken from a read prepared ahead that had finished.
+    pub ready: u64,
+    /// Taken from a read prepared ahead that was still running (the fetch
+    /// waited for its end).
+    pub waited: u64,
+    /// Read from disk when asked (nothing prepared at that offset).
+    pub missed: u64,
+}
+
+/// This shard's [`Outcomes`].
+pub fn outcomes() -> Outcomes {
+    OUTCOMES.with(Cell::get)
+}
+
+pub(crate) fn count(f: impl FnOnce(&mut Outcomes)) {
+    OUTCOMES.with(|o| {
+        let mut v = o.get();
+        f(&mut v);
+        o.set(v);
+    })
 }
 
 /// A read started ahead of its request.
@@ -45,7 +89,27 @@ pub(crate) struct Prepared {
     pub layout: u64,
     /// When it was started (the disk's clock).
     pub started_ms: i64,
+    /// The reader's stream it belongs to.
+    pub stream: u64,
     task: glommio::Task<Result<Bytes>>,
+    end: Rc<End>,
+}
+
+/// How a prepared read ended, once it has.
+#[derive(Default)]
+pub(crate) struct End {
+    finished: Cell<bool>,
+    /// The offset after the batches it read (none when it read nothing).
+    pub(crate) follows: Cell<Option<i64>>,
+}
+
+impl End {
+    /// Records the end of a read (of `data`, when it read some).
+    pub fn set(&self, data: Option<&[u8]>) {
+        self.follows
+            .set(data.and_then(rill_record::header::next_offset_after));
+        self.finished.set(true);
+    }
 }
 
 impl Prepared {
@@ -61,23 +125,40 @@ impl Prepared {
         })
     }
 
-    pub fn new(
+    /// Starts `read` in the background on this shard; it is given the
+    /// [`End`] to set when it has read.
+    pub fn start<F: Future<Output = Result<Bytes>> + 'static>(
         offset: i64,
         layout: u64,
         started_ms: i64,
-        task: glommio::Task<Result<Bytes>>,
+        stream: u64,
+        read: impl FnOnce(Rc<End>) -> F,
     ) -> Prepared {
+        let end = Rc::new(End::default());
+        let task = glommio::spawn_local(read(end.clone()));
         Prepared {
             offset,
             layout,
             started_ms,
+            stream,
             task,
+            end,
         }
     }
 
     /// The bytes it read (the read's own error if it failed).
     pub async fn wait(self) -> Result<Bytes> {
         self.task.await
+    }
+
+    /// Whether its read has ended.
+    pub fn is_finished(&self) -> bool {
+        self.end.finished.get()
+    }
+
+    /// The offset the read after this one starts at, once this one has read.
+    pub fn follows(&self) -> Option<i64> {
+        self.end.follows.get()
     }
 }
 
@@ -96,6 +177,7 @@ impl Drop for Reservation {
 #[derive(Default)]
 pub(crate) struct ReadAhead {
     prepared: Vec<Prepared>,
+    streams_started: u64,
 }
 
 impl ReadAhead {
@@ -126,10 +208,28 @@ impl ReadAhead {
         self.prepared.iter().any(|p| p.offset == offset)
     }
 
-    /// Keeps `p`; past [`STREAMS_MAX`] the oldest is returned to be dropped.
+    /// A stream for a reader whose read matched nothing prepared.
+    pub fn new_stream(&mut self) -> u64 {
+        self.streams_started += 1;
+        self.streams_started
+    }
+
+    /// Reads of `stream` prepared and not taken.
+    pub fn ahead(&self, stream: u64) -> usize {
+        self.prepared.iter().filter(|p| p.stream == stream).count()
+    }
+
+    /// The read of `stream` started last, if one is prepared.
+    pub fn last_of(&self, stream: u64) -> Option<&Prepared> {
+        self.prepared.iter().rev().find(|p| p.stream == stream)
+    }
+
+    /// Keeps `p`; past [`STREAMS_MAX`] × [`DEPTH_MAX`] reads the oldest is
+    /// returned to be dropped.
     #[must_use]
     pub fn insert(&mut self, p: Prepared) -> Option<Prepared> {
-        let evicted = (self.prepared.len() >= STREAMS_MAX).then(|| self.prepared.remove(0));
+        let evicted =
+            (self.prepared.len() >= STREAMS_MAX * DEPTH_MAX).then(|| self.prepared.remove(0));
         self.prepared.push(p);
         evicted
     }
@@ -182,11 +282,11 @@ mod tests {
 
     fn prepared(offset: i64, layout: u64, data: &'static [u8]) -> Prepared {
         let reservation = Prepared::reserve(1 << 20).expect("room");
-        let task = glommio::spawn_local(async move {
+        Prepared::start(offset, layout, offset, 1, |end| async move {
             let _held = reservation;
+            end.set(None);
             Ok(Bytes::from_static(data))
-        });
-        Prepared::new(offset, layout, offset, task)
+        })
     }
 
     #[test]
@@ -211,13 +311,13 @@ mod tests {
     fn the_oldest_of_too_many_readers_and_the_shard_bound_give_way() {
         run(|| async {
             let mut ra = ReadAhead::default();
-            for i in 0..STREAMS_MAX as i64 {
+            for i in 0..(STREAMS_MAX * DEPTH_MAX) as i64 {
                 assert!(ra.insert(prepared(i, 1, b"x")).is_none());
             }
             let evicted = ra.insert(prepared(99, 1, b"y")).expect("one too many");
             assert_eq!(evicted.offset, 0);
             drop(evicted);
-            assert_eq!(ra.len(), STREAMS_MAX);
+            assert_eq!(ra.len(), STREAMS_MAX * DEPTH_MAX);
             let all = ra.take_all();
             for p in all {
                 p.wait().await.unwrap();

@@ -1,8 +1,11 @@
 //! Reads prepared ahead: a reader going through a log from disk in order
-//! gets every batch once and in order while the next read is started before
-//! it asks; a request smaller than what was prepared gets no more than it
-//! asked for; a truncated log is never answered from what was read before the
-//! cut; closing gives back what the shard held ahead.
+//! gets every batch once and in order while its next reads are started
+//! before it asks (as many as its stream's depth, each read ready when asked
+//! for); two readers interleaved each keep their own stream; a request
+//! smaller than what was prepared gets no more than it asked for; large reads
+//! (read in pieces all in flight) return the same batches as small ones; a
+//! truncated log is never answered from what was read before the cut;
+//! closing gives back what the shard held ahead.
 
 mod support;
 
@@ -10,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rill_storage::batch::BatchHeader;
-use rill_storage::read_ahead::held_bytes;
+use rill_storage::read_ahead::{depth, held_bytes, outcomes};
 use rill_storage::{FlushPolicy, LogConfig, PartitionLog};
 use support::{batch, batch_id, run};
 
@@ -87,6 +90,102 @@ fn a_reader_in_order_gets_every_batch_once_while_reads_are_prepared_ahead() {
         // Again, as a second consumer group would: the same batches.
         let (seen, _) = read_all(&log, 0, 64 << 10).await;
         assert_eq!(seen, (0..300).collect::<Vec<_>>());
+        close_giving_back(log).await;
+    });
+}
+
+#[test]
+fn a_stream_keeps_its_depth_of_reads_ahead_and_each_is_ready_when_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_dir(&tmp);
+    run(move || async move {
+        let log = open(&dir).await;
+        fill(&log, 0..300).await;
+        let max = 32 << 10;
+        let before = outcomes();
+        let mut offset = 0;
+        let mut seen = Vec::new();
+        while offset < log.log_end_offset() {
+            let data = log.read(offset, max).await.unwrap();
+            seen.extend(ids(&data));
+            offset = rill_record::header::next_offset_after(&data).unwrap();
+            // The reader is slower than the disk: the stream fills up.
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+            if seen.len() == 8 {
+                assert_eq!(held_bytes(), depth(max) * max, "{} reads ahead", depth(max));
+            }
+        }
+        assert_eq!(seen, (0..300).collect::<Vec<_>>());
+        let after = outcomes();
+        assert_eq!(
+            after.missed - before.missed,
+            1,
+            "only the first read was not prepared"
+        );
+        assert_eq!(after.waited, before.waited, "every prepared read was ready");
+        assert!(after.ready - before.ready > 10);
+        close_giving_back(log).await;
+    });
+}
+
+#[test]
+fn two_readers_interleaved_each_keep_their_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_dir(&tmp);
+    run(move || async move {
+        let log = open(&dir).await;
+        fill(&log, 0..300).await;
+        let max = 32 << 10;
+        let before = outcomes();
+        let (mut a, mut b) = (0, 0);
+        let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+        let mut turn = 0;
+        while a < log.log_end_offset() || b < log.log_end_offset() {
+            // The second reader starts five reads behind the first.
+            let (offset, seen) = if (turn < 5 || turn % 2 == 0) && a < log.log_end_offset()
+                || b >= log.log_end_offset()
+            {
+                (&mut a, &mut seen_a)
+            } else {
+                (&mut b, &mut seen_b)
+            };
+            turn += 1;
+            let data = log.read(*offset, max).await.unwrap();
+            seen.extend(ids(&data));
+            *offset = rill_record::header::next_offset_after(&data).unwrap();
+        }
+        assert_eq!(seen_a, (0..300).collect::<Vec<_>>());
+        assert_eq!(seen_b, (0..300).collect::<Vec<_>>());
+        let after = outcomes();
+        assert_eq!(after.missed - before.missed, 2, "one first read each");
+        close_giving_back(log).await;
+    });
+}
+
+#[test]
+fn large_reads_in_pieces_return_what_small_reads_return() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_dir(&tmp);
+    run(move || async move {
+        let log = open(&dir).await;
+        // About 5 MiB: reads of 2 and 3 MiB go in pieces of 1 MiB.
+        fill(&log, 0..1200).await;
+        let (small, _) = read_all(&log, 0, 64 << 10).await;
+        assert_eq!(small, (0..1200).collect::<Vec<_>>());
+        for max in [2 << 20, (3 << 20) + 4321] {
+            let (seen, _) = read_all(&log, 0, max).await;
+            assert_eq!(seen, small, "reads of {max} bytes");
+            // From inside a batch's offsets, and an offset the index does not hold.
+            for id in [1u64, 517, 1199] {
+                let data = log.read(id as i64 * 4 + 2, max).await.unwrap();
+                assert!(data.len() <= max);
+                assert_eq!(
+                    ids(&data)[0],
+                    id,
+                    "the batch that holds the offset comes first"
+                );
+            }
+        }
         close_giving_back(log).await;
     });
 }

@@ -485,6 +485,18 @@ fn families(info: &BrokerInfo, shards: &[ShardSnapshot]) -> Vec<MetricFamily> {
             shards.iter().map(|s| s.read_ahead_bytes).sum::<u64>() as f64,
         )],
     );
+    let outcomes = |pick: fn(&rill_storage::read_ahead::Outcomes) -> u64| {
+        shards.iter().map(|s| pick(&s.read_ahead)).sum::<u64>() as f64
+    };
+    f.counter(
+        "rill_disk_reads_total",
+        "Reads of log data past the cache, by how they were served: ready (read ahead, finished before it was asked for), waited (read ahead, still reading when asked for), missed (read when asked for).",
+        vec![
+            (vec![("served", "ready".to_string())], outcomes(|o| o.ready)),
+            (vec![("served", "waited".to_string())], outcomes(|o| o.waited)),
+            (vec![("served", "missed".to_string())], outcomes(|o| o.missed)),
+        ],
+    );
     let per_shard = |pick: fn(&ShardSnapshot) -> u64| {
         shards
             .iter()

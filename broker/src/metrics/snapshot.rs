@@ -56,6 +56,8 @@ pub struct ShardSnapshot {
     pub journal_file_bytes: u64,
     /// Bytes prepared by read-ahead for catch-up readers.
     pub read_ahead_bytes: u64,
+    /// How reads past the cache were served (read ahead or not).
+    pub read_ahead: rill_storage::read_ahead::Outcomes,
     /// Partition files open on this shard, and how many it may hold.
     pub open_files: u64,
     pub open_files_budget: u64,
@@ -155,6 +157,7 @@ impl Shard {
             journal_bytes,
             journal_file_bytes,
             read_ahead_bytes: rill_storage::read_ahead::held_bytes() as u64,
+            read_ahead: rill_storage::read_ahead::outcomes(),
             open_files: open_files as u64,
             open_files_budget: open_files_budget as u64,
             read_cache_bytes,
