@@ -404,10 +404,11 @@ async fn read_in_pieces(file: &impl SegmentFile, aligned: u64, len: usize) -> Re
 /// whole (the caller reads on).
 async fn read_batches_in_pieces(
     file: &impl SegmentFile,
-    position: u64,
-    end: u64,
-    offset: i64,
-    max_bytes: usize,
+    std::ops::Range {
+        start: position,
+        end,
+    }: std::ops::Range<u64>,
+    (offset, max_bytes): (i64, usize),
     batch_bytes_max: usize,
 ) -> Result<Option<Bytes>> {
     if position >= end {
@@ -457,7 +458,8 @@ pub async fn read_batches(
 ) -> Result<Option<Bytes>> {
     if max_bytes >= 2 * READ_PIECE {
         let found =
-            read_batches_in_pieces(file, position, end, offset, max_bytes, batch_bytes_max).await?;
+            read_batches_in_pieces(file, position..end, (offset, max_bytes), batch_bytes_max)
+                .await?;
         if found.is_some() {
             return Ok(found);
         }

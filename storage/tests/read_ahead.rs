@@ -69,38 +69,42 @@ async fn close_giving_back(log: PartitionLog) {
     assert_eq!(held_bytes(), 0, "closing gave back what was read ahead");
 }
 
-fn open_dir(tmp: &tempfile::TempDir) -> std::path::PathBuf {
-    tmp.path().join("p")
-}
-
 async fn open(dir: &Path) -> PartitionLog {
     PartitionLog::open(dir, config()).await.unwrap()
 }
 
-#[test]
-fn a_reader_in_order_gets_every_batch_once_while_reads_are_prepared_ahead() {
+/// Runs `test` on a new log holding batches `0..batches`, then closes the
+/// log it gives back and checks nothing is left read ahead.
+fn with_log<F, Fut>(batches: u64, test: F)
+where
+    F: FnOnce(PartitionLog) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = PartitionLog> + 'static,
+{
     let tmp = tempfile::tempdir().unwrap();
-    let dir = open_dir(&tmp);
+    let dir = tmp.path().join("p");
     run(move || async move {
         let log = open(&dir).await;
-        fill(&log, 0..300).await;
+        fill(&log, 0..batches).await;
+        close_giving_back(test(log).await).await;
+    });
+}
+
+#[test]
+fn a_reader_in_order_gets_every_batch_once_while_reads_are_prepared_ahead() {
+    with_log(300, |log| async move {
         let (seen, ahead) = read_all(&log, 0, 64 << 10).await;
         assert_eq!(seen, (0..300).collect::<Vec<_>>());
         assert!(ahead, "reads were prepared ahead");
         // Again, as a second consumer group would: the same batches.
         let (seen, _) = read_all(&log, 0, 64 << 10).await;
         assert_eq!(seen, (0..300).collect::<Vec<_>>());
-        close_giving_back(log).await;
+        log
     });
 }
 
 #[test]
 fn a_stream_keeps_its_depth_of_reads_ahead_and_each_is_ready_when_asked_for() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = open_dir(&tmp);
-    run(move || async move {
-        let log = open(&dir).await;
-        fill(&log, 0..300).await;
+    with_log(300, |log| async move {
         let max = 32 << 10;
         let before = outcomes();
         let mut offset = 0;
@@ -124,17 +128,13 @@ fn a_stream_keeps_its_depth_of_reads_ahead_and_each_is_ready_when_asked_for() {
         );
         assert_eq!(after.waited, before.waited, "every prepared read was ready");
         assert!(after.ready - before.ready > 10);
-        close_giving_back(log).await;
+        log
     });
 }
 
 #[test]
 fn two_readers_interleaved_each_keep_their_stream() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = open_dir(&tmp);
-    run(move || async move {
-        let log = open(&dir).await;
-        fill(&log, 0..300).await;
+    with_log(300, |log| async move {
         let max = 32 << 10;
         let before = outcomes();
         let (mut a, mut b) = (0, 0);
@@ -158,18 +158,14 @@ fn two_readers_interleaved_each_keep_their_stream() {
         assert_eq!(seen_b, (0..300).collect::<Vec<_>>());
         let after = outcomes();
         assert_eq!(after.missed - before.missed, 2, "one first read each");
-        close_giving_back(log).await;
+        log
     });
 }
 
 #[test]
 fn large_reads_in_pieces_return_what_small_reads_return() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = open_dir(&tmp);
-    run(move || async move {
-        let log = open(&dir).await;
-        // About 5 MiB: reads of 2 and 3 MiB go in pieces of 1 MiB.
-        fill(&log, 0..1200).await;
+    // About 5 MiB: reads of 2 and 3 MiB go in pieces of 1 MiB.
+    with_log(1200, |log| async move {
         let (small, _) = read_all(&log, 0, 64 << 10).await;
         assert_eq!(small, (0..1200).collect::<Vec<_>>());
         for max in [2 << 20, (3 << 20) + 4321] {
@@ -186,17 +182,13 @@ fn large_reads_in_pieces_return_what_small_reads_return() {
                 );
             }
         }
-        close_giving_back(log).await;
+        log
     });
 }
 
 #[test]
 fn a_smaller_request_gets_no_more_than_it_asked_for() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = open_dir(&tmp);
-    run(move || async move {
-        let log = open(&dir).await;
-        fill(&log, 0..100).await;
+    with_log(100, |log| async move {
         let first = log.read(0, 64 << 10).await.unwrap();
         let next = rill_record::header::next_offset_after(&first).unwrap();
         assert!(held_bytes() > 0, "the next read was started");
@@ -210,17 +202,13 @@ fn a_smaller_request_gets_no_more_than_it_asked_for() {
         assert_eq!(ids(&tiny), [want_first]);
         let (rest, _) = read_all(&log, next, 64 << 10).await;
         assert_eq!(rest, (want_first..100).collect::<Vec<_>>());
-        close_giving_back(log).await;
+        log
     });
 }
 
 #[test]
 fn a_truncated_log_is_not_answered_from_what_was_read_before_the_cut() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = open_dir(&tmp);
-    run(move || async move {
-        let log = open(&dir).await;
-        fill(&log, 0..100).await;
+    with_log(100, |log| async move {
         let first = log.read(0, 32 << 10).await.unwrap();
         let cut = rill_record::header::next_offset_after(&first).unwrap();
         assert!(held_bytes() > 0, "the read at {cut} was started");
@@ -230,6 +218,6 @@ fn a_truncated_log_is_not_answered_from_what_was_read_before_the_cut() {
         fill(&log, 1000..1040).await;
         let (seen, _) = read_all(&log, cut, 32 << 10).await;
         assert_eq!(seen, (1000..1040).collect::<Vec<_>>());
-        close_giving_back(log).await;
+        log
     });
 }
