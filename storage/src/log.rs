@@ -1230,8 +1230,13 @@ impl<D: Disk> PartitionLog<D> {
             return;
         };
         let log = self.clone();
-        let prepared = Prepared::start(next, layout, started_ms, stream, |end| async move {
-            let _held = reservation;
+        let at = (next, layout, started_ms, stream);
+        let prepared = Prepared::start(at, reservation, |end| async move {
+            // glommio may run a new task at once, inside `spawn_local`: the
+            // read waits until it is listed, so that its end, topping the
+            // stream up, counts it (a read the disk answers at once would
+            // otherwise start the next inside itself, to the log's end).
+            futures_lite::future::yield_now().await;
             if log.is_closed() {
                 end.set(None);
                 return Err(StorageError::Closed);

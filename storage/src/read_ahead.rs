@@ -93,6 +93,8 @@ pub(crate) struct Prepared {
     pub stream: u64,
     task: glommio::Task<Result<Bytes>>,
     end: Rc<End>,
+    /// Its share of the shard's bound, held until it is taken or dropped.
+    _reservation: Reservation,
 }
 
 /// How a prepared read ended, once it has.
@@ -128,10 +130,8 @@ impl Prepared {
     /// Starts `read` in the background on this shard; it is given the
     /// [`End`] to set when it has read.
     pub fn start<F: Future<Output = Result<Bytes>> + 'static>(
-        offset: i64,
-        layout: u64,
-        started_ms: i64,
-        stream: u64,
+        (offset, layout, started_ms, stream): (i64, u64, i64, u64),
+        reservation: Reservation,
         read: impl FnOnce(Rc<End>) -> F,
     ) -> Prepared {
         let end = Rc::new(End::default());
@@ -143,6 +143,7 @@ impl Prepared {
             stream,
             task,
             end,
+            _reservation: reservation,
         }
     }
 
@@ -163,8 +164,8 @@ impl Prepared {
 }
 
 /// A share of [`SHARD_BYTES_MAX`], given back when dropped. The prepared
-/// read's task owns it, so the bytes count until the read is taken or the
-/// task is dropped.
+/// read owns it, so the bytes count until the read is taken or dropped
+/// (not only while the disk reads them).
 pub(crate) struct Reservation(usize);
 
 impl Drop for Reservation {
@@ -282,8 +283,7 @@ mod tests {
 
     fn prepared(offset: i64, layout: u64, data: &'static [u8]) -> Prepared {
         let reservation = Prepared::reserve(1 << 20).expect("room");
-        Prepared::start(offset, layout, offset, 1, |end| async move {
-            let _held = reservation;
+        Prepared::start((offset, layout, offset, 1), reservation, |end| async move {
             end.set(None);
             Ok(Bytes::from_static(data))
         })
