@@ -1209,7 +1209,9 @@ impl<D: Disk> PartitionLog<D> {
     fn read_ahead(&self, stream: u64, after: Option<i64>, max_bytes: usize) {
         let (next, layout, started_ms) = {
             let s = self.inner.shared.borrow();
-            if s.read_ahead.ahead(stream) >= crate::read_ahead::depth(max_bytes) {
+            if s.read_ahead.starting
+                || s.read_ahead.ahead(stream) >= crate::read_ahead::depth(max_bytes)
+            {
                 return;
             }
             let next = match s.read_ahead.last_of(stream) {
@@ -1231,12 +1233,13 @@ impl<D: Disk> PartitionLog<D> {
         };
         let log = self.clone();
         let at = (next, layout, started_ms, stream);
+        // glommio runs a new task at once, inside `spawn_local`, so the read
+        // is submitted now; a read the disk answers at once ends inside it
+        // too, and its end must not start the next one there (each inside
+        // the last, to the log's end): it finds `starting` set and leaves
+        // the stream to its reader.
+        self.inner.shared.borrow_mut().read_ahead.starting = true;
         let prepared = Prepared::start(at, reservation, |end| async move {
-            // glommio may run a new task at once, inside `spawn_local`: the
-            // read waits until it is listed, so that its end, topping the
-            // stream up, counts it (a read the disk answers at once would
-            // otherwise start the next inside itself, to the log's end).
-            futures_lite::future::yield_now().await;
             if log.is_closed() {
                 end.set(None);
                 return Err(StorageError::Closed);
@@ -1246,7 +1249,11 @@ impl<D: Disk> PartitionLog<D> {
             log.read_ahead(stream, end.follows.get(), max_bytes);
             read
         });
-        let evicted = self.inner.shared.borrow_mut().read_ahead.insert(prepared);
+        let evicted = {
+            let mut s = self.inner.shared.borrow_mut();
+            s.read_ahead.starting = false;
+            s.read_ahead.insert(prepared)
+        };
         drop(evicted);
     }
 

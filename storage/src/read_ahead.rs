@@ -179,6 +179,8 @@ impl Drop for Reservation {
 pub(crate) struct ReadAhead {
     prepared: Vec<Prepared>,
     streams_started: u64,
+    /// Set while a read is being started (its task runs at once).
+    pub starting: bool,
 }
 
 impl ReadAhead {
