@@ -1153,7 +1153,7 @@ impl<D: Disk> PartitionLog<D> {
     /// will follow it ([`crate::read_ahead`]); a read that was started so is
     /// answered with what it read.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
-        let (taken, stream) = {
+        let (taken, stream, layout) = {
             let mut s = self.inner.shared.borrow_mut();
             if s.at_end_or_out_of_range(offset)? {
                 return Ok(Bytes::new());
@@ -1167,7 +1167,7 @@ impl<D: Disk> PartitionLog<D> {
                 Some(p) => p.stream,
                 None => s.read_ahead.new_stream(),
             };
-            (taken, stream)
+            (taken, stream, layout)
         };
         drop(taken.stale);
         let prepared = match taken.hit {
@@ -1191,22 +1191,20 @@ impl<D: Disk> PartitionLog<D> {
             Some(data) => whole_batches_within(data, max_bytes),
             None => self.read_from_disk(offset, max_bytes).await?,
         };
-        self.read_ahead(
-            stream,
-            rill_record::header::next_offset_after(&data),
-            max_bytes,
-        );
+        let after = rill_record::header::next_offset_after(&data).map(|next| (next, layout));
+        self.read_ahead(stream, after, max_bytes);
         Ok(data)
     }
 
     /// Tops `stream` up to its [`depth`](crate::read_ahead::depth) of reads
     /// of `max_bytes` prepared ahead: starts the read that follows the last
     /// one prepared (once that one has read), or, with none prepared, the
-    /// read at `after` (where the batches just read end). Each prepared read
+    /// read at `after` (where the batches just read end, and the layout
+    /// they were read under: one changed since makes it mean nothing). Each prepared read
     /// tops its stream up again when it ends. Nothing is started past what
     /// is on disk, twice for one offset, on a closed log, or past the
     /// shard's bound.
-    fn read_ahead(&self, stream: u64, after: Option<i64>, max_bytes: usize) {
+    fn read_ahead(&self, stream: u64, after: Option<(i64, u64)>, max_bytes: usize) {
         let (next, layout, started_ms) = {
             let s = self.inner.shared.borrow();
             if s.read_ahead.starting
@@ -1215,10 +1213,16 @@ impl<D: Disk> PartitionLog<D> {
                 return;
             }
             let next = match s.read_ahead.last_of(stream) {
+                // Read before truncation, retention or cleaning changed the
+                // log: where it ends means nothing now (the reader's next
+                // take drops it).
+                Some(last) if last.layout != s.layout => return,
                 // Still reading: its end tops the stream up.
                 Some(last) if !last.is_finished() => return,
                 Some(last) => last.follows(),
-                None => after,
+                None => after
+                    .filter(|&(_, read_under)| read_under == s.layout)
+                    .map(|(next, _)| next),
             };
             let Some(next) = next else { return };
             let on_disk_past = next < s.log_end_offset
@@ -1246,7 +1250,7 @@ impl<D: Disk> PartitionLog<D> {
             }
             let read = log.read_from_disk(next, max_bytes).await;
             end.set(read.as_deref().ok());
-            log.read_ahead(stream, end.follows.get(), max_bytes);
+            log.read_ahead(stream, end.follows.get().map(|f| (f, layout)), max_bytes);
             read
         });
         let evicted = {
