@@ -1186,14 +1186,51 @@ impl<D: Disk> PartitionLog<D> {
             }
         };
         let data = match prepared {
-            // Read for a larger request (a fetch of several partitions
-            // shares its bytes among them): as much as this one may take.
-            Some(data) => whole_batches_within(data, max_bytes),
+            // Read larger than this request (a stream reads at least
+            // `read_ahead::READ_MIN` at a time, a fetch of several partitions
+            // shares its bytes among them): as much as this one may take,
+            // and the rest kept for the stream's next read.
+            Some(read) => {
+                let data = whole_batches_within(read.clone(), max_bytes);
+                if data.len() < read.len() {
+                    self.keep_rest(stream, layout, read.slice(data.len()..));
+                }
+                data
+            }
             None => self.read_from_disk(offset, max_bytes).await?,
         };
         let after = rill_record::header::next_offset_after(&data).map(|next| (next, layout));
         self.read_ahead(stream, after, max_bytes);
         Ok(data)
+    }
+
+    /// Keeps `rest` (whole batches read ahead under `layout`, past what a
+    /// request took) as a finished read of `stream`, if the log's layout is
+    /// still that one, nothing is prepared at its offset and the shard has
+    /// room for it.
+    fn keep_rest(&self, stream: u64, layout: u64, rest: Bytes) {
+        let Some(offset) = rill_record::header::BatchHeader::parse(&rest)
+            .ok()
+            .map(|h| h.base_offset)
+        else {
+            return;
+        };
+        {
+            let s = self.inner.shared.borrow();
+            if s.layout != layout || s.closed || s.read_ahead.has(offset) {
+                return;
+            }
+        }
+        let Some(reservation) = Prepared::reserve(rest.len()) else {
+            return;
+        };
+        let at = (offset, layout, self.inner.disk.now_ms(), stream);
+        let kept = Prepared::start(at, reservation, |end| async move {
+            end.set(Some(&rest));
+            Ok(rest)
+        });
+        let evicted = self.inner.shared.borrow_mut().read_ahead.insert(kept);
+        drop(evicted);
     }
 
     /// Tops `stream` up to its [`depth`](crate::read_ahead::depth) of reads
@@ -1205,10 +1242,11 @@ impl<D: Disk> PartitionLog<D> {
     /// is on disk, twice for one offset, on a closed log, or past the
     /// shard's bound.
     fn read_ahead(&self, stream: u64, after: Option<(i64, u64)>, max_bytes: usize) {
+        let read_bytes = crate::read_ahead::read_bytes(max_bytes);
         let (next, layout, started_ms) = {
             let s = self.inner.shared.borrow();
             if s.read_ahead.starting
-                || s.read_ahead.ahead(stream) >= crate::read_ahead::depth(max_bytes)
+                || s.read_ahead.ahead(stream) >= crate::read_ahead::depth(read_bytes)
             {
                 return;
             }
@@ -1232,7 +1270,7 @@ impl<D: Disk> PartitionLog<D> {
             }
             (next, s.layout, self.inner.disk.now_ms())
         };
-        let Some(reservation) = Prepared::reserve(max_bytes) else {
+        let Some(reservation) = Prepared::reserve(read_bytes) else {
             return;
         };
         let log = self.clone();
@@ -1248,7 +1286,7 @@ impl<D: Disk> PartitionLog<D> {
                 end.set(None);
                 return Err(StorageError::Closed);
             }
-            let read = log.read_from_disk(next, max_bytes).await;
+            let read = log.read_from_disk(next, read_bytes).await;
             end.set(read.as_deref().ok());
             log.read_ahead(stream, end.follows.get().map(|f| (f, layout)), max_bytes);
             read

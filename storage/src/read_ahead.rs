@@ -27,17 +27,38 @@ use crate::error::Result;
 /// Readers of one log followed at once.
 pub const STREAMS_MAX: usize = 4;
 
-/// Bytes a stream keeps read ahead of its reader, in reads of the reader's
-/// size: a reader fetching 8 MiB has two reads ahead, one fetching 1 MiB
-/// (librdkafka's default) has [`DEPTH_MAX`].
+/// Bytes a stream keeps read ahead of its reader, in reads of
+/// [`read_bytes`]: a reader fetching 8 MiB has two reads ahead, one fetching
+/// 1 MiB (librdkafka's default) four of 4 MiB, one fetching 64 KiB
+/// [`DEPTH_MAX`] of 64 KiB.
 pub const AHEAD_BYTES: usize = 16 << 20;
+
+/// A stream whose reader asks at least [`STREAMING_FROM`] bytes a time
+/// reads ahead at least this much at a time: a reader of librdkafka's 1 MiB
+/// per partition gets its reads from 4 MiB reads of four pieces in flight,
+/// instead of one 1 MiB read after another, and what one request leaves of
+/// a read is kept for the next.
+pub const READ_MIN: usize = 4 << 20;
+
+/// See [`READ_MIN`]: smaller readers (a fetch of many partitions, a few
+/// KiB each) read ahead only what they ask.
+pub const STREAMING_FROM: usize = 512 << 10;
+
+/// Bytes each read ahead of a reader asking `max_bytes` reads.
+pub fn read_bytes(max_bytes: usize) -> usize {
+    if max_bytes >= STREAMING_FROM {
+        max_bytes.max(READ_MIN)
+    } else {
+        max_bytes
+    }
+}
 
 /// Reads one stream keeps ahead at most.
 pub const DEPTH_MAX: usize = 8;
 
-/// Reads a stream of `max_bytes` reads keeps ahead of its reader.
-pub fn depth(max_bytes: usize) -> usize {
-    (AHEAD_BYTES / max_bytes.max(1)).clamp(2, DEPTH_MAX)
+/// Reads a stream of `read_bytes` reads keeps ahead of its reader.
+pub fn depth(read_bytes: usize) -> usize {
+    (AHEAD_BYTES / read_bytes.max(1)).clamp(2, DEPTH_MAX)
 }
 
 /// Bytes one shard holds read ahead at most, over all its logs: beyond it a

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rill_storage::batch::BatchHeader;
-use rill_storage::read_ahead::{depth, held_bytes, outcomes};
+use rill_storage::read_ahead::{depth, held_bytes, outcomes, Outcomes};
 use rill_storage::{FlushPolicy, LogConfig, PartitionLog};
 use support::{batch, batch_id, run};
 
@@ -115,29 +115,40 @@ fn a_stream_keeps_its_depth_of_reads_ahead_and_each_is_ready_when_asked_for() {
     with_log(300, |log| async move {
         let max = 32 << 10;
         let before = outcomes();
-        let mut offset = 0;
-        let mut seen = Vec::new();
-        while offset < log.log_end_offset() {
-            let data = log.read(offset, max).await.unwrap();
-            seen.extend(ids(&data));
-            offset = rill_record::header::next_offset_after(&data).unwrap();
-            // The reader is slower than the disk: the stream fills up.
-            glommio::timer::sleep(Duration::from_millis(2)).await;
-            if seen.len() == 8 {
-                assert_eq!(held_bytes(), depth(max) * max, "{} reads ahead", depth(max));
-            }
-        }
+        let first = log.read(0, max).await.unwrap();
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        assert_eq!(held_bytes(), depth(max) * max, "{} reads ahead", depth(max));
+        let mut seen = ids(&first);
+        let next = rill_record::header::next_offset_after(&first).unwrap();
+        seen.extend(read_slowly(&log, next, max).await);
         assert_eq!(seen, (0..300).collect::<Vec<_>>());
-        let after = outcomes();
-        assert_eq!(
-            after.missed - before.missed,
-            1,
-            "only the first read was not prepared"
-        );
+        let after = only_the_first_read_was_not_prepared(before, 10);
         assert_eq!(after.waited, before.waited, "every prepared read was ready");
-        assert!(after.ready - before.ready > 10);
         log
     });
+}
+
+/// Reads from `offset` to the log end in reads of `max_bytes`, slower than
+/// the disk (the stream fills up between reads); the ids seen.
+async fn read_slowly(log: &PartitionLog, mut offset: i64, max_bytes: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    while offset < log.log_end_offset() {
+        let data = log.read(offset, max_bytes).await.unwrap();
+        assert!(data.len() <= max_bytes);
+        seen.extend(ids(&data));
+        offset = rill_record::header::next_offset_after(&data).unwrap();
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    seen
+}
+
+/// Since `before`, one read was not prepared (the first), and at least
+/// `ready` were ready when asked for.
+fn only_the_first_read_was_not_prepared(before: Outcomes, ready: u64) -> Outcomes {
+    let after = outcomes();
+    assert_eq!(after.missed - before.missed, 1, "{after:?}");
+    assert!(after.ready - before.ready >= ready, "{after:?}");
+    after
 }
 
 #[test]
@@ -163,6 +174,25 @@ fn a_disk_that_answers_at_once_keeps_no_more_than_the_depth_ahead() {
         let (seen, _) = read_all_on(&log, 1, 1).await;
         assert_eq!(seen, (1..3000).collect::<Vec<_>>());
         log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_reader_of_1_mib_is_served_from_larger_reads_and_what_each_leaves() {
+    // About 5 MiB: reads ahead are 4 MiB (`read_ahead::READ_MIN`), each
+    // serving several requests of 1 MiB.
+    with_log(1200, |log| async move {
+        let max = 1 << 20;
+        assert!(rill_storage::read_ahead::read_bytes(max) > max);
+        let before = outcomes();
+        assert_eq!(
+            read_slowly(&log, 0, max).await,
+            (0..1200).collect::<Vec<_>>()
+        );
+        // Five reads of about 1 MiB: the first from disk, the others from
+        // reads of 4 MiB (ready unless the disk took over 10 ms for one).
+        only_the_first_read_was_not_prepared(before, 1);
+        log
     });
 }
 
