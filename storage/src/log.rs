@@ -1174,9 +1174,12 @@ impl<D: Disk> PartitionLog<D> {
             // A prepared read that failed (a closed file, say) is read again.
             Some(p) => {
                 let finished = p.is_finished();
-                crate::read_ahead::count(|o| match finished {
-                    true => o.ready += 1,
-                    false => o.waited += 1,
+                crate::read_ahead::count(|o| {
+                    if finished {
+                        o.ready += 1
+                    } else {
+                        o.waited += 1
+                    }
                 });
                 p.wait().await.ok().filter(|data| !data.is_empty())
             }
@@ -1192,8 +1195,10 @@ impl<D: Disk> PartitionLog<D> {
             // and the rest kept for the stream's next read.
             Some(read) => {
                 let data = whole_batches_within(read.clone(), max_bytes);
-                if data.len() < read.len() {
-                    self.keep_rest(stream, layout, read.slice(data.len()..));
+                if let Some(next) = rill_record::header::next_offset_after(&data) {
+                    if data.len() < read.len() {
+                        self.keep_rest(stream, (next, layout), read.slice(data.len()..));
+                    }
                 }
                 data
             }
@@ -1205,16 +1210,10 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// Keeps `rest` (whole batches read ahead under `layout`, past what a
-    /// request took) as a finished read of `stream`, if the log's layout is
-    /// still that one, nothing is prepared at its offset and the shard has
-    /// room for it.
-    fn keep_rest(&self, stream: u64, layout: u64, rest: Bytes) {
-        let Some(offset) = rill_record::header::BatchHeader::parse(&rest)
-            .ok()
-            .map(|h| h.base_offset)
-        else {
-            return;
-        };
+    /// request took) as a finished read of `stream` at `offset`, where the
+    /// reader asks next, if the log's layout is still that one, nothing is
+    /// prepared there and the shard has room for it.
+    fn keep_rest(&self, stream: u64, (offset, layout): (i64, u64), rest: Bytes) {
         {
             let s = self.inner.shared.borrow();
             if s.layout != layout || s.closed || s.read_ahead.has(offset) {
@@ -1234,13 +1233,14 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// Tops `stream` up to its [`depth`](crate::read_ahead::depth) of reads
-    /// of `max_bytes` prepared ahead: starts the read that follows the last
-    /// one prepared (once that one has read), or, with none prepared, the
-    /// read at `after` (where the batches just read end, and the layout
-    /// they were read under: one changed since makes it mean nothing). Each prepared read
-    /// tops its stream up again when it ends. Nothing is started past what
-    /// is on disk, twice for one offset, on a closed log, or past the
-    /// shard's bound.
+    /// prepared ahead, each of [`read_bytes`](crate::read_ahead::read_bytes)
+    /// for a reader asking `max_bytes`: starts the read that follows the
+    /// last one prepared (once that one has read), or, with none prepared,
+    /// the read at `after` (where the batches just read end, and the layout
+    /// they were read under: one changed since makes it mean nothing). Each
+    /// prepared read tops its stream up again when it ends. Nothing is
+    /// started past what is on disk, twice for one offset, on a closed log,
+    /// or past the shard's bound.
     fn read_ahead(&self, stream: u64, after: Option<(i64, u64)>, max_bytes: usize) {
         let read_bytes = crate::read_ahead::read_bytes(max_bytes);
         let (next, layout, started_ms) = {
@@ -1288,7 +1288,7 @@ impl<D: Disk> PartitionLog<D> {
             }
             let read = log.read_from_disk(next, read_bytes).await;
             end.set(read.as_deref().ok());
-            log.read_ahead(stream, end.follows.get().map(|f| (f, layout)), max_bytes);
+            log.read_ahead(stream, end.follows().map(|f| (f, layout)), max_bytes);
             read
         });
         let evicted = {

@@ -123,7 +123,7 @@ pub(crate) struct Prepared {
 pub(crate) struct End {
     finished: Cell<bool>,
     /// The offset after the batches it read (none when it read nothing).
-    pub(crate) follows: Cell<Option<i64>>,
+    follows: Cell<Option<i64>>,
 }
 
 impl End {
@@ -132,6 +132,11 @@ impl End {
         self.follows
             .set(data.and_then(rill_record::header::next_offset_after));
         self.finished.set(true);
+    }
+
+    /// The offset the read after this one starts at, once this one has read.
+    pub fn follows(&self) -> Option<i64> {
+        self.follows.get()
     }
 }
 
@@ -180,7 +185,7 @@ impl Prepared {
 
     /// The offset the read after this one starts at, once this one has read.
     pub fn follows(&self) -> Option<i64> {
-        self.end.follows.get()
+        self.end.follows()
     }
 }
 

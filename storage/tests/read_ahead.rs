@@ -50,21 +50,39 @@ async fn fill(log: &PartitionLog, ids: std::ops::Range<u64>) {
 /// Reads from `offset` to the log end in reads of `max_bytes`; the ids seen
 /// and whether any read was prepared ahead meanwhile.
 async fn read_all(log: &PartitionLog, offset: i64, max_bytes: usize) -> (Vec<u64>, bool) {
-    read_all_on(log, offset, max_bytes).await
+    read_all_on(log, offset, max_bytes, Duration::ZERO).await
 }
 
+/// Reads from `offset` to the log end in reads of `max_bytes`, slower than
+/// the disk (the stream fills up between reads); the ids seen.
+async fn read_slowly(log: &PartitionLog, offset: i64, max_bytes: usize) -> Vec<u64> {
+    read_all_on(log, offset, max_bytes, Duration::from_millis(10))
+        .await
+        .0
+}
+
+/// [`read_all`] on any disk, with `pause` between reads.
 async fn read_all_on<D: rill_storage::io::Disk>(
     log: &PartitionLog<D>,
     mut offset: i64,
     max_bytes: usize,
+    pause: Duration,
 ) -> (Vec<u64>, bool) {
     let mut seen = Vec::new();
     let mut ahead = false;
     while offset < log.log_end_offset() {
         let data = log.read(offset, max_bytes).await.unwrap();
         ahead |= held_bytes() > 0;
-        seen.extend(ids(&data));
+        let got = ids(&data);
+        assert!(
+            data.len() <= max_bytes || got.len() == 1,
+            "at most max_bytes, or one batch"
+        );
+        seen.extend(got);
         offset = rill_record::header::next_offset_after(&data).unwrap();
+        if !pause.is_zero() {
+            glommio::timer::sleep(pause).await;
+        }
     }
     (seen, ahead)
 }
@@ -128,20 +146,6 @@ fn a_stream_keeps_its_depth_of_reads_ahead_and_each_is_ready_when_asked_for() {
     });
 }
 
-/// Reads from `offset` to the log end in reads of `max_bytes`, slower than
-/// the disk (the stream fills up between reads); the ids seen.
-async fn read_slowly(log: &PartitionLog, mut offset: i64, max_bytes: usize) -> Vec<u64> {
-    let mut seen = Vec::new();
-    while offset < log.log_end_offset() {
-        let data = log.read(offset, max_bytes).await.unwrap();
-        assert!(data.len() <= max_bytes);
-        seen.extend(ids(&data));
-        offset = rill_record::header::next_offset_after(&data).unwrap();
-        glommio::timer::sleep(Duration::from_millis(10)).await;
-    }
-    seen
-}
-
 /// Since `before`, one read was not prepared (the first), and at least
 /// `ready` were ready when asked for.
 fn only_the_first_read_was_not_prepared(before: Outcomes, ready: u64) -> Outcomes {
@@ -171,7 +175,7 @@ fn a_disk_that_answers_at_once_keeps_no_more_than_the_depth_ahead() {
         }
         // One byte asked per read: at least the next read, at most the depth.
         assert!((1..=depth(1)).contains(&held_bytes()), "{}", held_bytes());
-        let (seen, _) = read_all_on(&log, 1, 1).await;
+        let (seen, _) = read_all_on(&log, 1, 1, Duration::ZERO).await;
         assert_eq!(seen, (1..3000).collect::<Vec<_>>());
         log.close().await.unwrap();
     });
