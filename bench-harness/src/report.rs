@@ -104,10 +104,23 @@ impl Report {
         self.broker_cpu_seconds_per_gb = (gb > 0.0).then(|| cpu.cpu_seconds / gb);
     }
 
-    /// Lines on who was busy: the broker's and the generator's CPU use, and
-    /// which one bound the run.
+    /// Lines on who was busy: the broker's and the generator's CPU use,
+    /// which one bound the run, and the producers' requests (how many were
+    /// in flight, and their round trip).
     fn cpu_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
+        if let Some(q) = &self.result.produce_requests {
+            lines.push(format!(
+                "produce requests {:.0}/s of {:.0} batches, {:.1} KB each; round trip {:.2} ms on average, {:.1} ms at most; {:.1} in flight on average of at most {}",
+                q.per_second,
+                q.batches_per_request,
+                q.bytes_per_request / 1e3,
+                q.round_trip_mean_ms,
+                q.round_trip_max_ms,
+                q.in_flight_mean,
+                q.in_flight_max
+            ));
+        }
         if let (Some(cpu), Some(per_gb)) = (self.broker_cpu, self.broker_cpu_seconds_per_gb) {
             lines.push(format!(
                 "broker CPU {:.2} s over the run: {per_gb:.2} CPU-s per GB produced; busy {:.2} of {} CPUs ({:.0} %)",

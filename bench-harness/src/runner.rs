@@ -67,8 +67,8 @@ fn key_bytes(table: &[Bytes], k: u64) -> Bytes {
 use bytes::{BufMut, Bytes, BytesMut};
 use rill_client::{
     Admin, Client, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Delivery, GroupConfig,
-    GroupConsumer, GroupProtocol, NewTopic, Offset, OffsetReset, Producer, ProducerConfig, Record,
-    TopicPartition,
+    GroupConsumer, GroupProtocol, NewTopic, Offset, OffsetReset, Producer, ProducerConfig,
+    ProducerMetrics, Record, TopicPartition,
 };
 use serde::Serialize;
 
@@ -111,6 +111,42 @@ impl Throughput {
     }
 }
 
+/// The producers' Produce requests over the measured phase, from
+/// rill-client's [`ProducerMetrics`]: how many were in flight and how long
+/// each took tells whether a run was bound by its round trips (throughput
+/// = requests in flight × bytes per request ÷ round trip).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestSummary {
+    pub per_second: f64,
+    pub batches_per_request: f64,
+    pub bytes_per_request: f64,
+    /// From a request written to its answer read, as the client sees it.
+    pub round_trip_mean_ms: f64,
+    pub round_trip_max_ms: f64,
+    /// Requests in flight on average over all producers (round trips
+    /// summed ÷ the phase's length).
+    pub in_flight_mean: f64,
+    /// The most the producers may have in flight.
+    pub in_flight_max: usize,
+}
+
+impl RequestSummary {
+    fn of(m: &ProducerMetrics, seconds: f64, in_flight_max: usize) -> Option<RequestSummary> {
+        let mean = m.round_trip_mean()?;
+        let s = seconds.max(1e-9);
+        let per = |v: u64| v as f64 / m.requests.max(1) as f64;
+        Some(RequestSummary {
+            per_second: m.answered as f64 / s,
+            batches_per_request: per(m.batches),
+            bytes_per_request: per(m.bytes),
+            round_trip_mean_ms: mean.as_secs_f64() * 1e3,
+            round_trip_max_ms: m.round_trip_max.as_secs_f64() * 1e3,
+            in_flight_mean: m.round_trip_total.as_secs_f64() / s,
+            in_flight_max,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub produce: Throughput,
@@ -125,6 +161,8 @@ pub struct RunResult {
     pub undelivered: u64,
     /// Bytes produced over the whole run (warm-up and measured phase).
     pub produced_bytes_all: u64,
+    /// The producers' Produce requests over the measured phase.
+    pub produce_requests: Option<RequestSummary>,
     pub timeline: Vec<Second>,
 }
 
@@ -445,6 +483,7 @@ async fn drive(
     let rate_per_producer = w.rate.per_second().map(|r| r / w.producers as f64);
     let max_measured = w.max_messages.map(|m| m / w.producers as u64);
     let mut producer_tasks = Vec::new();
+    let mut producers = Vec::new();
     for p in 0..w.producers {
         // A client of its own, as each producer of an application has: a
         // connection allows 5 requests in flight, and producers sharing one
@@ -466,6 +505,7 @@ async fn drive(
                 ..ProducerConfig::default()
             },
         )?);
+        producers.push(producer.clone());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Delivery, u64, usize)>(100_000);
         let acker_stats = stats.clone();
         // Deliveries are awaited in order (cheap: most are already done
@@ -576,6 +616,24 @@ async fn drive(
         }));
     }
 
+    // The producers' requests from the start of the measured phase until
+    // they are done.
+    let in_flight_max = producers.len() * client.config().max_in_flight;
+    let requests_total = move || {
+        let mut sum = ProducerMetrics::default();
+        for p in &producers {
+            sum.add(&p.metrics());
+        }
+        sum
+    };
+    let requests_start = {
+        let total = requests_total.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((base + Duration::from_micros(warmup_us)).into()).await;
+            (total(), Instant::now())
+        })
+    };
+
     // Progress, once a second, until consumers are done.
     let reporter = {
         let (stats, done, subs) = (
@@ -646,6 +704,18 @@ async fn drive(
     for t in producer_tasks {
         t.await?;
     }
+    // None when the producers were done before the measured phase began.
+    let produce_requests = if requests_start.is_finished() {
+        let (start, at) = requests_start.await?;
+        RequestSummary::of(
+            &requests_total().since(&start),
+            at.elapsed().as_secs_f64(),
+            in_flight_max,
+        )
+    } else {
+        requests_start.abort();
+        None
+    };
     let produced_all = stats.produced.all_msgs.load(Ordering::Relaxed);
     producing_done.store(true, Ordering::Relaxed);
     let produce_end_us = now_us(base).min(end_us).max(warmup_us + 1);
@@ -715,6 +785,7 @@ async fn drive(
         first_error,
         undelivered: produced_all.saturating_sub(slowest),
         produced_bytes_all: stats.produced.all_bytes.load(Ordering::Relaxed),
+        produce_requests,
         timeline,
     })
 }

@@ -121,6 +121,22 @@ duration_secs = 3
     assert!(r["limits"]["loopback_tcp_mb_s"].as_f64().unwrap() > 1.0);
     assert!(r["produce_fraction_of_disk"].as_f64().unwrap() > 0.0);
     assert!(r["result"]["timeline"].as_array().unwrap().len() >= 4);
+    // The producers' requests: how many, what they carried, their round
+    // trip and how many were in flight (two producers, five each at most).
+    let q = &r["result"]["produce_requests"];
+    let per_second = q["per_second"].as_f64().unwrap();
+    assert!(per_second > 10.0, "{q}");
+    assert!(q["batches_per_request"].as_f64().unwrap() >= 1.0, "{q}");
+    assert!(q["bytes_per_request"].as_f64().unwrap() > 64.0, "{q}");
+    let (mean, max) = (
+        q["round_trip_mean_ms"].as_f64().unwrap(),
+        q["round_trip_max_ms"].as_f64().unwrap(),
+    );
+    assert!(mean > 0.0 && mean <= max, "{q}");
+    assert_eq!(q["in_flight_max"], 10, "{q}");
+    let in_flight = q["in_flight_mean"].as_f64().unwrap();
+    assert!(in_flight > 0.0 && in_flight <= 10.0, "{q}");
+    assert!(stdout.contains("produce requests"), "{stdout}");
     let html = std::fs::read_to_string(out.join("tiny-fixed.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 2, "two charts");
     assert!(html.contains("Throughput over time") && html.contains("p99.99"));

@@ -780,3 +780,70 @@ fn records_waiting_for_a_request_slot_join_one_open_batch() {
         "the warm-up record, the one in flight at the freeze, then one batch of the 40 that waited"
     );
 }
+
+/// The producer's metrics say what its requests did: written, answered,
+/// batches and bytes carried, and the round trip as the client saw it (a
+/// request held by a frozen broker shows in it).
+#[test]
+fn producer_metrics_count_requests_and_their_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = client(&broker.addr()).await;
+        create(&client, "metered", 2).await;
+        let producer = Producer::new(client.clone(), ProducerConfig::default()).unwrap();
+        assert_eq!(producer.metrics(), rill_client::ProducerMetrics::default());
+        // Connection and producer id in place before the freeze.
+        producer
+            .send(Record::new("metered", "warm").partition(0))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let warm = producer.metrics();
+        assert_eq!((warm.requests, warm.answered, warm.batches), (1, 1, 1));
+        assert!(warm.bytes > 4, "{warm:?}");
+        assert!(warm.round_trip_total > Duration::ZERO);
+        assert_eq!(warm.in_flight(), 0);
+
+        broker.pause();
+        let value = vec![b'v'; 1000];
+        let deliveries = [
+            producer
+                .send(Record::new("metered", value.clone()).partition(0))
+                .await
+                .unwrap(),
+            producer
+                .send(Record::new("metered", value).partition(1))
+                .await
+                .unwrap(),
+        ];
+        let frozen = Duration::from_millis(300);
+        tokio::time::sleep(frozen).await;
+        let held = producer.metrics().since(&warm);
+        assert!(held.in_flight() >= 1, "held by the frozen broker: {held:?}");
+        assert_eq!(held.answered, 0, "{held:?}");
+        broker.resume();
+        for d in deliveries {
+            tokio::time::timeout(Duration::from_secs(30), d)
+                .await
+                .expect("delivered once the broker runs again")
+                .unwrap();
+        }
+        let after = producer.metrics().since(&warm);
+        assert_eq!(after.answered, after.requests, "{after:?}");
+        assert_eq!(after.in_flight(), 0);
+        assert_eq!(after.batches, 2, "one batch per partition: {after:?}");
+        assert!(after.bytes >= 2000, "{after:?}");
+        // Written a linger after the freeze began, answered after it ended.
+        let held_for = frozen - Duration::from_millis(50);
+        assert!(after.round_trip_max >= held_for, "{after:?}");
+        assert!(
+            after.round_trip_mean().unwrap() >= held_for / 2,
+            "{after:?}"
+        );
+        producer.close().await;
+    });
+    broker.terminate();
+}

@@ -66,5 +66,7 @@ pub use error::{Error, Result};
 pub use group_consumer::{GroupConfig, GroupConsumer, GroupProtocol, Rebalance, Subscription};
 pub use groups::{GroupDescription, GroupListing, GroupMember};
 pub use offsets::{OffsetSpec, TopicPartition};
-pub use producer::{Acks, Delivery, Producer, ProducerConfig, Record, RecordMetadata};
+pub use producer::{
+    Acks, Delivery, Producer, ProducerConfig, ProducerMetrics, Record, RecordMetadata,
+};
 pub use protocol::records::{Compression, Header, TimestampType};

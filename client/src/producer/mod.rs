@@ -31,7 +31,10 @@ use crate::protocol::records::{record_size_estimate, Compression, Header};
 
 mod accumulator;
 mod completion;
+mod metrics;
 mod sender;
+
+pub use metrics::ProducerMetrics;
 
 use accumulator::{Batch, State};
 use completion::{Completion, Outcome};
@@ -253,6 +256,7 @@ impl Future for DeliveryFuture {
 struct Shared {
     client: Client,
     config: ProducerConfig,
+    requests: metrics::RequestTally,
     /// Idempotence asked for and in effect (acks=all, broker supports it).
     idempotent: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
@@ -300,6 +304,7 @@ impl Producer {
             memory: Semaphore::new(permits),
             idempotent: idempotent.into(),
             config,
+            requests: metrics::RequestTally::default(),
         });
         let sender = tokio::spawn(sender_loop(shared.clone()));
         Ok(Producer {
@@ -310,6 +315,13 @@ impl Producer {
 
     pub fn config(&self) -> &ProducerConfig {
         &self.shared.config
+    }
+
+    /// Its Produce requests so far (the Java client's `request-latency-avg`,
+    /// `requests-in-flight`, `records-per-request-avg` and the like come
+    /// from the difference of two of these).
+    pub fn metrics(&self) -> ProducerMetrics {
+        self.shared.requests.snapshot()
     }
 
     /// The producer id and epoch batches are stamped with, once the broker

@@ -49,7 +49,8 @@ pub(super) async fn sender_loop(shared: Arc<Shared>) {
         for mut o in outgoing {
             let fatal = encode_batches(&shared, &mut o);
             let started = start_produce(&shared, &o).await;
-            tokio::spawn(send_request(shared.clone(), o, fatal, started));
+            let written = started.is_ok().then(|| shared.requests.started(&o.batches));
+            tokio::spawn(send_request(shared.clone(), o, fatal, started, written));
         }
         if done {
             return;
@@ -333,6 +334,7 @@ async fn send_request(
     mut out: Outgoing,
     fatal: Vec<(usize, Error)>,
     started: Result<InFlight>,
+    written: Option<Instant>,
 ) {
     let config = &shared.config;
     let result = match started {
@@ -340,6 +342,9 @@ async fn send_request(
         Err(e) => Err(e),
     };
     let now = Instant::now();
+    if let Some(written) = written {
+        shared.requests.answered(now - written);
+    }
     // Idempotence: where each partition's stored sequences end. A batch
     // refused as out of order that does not start there only came before
     // an earlier one that is being retried: it is retried too.
