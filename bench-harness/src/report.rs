@@ -107,7 +107,7 @@ impl Report {
     /// Lines on who was busy: the broker's and the generator's CPU use,
     /// which one bound the run, and the producers' requests (how many were
     /// in flight, and their round trip).
-    fn cpu_lines(&self) -> Vec<String> {
+    fn load_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(q) = &self.result.produce_requests {
             lines.push(format!(
@@ -214,7 +214,7 @@ impl Report {
                 pct(Some(f))
             );
         }
-        for line in self.cpu_lines() {
+        for line in self.load_lines() {
             let _ = writeln!(s, "{line}");
         }
         let _ = writeln!(
@@ -314,7 +314,7 @@ th{{background:#f2f2f2}}td:first-child,th:first-child{{text-align:left}}
                 .map(|e| format!(" (first: {})", esc(e)))
                 .unwrap_or_default(),
             r.undelivered,
-            self.cpu_lines()
+            self.load_lines()
                 .iter()
                 .map(|l| esc(l))
                 .collect::<Vec<_>>()

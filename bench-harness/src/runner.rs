@@ -111,7 +111,8 @@ impl Throughput {
     }
 }
 
-/// The producers' Produce requests over the measured phase, from
+/// The producers' Produce requests from the start of the measured phase
+/// until the producers are done (their last requests answered), from
 /// rill-client's [`ProducerMetrics`]: how many were in flight and how long
 /// each took tells whether a run was bound by its round trips (throughput
 /// = requests in flight × bytes per request ÷ round trip).
@@ -126,7 +127,7 @@ pub struct RequestSummary {
     /// Requests in flight on average over all producers (round trips
     /// summed ÷ the phase's length).
     pub in_flight_mean: f64,
-    /// The most the producers may have in flight.
+    /// The most the producers may have in flight to one broker.
     pub in_flight_max: usize,
 }
 
@@ -161,7 +162,7 @@ pub struct RunResult {
     pub undelivered: u64,
     /// Bytes produced over the whole run (warm-up and measured phase).
     pub produced_bytes_all: u64,
-    /// The producers' Produce requests over the measured phase.
+    /// The producers' Produce requests from the measured phase on.
     pub produce_requests: Option<RequestSummary>,
     pub timeline: Vec<Second>,
 }

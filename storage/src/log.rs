@@ -1188,24 +1188,23 @@ impl<D: Disk> PartitionLog<D> {
                 None
             }
         };
-        let data = match prepared {
+        let (data, rest) = match prepared {
             // Read larger than this request (a stream reads at least
             // `read_ahead::READ_MIN` at a time, a fetch of several partitions
             // shares its bytes among them): as much as this one may take,
             // and the rest kept for the stream's next read.
             Some(read) => {
                 let data = whole_batches_within(read.clone(), max_bytes);
-                if let Some(next) = rill_record::header::next_offset_after(&data) {
-                    if data.len() < read.len() {
-                        self.keep_rest(stream, (next, layout), read.slice(data.len()..));
-                    }
-                }
-                data
+                let rest = (data.len() < read.len()).then(|| read.slice(data.len()..));
+                (data, rest)
             }
-            None => self.read_from_disk(offset, max_bytes).await?,
+            None => (self.read_from_disk(offset, max_bytes).await?, None),
         };
-        let after = rill_record::header::next_offset_after(&data).map(|next| (next, layout));
-        self.read_ahead(stream, after, max_bytes);
+        let next = rill_record::header::next_offset_after(&data);
+        if let (Some(next), Some(rest)) = (next, rest) {
+            self.keep_rest(stream, (next, layout), rest);
+        }
+        self.read_ahead(stream, next.map(|next| (next, layout)), max_bytes);
         Ok(data)
     }
 

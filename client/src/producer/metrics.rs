@@ -46,7 +46,7 @@ impl ProducerMetrics {
 
     /// The mean round trip of the answered requests.
     pub fn round_trip_mean(&self) -> Option<Duration> {
-        (self.answered > 0).then(|| self.round_trip_total / self.answered as u32)
+        (self.answered > 0).then(|| self.round_trip_total.div_f64(self.answered as f64))
     }
 
     /// Adds another producer's figures (a report over several producers).
@@ -96,19 +96,16 @@ impl RequestTally {
         self.answered.fetch_add(1, Relaxed);
     }
 
+    /// The counters now (each read on its own: a request being answered
+    /// meanwhile may show in some and not yet in others).
     pub(super) fn snapshot(&self) -> ProducerMetrics {
-        // Answers first: a request counted as answered is also counted as
-        // written, so in_flight never goes below zero.
-        let answered = self.answered.load(Relaxed);
-        let round_trip_total = Duration::from_micros(self.round_trip_us.load(Relaxed));
-        let round_trip_max = Duration::from_micros(self.round_trip_max_us.load(Relaxed));
         ProducerMetrics {
             requests: self.requests.load(Relaxed),
-            answered,
+            answered: self.answered.load(Relaxed),
             batches: self.batches.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
-            round_trip_total,
-            round_trip_max,
+            round_trip_total: Duration::from_micros(self.round_trip_us.load(Relaxed)),
+            round_trip_max: Duration::from_micros(self.round_trip_max_us.load(Relaxed)),
         }
     }
 }
